@@ -1,0 +1,1 @@
+"""analysis package (see ARCHITECTURE.md)."""

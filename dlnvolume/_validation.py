@@ -1,0 +1,132 @@
+"""Input validation at the public boundary (scipy's ``_*_iv`` habit).
+
+Inner code trusts its inputs; every public entry point calls one of these first.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    InvalidArgumentError,
+    InvalidDepthError,
+    InvalidRankError,
+    NonFiniteError,
+    ShapeError,
+)
+
+__all__ = [
+    "check_depth",
+    "check_matrix",
+    "check_rank",
+    "check_positive",
+    "check_int",
+]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_depth(depth: Any, *, normalized: bool = True, name: str = "depth") -> float | int:
+    """Return depth as ``int`` (finite) or ``math.inf``.
+
+    Accepts Python/numpy integers >= 1, integral floats >= 1 and ``math.inf``.
+    """
+    if isinstance(depth, bool):
+        raise InvalidDepthError(
+            f"{name}={depth!r} is a bool; expected an integer >= 1 or math.inf"
+        )
+    if isinstance(depth, numbers.Integral):
+        value = int(depth)
+    elif isinstance(depth, numbers.Real):
+        d = float(depth)
+        if d == math.inf:
+            if not normalized:
+                raise InvalidDepthError(
+                    f"{name}=inf with normalized=False: the unnormalized operator A_N grows like N and "
+                    "has no infinite-depth limit; use normalized=True (the operator A/N, MATH.md §1.3)"
+                )
+            return math.inf
+        if not math.isfinite(d) or d != math.floor(d):
+            raise InvalidDepthError(
+                f"{name}={_short(depth)} is not an integer; expected an integer >= 1 or math.inf"
+            )
+        value = int(d)
+    else:
+        raise InvalidDepthError(
+            f"{name}={_short(depth)} has type {type(depth).__name__}; expected an integer >= 1 or math.inf"
+        )
+    if value < 1:
+        raise InvalidDepthError(f"{name}={value} is below 1; expected an integer >= 1 or math.inf")
+    return value
+
+
+def check_matrix(
+    X: Any, *, name: str = "X", batch: bool = True, finite: bool = True, min_ndim: int = 2
+) -> np.ndarray:
+    """Return ``X`` as a float64 array of shape ``(..., m, n)`` with ``m, n >= 1``."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} could not be converted to a float array: {exc}") from None
+    if arr.ndim < min_ndim or (not batch and arr.ndim != 2):
+        accepted = "shape (..., m, n)" if batch else "shape (m, n)"
+        raise ShapeError(f"{name} has shape {arr.shape}; expected a matrix of {accepted}")
+    if arr.shape[-1] == 0 or arr.shape[-2] == 0:
+        raise ShapeError(f"{name} has shape {arr.shape}; expected m >= 1 and n >= 1")
+    if finite and not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"{name} has NaN or infinite entries; expected finite numbers")
+    return arr
+
+
+def check_rank(rank: Any, m: int, n: int, *, name: str = "rank") -> int:
+    """Return rank as an int in ``0..min(m, n)``; ``None`` means ``min(m, n)``."""
+    k = min(m, n)
+    if rank is None:
+        return k
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+        if isinstance(rank, numbers.Real) and float(rank).is_integer():
+            rank = int(rank)
+        else:
+            raise InvalidRankError(
+                f"{name}={_short(rank)} is not an integer; expected an integer in 0..{k} (shape {m}x{n}) or None"
+            )
+    rank = int(rank)
+    if not 0 <= rank <= k:
+        raise InvalidRankError(
+            f"{name}={rank} is outside 0..{k} for shape {m}x{n}; expected an integer in 0..min(m, n) or None"
+        )
+    return rank
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
+    """Return a float that is > 0 (or >= 0), finite unless ``allow_inf``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"{name}={_short(value)} is not a real number")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise InvalidArgumentError(f"{name}={v} is not finite; expected a finite number")
+    if v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgumentError(f"{name}={v} is out of range; expected a number {bound}")
+    return v
+
+
+def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return an int in ``minimum..maximum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise InvalidArgumentError(f"{name}={_short(value)} is not an integer")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f"..{maximum}" if maximum is not None else " or more"
+        raise InvalidArgumentError(f"{name}={value} is out of range; expected an integer {minimum}{upper}")
+    return value
