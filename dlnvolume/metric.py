@@ -20,7 +20,8 @@ from .spectral import (
     chart_log_density_from_log_sigma,
     log_multipliers,
     log_singular_values,
-    log_volume_density_from_log_sigma,
+    log_volume_density_from_sigma,
+    scaled_singular_values,
 )
 
 __all__ = ["DLNMetric", "log_volume_density"]
@@ -196,7 +197,8 @@ class DLNMetric:
         X = check_matrix(X)
         m, n = X.shape[-2:]
         r = check_rank(rank, m, n)
-        return log_volume_density_from_log_sigma(log_singular_values(X), (m, n), r, self.depth, self.normalized)
+        s, log_scale = scaled_singular_values(X)
+        return log_volume_density_from_sigma(s, log_scale, (m, n), r, self.depth, self.normalized)
 
     def chart_log_density(self, sigma: Any, shape: tuple[int, int], rank: int | None = None) -> np.ndarray:
         """Log density of the g_N-volume of ``M_r`` in SVD coordinates ``(σ, Q, R)``.

@@ -19,6 +19,7 @@ Conventions (MATH.md §0, §2.1):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -28,6 +29,8 @@ __all__ = [
     "log_singular_values",
     "log_multipliers",
     "log_volume_density_from_log_sigma",
+    "log_volume_density_from_sigma",
+    "scaled_singular_values",
     "chart_log_density_from_log_sigma",
     "euclidean_log_jacobian_from_log_sigma",
 ]
@@ -43,6 +46,25 @@ def log_expm1_ratio(z: np.ndarray) -> np.ndarray:
     safe = np.where(w == 0.0, -1.0, w)
     ratio = np.where(w == 0.0, 1.0, np.expm1(safe) / safe)
     return np.maximum(z, 0.0) + np.log(ratio)
+
+
+def scaled_singular_values(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values of ``X / scale`` (descending) and ``log scale``, ``scale = max |X_ij|`` (1 for 0).
+
+    Dividing by the largest entry first keeps the SVD finite for entries near 1e-300 or 1e+300.
+    """
+    scale = np.max(np.abs(X), axis=(-2, -1))
+    if X.ndim == 2:
+        scale = float(scale) if scale > 0 else 1.0
+        if 1e-100 < scale < 1e100:
+            return np.linalg.svd(X, compute_uv=False) / scale, np.log(scale)
+        return np.linalg.svd(X / scale, compute_uv=False), np.log(scale)
+    scale = np.where(scale > 0, scale, 1.0)
+    if np.all((scale > 1e-100) & (scale < 1e100)):
+        s = np.linalg.svd(X, compute_uv=False) / scale[..., None]
+    else:
+        s = np.linalg.svd(X / scale[..., None, None], compute_uv=False)
+    return s, np.log(scale)
 
 
 def log_singular_values(X: np.ndarray) -> np.ndarray:
@@ -134,6 +156,99 @@ def _pairs(log_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.minimum(a, b), np.maximum(a, b), np.abs(a - b)
 
 
+@functools.lru_cache(maxsize=64)
+def _circulant_index(r: int) -> np.ndarray:
+    """``idx[k-1, i] = (i + k) mod r`` for ``k = 1..⌊r/2⌋``: every unordered pair once (twice for k = r/2)."""
+    h = r // 2
+    idx = (np.arange(r)[None, :] + np.arange(1, h + 1)[:, None]) % r
+    idx.setflags(write=False)
+    return idx
+
+
+def _pair_log_q_sum(s: np.ndarray, depth: float) -> np.ndarray:
+    """``Σ_{i<j} log q_ij`` with ``q_ij = expm1(−2t)/(N·expm1(−2t/N))``, ``t = |log σ_i − log σ_j|``.
+
+    ``q_ij = λ_ij / σ_hi^{2(N−1)/N}`` is the normalized multiplier without its scale (MATH.md §2.1); at
+    ``N = ∞`` it is ``−expm1(−2t)/(2t)``, the logarithmic-mean ratio. Numerator and denominator are
+    both functions of the same ``t``, so nearly coincident singular values give ``q → 1`` without 0/0
+    or cancellation. Each unordered pair is visited once through a cached circulant index
+    (pairs ``(i, i+k mod r)``, ``k = 1..⌊r/2⌋``). Logs are taken of products of at most 64 factors:
+    ``q(N) ≥ q(∞) = (1 − ρ²)/(2|log ρ|) ≥ 1/1490`` for every float64 ratio ``ρ = σ_lo/σ_hi > 0``
+    (``|log ρ| ≤ 745``) and ``q ≤ 1``, so a product of 64 factors stays above 1e-203.
+    ``s``: (..., r) positive, any order.
+    """
+    r = s.shape[-1]
+    if r < 2:
+        return np.zeros(s.shape[:-1])
+    h = r // 2
+    ls = np.log(s)
+    t = np.abs(ls[..., None, :] - ls[..., _circulant_index(r)])
+    zero = t == 0.0
+    num = np.expm1(-2.0 * t)
+    if math.isinf(depth):
+        den = -2.0 * t
+    else:
+        den = depth * np.expm1((-2.0 / depth) * t)
+    q = np.ones_like(num)
+    np.divide(num, den, out=q, where=~zero)
+    if r % 2 == 0:  # the shift k = r/2 visits every pair twice: count it once
+        q[..., -1, :] = np.sqrt(q[..., -1, :])
+    if h <= 64:
+        return np.sum(np.log(np.prod(q, axis=-2)), axis=-1)
+    total = np.zeros(s.shape[:-1])
+    for start in range(0, h, 64):
+        total = total + np.sum(np.log(np.prod(q[..., start : start + 64, :], axis=-2)), axis=-1)
+    return total
+
+
+def log_volume_density_from_sigma(
+    sigma_scaled: np.ndarray,
+    log_scale: np.ndarray | float,
+    shape: tuple[int, int],
+    rank: int,
+    depth: float,
+    normalized: bool = True,
+) -> np.ndarray:
+    """``log ρ_N^{(r)}`` from singular values ``σ = sigma_scaled · exp(log_scale)`` (descending).
+
+    ``ρ_N^{(r)} = Π_{(i,j) tangent} λ_ij^{-1/2}`` (MATH.md §3.2–§3.3): the density of the g_N-volume of
+    the rank-r stratum w.r.t. its Frobenius Hausdorff measure. With ``l = log σ`` (descending),
+    ``e = 2(N−1)/N`` and ``c = m + n − 2r``::
+
+        log ρ = −½ [ e Σ_i l_i + 2 Σ_{i<j} (e·max(l_i, l_j) + log q_ij) + c Σ_i (e l_i − log N) ]
+
+    and ``Σ_{i<j} max(l_i, l_j) = Σ_i (r−1−i) l_i`` for sorted ``l``. At ``N = ∞`` on a rectangular
+    shape or a lower stratum the mixed multipliers ``σ_i^{2(N−1)/N}/N`` are renormalized to ``σ_i²``
+    (the factor ``N^{r(m+n−2r)/2}`` of MATH.md §3.4 removed). ``+inf`` when a singular value inside the
+    stratum is zero (N >= 2); 0 at ``N = 1``.
+    """
+    m, n = shape
+    N = depth
+    r = rank
+    s = sigma_scaled[..., :r]
+    batch = s.shape[:-1]
+    if N == 1 or r == 0:
+        return np.zeros(batch)
+    positive = s > 0
+    zero = ~np.all(positive, axis=-1)
+    if zero.any():
+        s = np.where(positive, s, 1.0)
+    l = np.log(s) + np.asarray(log_scale)[..., None]
+    c = m + n - 2 * r
+    e = 2.0 if math.isinf(N) else 2.0 * (N - 1) / N
+    weights = 1.0 + 2.0 * (r - 1 - np.arange(r))  # diagonal + twice the pairs where l_i is the max
+    total = e * np.sum(l * weights, axis=-1) + 2.0 * _pair_log_q_sum(s, N)
+    if c:
+        mixed = e * np.sum(l, axis=-1)
+        if not math.isinf(N):
+            mixed = mixed - r * math.log(N)
+        total = total + c * mixed
+    total = -0.5 * total
+    if not normalized:
+        total = total - 0.5 * r * (m + n - r) * math.log(N)
+    return np.where(zero, np.inf, total)
+
+
 def log_volume_density_from_log_sigma(
     log_sigma: np.ndarray,
     shape: tuple[int, int],
@@ -141,39 +256,16 @@ def log_volume_density_from_log_sigma(
     depth: float,
     normalized: bool = True,
 ) -> np.ndarray:
-    """``log ρ_N^{(r)}`` from the top-``rank`` log singular values, shape ``(...)``.
+    """``log ρ_N^{(r)}`` from log singular values (descending, ``-inf`` for zeros).
 
-    ``ρ_N^{(r)} = Π_{(i,j) tangent} λ_ij^{-1/2}`` (MATH.md §3.2–§3.3): the density of the g_N-volume of
-    the rank-r stratum w.r.t. its Frobenius Hausdorff measure. At ``N = ∞`` on a rectangular shape or
-    a lower stratum the mixed multipliers ``σ_i^{2(N-1)/N}/N`` are renormalized to ``σ_i²``
-    (the factor ``N^{r(m+n-2r)/2}`` of MATH.md §3.4 removed). ``+inf`` when a singular value inside the
-    stratum is zero (N >= 2).
+    See :func:`log_volume_density_from_sigma`; the values are rescaled by their maximum first.
     """
-    m, n = shape
-    N = depth
-    r = rank
-    ls = log_sigma[..., :r]
-    batch = ls.shape[:-1]
-    if N == 1 or r == 0:
-        return np.zeros(batch)
-    zero = ~np.all(np.isfinite(ls), axis=-1)
-    ls = np.where(np.isfinite(ls), ls, 0.0)
-    c = m + n - 2 * r
-    if math.isinf(N):
-        diag = 2.0 * ls  # log λ_ii = 2 log σ
-        mixed = 2.0 * ls  # renormalized
-        lo, hi, ad = _pairs(ls)
-        pair = 2.0 * hi + log_expm1_ratio(-2.0 * ad)
-    else:
-        e = 2.0 * (N - 1) / N
-        diag = e * ls
-        mixed = e * ls - math.log(N)
-        lo, hi, ad = _pairs(ls)
-        pair = e * hi + log_expm1_ratio(-2.0 * ad) - log_expm1_ratio(-2.0 * ad / N)
-    total = -0.5 * np.sum(diag + c * mixed, axis=-1) - np.sum(pair, axis=-1)
-    if not normalized:
-        total = total - 0.5 * r * (m + n - r) * math.log(N)
-    return np.where(zero, np.inf, total)
+    ls = log_sigma[..., :rank]
+    if rank == 0:
+        return np.zeros(ls.shape[:-1])
+    top = np.max(np.where(np.isfinite(ls), ls, -np.inf), axis=-1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return log_volume_density_from_sigma(np.exp(ls - top[..., None]), top, shape, rank, depth, normalized)
 
 
 def euclidean_log_jacobian_from_log_sigma(log_sigma: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
