@@ -25,6 +25,7 @@ __all__ = [
     "check_rank",
     "check_positive",
     "check_int",
+    "check_rng",
 ]
 
 
@@ -90,7 +91,9 @@ def check_rank(rank: Any, m: int, n: int, *, name: str = "rank") -> int:
     k = min(m, n)
     if rank is None:
         return k
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral):
+    if isinstance(rank, (bool, np.bool_)):
+        raise InvalidRankError(f"{name}={rank!r} is a bool; expected an integer in 0..{k} (shape {m}x{n}) or None")
+    if not isinstance(rank, numbers.Integral):
         if isinstance(rank, numbers.Real) and float(rank).is_integer():
             rank = int(rank)
         else:
@@ -107,7 +110,7 @@ def check_rank(rank: Any, m: int, n: int, *, name: str = "rank") -> int:
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
     """Return a float that is > 0 (or >= 0), finite unless ``allow_inf``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidArgumentError(f"{name}={_short(value)} is not a real number")
     v = float(value)
     if math.isnan(v) or (math.isinf(v) and not allow_inf):
@@ -120,7 +123,9 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False, allow_inf
 
 def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
     """Return an int in ``minimum..maximum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{name}={value!r} is a bool; expected an integer")
+    if not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
             value = int(value)
         else:
@@ -130,3 +135,22 @@ def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = 
         upper = f"..{maximum}" if maximum is not None else " or more"
         raise InvalidArgumentError(f"{name}={value} is out of range; expected an integer {minimum}{upper}")
     return value
+
+
+def check_rng(rng: Any, name: str = "rng") -> np.random.Generator:
+    """Convert ``rng`` once into a Generator: None, an int seed >= 0, a SeedSequence or a Generator.
+
+    A Generator is returned as is (its state is shared, as ``numpy.random.default_rng`` does).
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, np.random.SeedSequence):
+        return np.random.default_rng(rng)
+    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if int(rng) < 0:
+            raise InvalidArgumentError(f"{name}={int(rng)} is negative; expected a seed >= 0, a Generator, or None")
+        return np.random.default_rng(int(rng))
+    raise InvalidArgumentError(
+        f"{name}={_short(rng)} has type {type(rng).__name__}; "
+        "expected None, an int seed >= 0, a numpy SeedSequence or a numpy Generator"
+    )

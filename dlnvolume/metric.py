@@ -101,14 +101,19 @@ class DLNMetric:
         X = check_matrix(X)
         m, n = X.shape[-2:]
         r = check_rank(rank, m, n)
-        return np.exp(log_multipliers(log_singular_values(X), (m, n), r, self.depth, self.normalized))
+        with np.errstate(over="ignore"):  # beyond the float64 range: inf (IEEE), never NaN
+            return np.exp(log_multipliers(log_singular_values(X), (m, n), r, self.depth, self.normalized))
 
     def _hat(self, X: np.ndarray, Zs: list[np.ndarray], rank: int | None):
         m, n = X.shape[-2:]
         r = check_rank(rank, m, n)
         U, ls, V = self._svd(X, r)
         lm = log_multipliers(ls, (m, n), r, self.depth, self.normalized)
-        hats = [np.swapaxes(U, -1, -2) @ Z @ V for Z in Zs]
+        hats = []
+        for Z in Zs:  # Ẑ = Uᵀ Z V of Z / max|Z|, with log max|Z| added to the log multipliers
+            zs = np.max(np.abs(Z), axis=(-2, -1), keepdims=True)
+            zs = np.where(zs > 0, zs, 1.0)
+            hats.append((np.swapaxes(U, -1, -2) @ (Z / zs) @ V, np.log(zs)))
         return U, V, lm, hats, r
 
     @staticmethod
@@ -118,25 +123,44 @@ class DLNMetric:
         return (i < r) | (j < r)
 
     # ------------------------------------------------------------------ operators
+    @staticmethod
+    def _sandwich(U: np.ndarray, log_mult: np.ndarray, hat: tuple[np.ndarray, np.ndarray], V: np.ndarray) -> np.ndarray:
+        """``U (exp(log_mult) ⊙ H) Vᵀ`` without overflow turning into NaN.
+
+        The hat-space product is formed in log space and divided by its largest entry before the two
+        matrix products; the scale is multiplied back at the end, so an overflowing result is ±inf
+        (IEEE) and a zero result is exactly 0, never NaN (inf·0).
+        """
+        H, log_zscale = hat
+        with np.errstate(divide="ignore"):
+            la = np.where(H == 0, -np.inf, log_mult + log_zscale + np.log(np.abs(H)))
+        top = np.max(la, axis=(-2, -1), keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        W = np.sign(H) * np.exp(la - top)
+        Y = U @ W @ np.swapaxes(V, -1, -2)
+        with np.errstate(over="ignore"):
+            factor = np.exp(top)
+            return np.where(Y == 0, 0.0, Y * factor)
+
     def apply(self, X: Any, Z: Any, rank: int | None = None) -> np.ndarray:
         """``A_{N,X}(Z)`` (or ``Ā``), shape ``(..., m, n)``.
 
         For ``rank=None`` the operator at ``X`` itself; on a rank-deficient ``X`` it annihilates the
-        normal space (MATH.md §1.5 item 6).
+        normal space (MATH.md §1.5 item 6). Results beyond the float64 range are ±inf, never NaN.
         """
         X = check_matrix(X)
         Z = _check_pair(X, Z, "Z")
-        U, V, lm, (H,), _ = self._hat(X, [Z], rank)
-        return U @ (np.exp(lm) * H) @ np.swapaxes(V, -1, -2)
+        U, V, lm, (hat,), _ = self._hat(X, [Z], rank)
+        return self._sandwich(U, lm, hat, V)
 
     def sqrt_apply(self, X: Any, Z: Any, rank: int | None = None) -> np.ndarray:
         """``A_{N,X}^{1/2}(Z) = Q [√a_ij Ẑ_ij] Rᵀ`` (MATH.md §4.4)."""
         X = check_matrix(X)
         Z = _check_pair(X, Z, "Z")
-        U, V, lm, (H,), _ = self._hat(X, [Z], rank)
-        return U @ (np.exp(0.5 * lm) * H) @ np.swapaxes(V, -1, -2)
+        U, V, lm, (hat,), _ = self._hat(X, [Z], rank)
+        return self._sandwich(U, 0.5 * lm, hat, V)
 
-    def _inverse_multipliers(self, lm: np.ndarray, m: int, n: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    def _inverse_log_multipliers(self, lm: np.ndarray, m: int, n: int, r: int) -> np.ndarray:
         mask = self._tangent_mask(m, n, r)
         if np.any(np.isneginf(lm) & mask):
             raise DegenerateMetricError(
@@ -145,7 +169,7 @@ class DLNMetric:
                 "fewer than `rank` nonzero singular values, or at depth inf on a rectangular shape or a lower "
                 "stratum (MATH.md §2.3); pass the rank of X's stratum or use a finite depth"
             )
-        return np.where(mask, np.exp(-lm), 0.0), mask
+        return np.where(mask, -lm, -np.inf)
 
     def solve(self, X: Any, Z: Any, rank: int | None = None) -> np.ndarray:
         """Inverse of ``A`` on ``T_X M_r``: ``A^+(Z)`` (the normal part of ``Z`` is dropped).
@@ -156,22 +180,29 @@ class DLNMetric:
         X = check_matrix(X)
         Z = _check_pair(X, Z, "Z")
         m, n = X.shape[-2:]
-        U, V, lm, (H,), r = self._hat(X, [Z], rank)
-        inv, _ = self._inverse_multipliers(lm, m, n, r)
-        return U @ (inv * H) @ np.swapaxes(V, -1, -2)
+        U, V, lm, (hat,), r = self._hat(X, [Z], rank)
+        return self._sandwich(U, self._inverse_log_multipliers(lm, m, n, r), hat, V)
 
     def inner(self, X: Any, Z1: Any, Z2: Any, rank: int | None = None) -> np.ndarray:
         """``g_N(X)(Z1, Z2) = ⟨Z1, A^{-1} Z2⟩_F`` for tangent vectors of ``M_r``, shape ``(...)``.
 
-        Normal components are ignored (``Z`` is projected onto ``T_X M_r``).
+        Normal components are ignored (``Z`` is projected onto ``T_X M_r``). Summed in log space with
+        a common scale, so a value beyond the float64 range is ±inf, never NaN.
         """
         X = check_matrix(X)
         Z1 = _check_pair(X, Z1, "Z1")
         Z2 = _check_pair(X, Z2, "Z2")
         m, n = X.shape[-2:]
-        U, V, lm, (H1, H2), r = self._hat(X, [Z1, Z2], rank)
-        inv, _ = self._inverse_multipliers(lm, m, n, r)
-        return np.sum(inv * H1 * H2, axis=(-2, -1))
+        U, V, lm, ((H1, l1), (H2, l2)), r = self._hat(X, [Z1, Z2], rank)
+        inv = self._inverse_log_multipliers(lm, m, n, r) + l1 + l2
+        P = H1 * H2
+        with np.errstate(divide="ignore"):
+            la = np.where(P == 0, -np.inf, inv + np.log(np.abs(H1)) + np.log(np.abs(H2)))
+        top = np.max(la, axis=(-2, -1))
+        top = np.where(np.isfinite(top), top, 0.0)
+        total = np.sum(np.sign(P) * np.exp(la - top[..., None, None]), axis=(-2, -1))
+        with np.errstate(over="ignore"):
+            return np.where(total == 0, 0.0, total * np.exp(top))
 
     # ------------------------------------------------------------------ volume
     def log_volume_density(self, X: Any, rank: int | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_int, check_matrix, check_positive, check_rank
-from .errors import InvalidArgumentError, ShapeError
+from .errors import InvalidArgumentError, NonFiniteError, ShapeError
 from .spectral import euclidean_log_jacobian_from_log_sigma
 
 __all__ = [
@@ -110,6 +110,9 @@ def svd_chart(sigma: Any, Q: Any, R: Any) -> np.ndarray:
     R = np.asarray(R, dtype=np.float64)
     if Q.ndim < 2 or R.ndim < 2 or sigma.ndim < 1:
         raise ShapeError(f"shapes sigma {sigma.shape}, Q {Q.shape}, R {R.shape}; expected (..., r), (..., m, r), (..., n, r)")
+    for label, arr in (("sigma", sigma), ("Q", Q), ("R", R)):
+        if not np.all(np.isfinite(arr)):
+            raise NonFiniteError(f"{label} has NaN or infinite entries; expected finite numbers")
     r = sigma.shape[-1]
     if Q.shape[-1] != r or R.shape[-1] != r:
         raise ShapeError(

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, check_rng
 from .completion import CompletionTask
 from .errors import InvalidArgumentError
 
@@ -37,7 +37,7 @@ def random_low_rank(m: int, n: int, rank: int, n_observed: int, *, rng: Any = No
     n = check_int(n, "n", minimum=1)
     rank = check_int(rank, "rank", minimum=1, maximum=min(m, n))
     n_observed = check_int(n_observed, "n_observed", minimum=1, maximum=m * n)
-    rng = np.random.default_rng(rng)
+    rng = check_rng(rng)
     U = rng.standard_normal((m, rank))
     V = rng.standard_normal((n, rank))
     W = U @ V.T / math.sqrt(rank)
