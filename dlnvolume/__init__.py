@@ -8,6 +8,7 @@ completion (:class:`CompletionTask`, :mod:`dlnvolume.tasks`) and gradient flows
 from __future__ import annotations
 
 from . import errors, strata, tasks
+from . import flows
 from .completion import CompletionTask
 from .errors import DLNVolumeError
 from .metric import DLNMetric, log_volume_density
@@ -20,6 +21,7 @@ __all__ = [
     "CompletionTask",
     "DLNVolumeError",
     "errors",
+    "flows",
     "strata",
     "tasks",
     "__version__",
