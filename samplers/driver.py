@@ -1,0 +1,275 @@
+"""The one driver loop: storage, warm-up with step-size adaptation, thinning, batching (STYLE.md §2).
+
+Kernels are objects with ``init(X0, rng) -> state``, ``step(state, rng) -> (state, StepInfo)``,
+``matrix(state) -> X``, ``with_step_size(state, h) -> state`` and the attributes ``name`` and
+``adaptive``. Chains are independent work items: chain ``i`` uses only
+``np.random.default_rng(seeds[i])`` with ``seeds = dlnvolume.parallel.spawn_seeds(rng, n_chains)``, so
+the draws do not depend on the batch size, the executor or the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from dlnvolume._validation import check_int
+from dlnvolume.errors import InvalidArgumentError, ShapeError
+from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
+
+from .adaptation import DualAveraging
+from .chains import Chains
+from .targets import GibbsTarget
+
+__all__ = ["sample", "run_chains", "run_chain", "METHODS"]
+
+METHODS = ("rmala", "emcee")
+FAILURE_KINDS = ("projection", "reverse_check", "divergent", "outside")
+
+
+def run_chain(
+    kernel: Any,
+    X0: np.ndarray | None,
+    n_draws: int,
+    warmup: int,
+    thin: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Run one chain; returns arrays for one row of :class:`Chains`."""
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(int(seed))
+    if X0 is None:
+        X0 = kernel.default_initial(rng=rng)
+    state = kernel.init(np.asarray(X0, dtype=np.float64), rng)
+    n_eval = 1
+    adapt = getattr(kernel, "adaptive", False) and warmup > 0
+    da = DualAveraging.start(state.step_size, getattr(kernel, "target_accept", 0.57)) if adapt else None
+    for _ in range(warmup):
+        state, info = kernel.step(state, rng)
+        n_eval += info.n_evaluations
+        if da is not None:
+            da = da.update(info.accept_prob)
+            state = kernel.with_step_size(state, da.step_size)
+    if da is not None:
+        state = kernel.with_step_size(state, da.final_step_size)
+    X = kernel.matrix(state)
+    record = getattr(kernel, "record_log_density", None)
+    draws = np.empty((n_draws,) + X.shape)
+    logd = np.empty(n_draws)
+    acc = np.empty(n_draws)
+    failures = {k: 0 for k in FAILURE_KINDS}
+    for i in range(n_draws):
+        a = 0.0
+        for _ in range(thin):
+            state, info = kernel.step(state, rng)
+            n_eval += info.n_evaluations
+            a += info.accept_prob
+            for k, v in info.failures.items():
+                failures[k] = failures.get(k, 0) + int(v)
+        draws[i] = kernel.matrix(state)
+        logd[i] = info.log_density if record is None else record(state)
+        acc[i] = min(max(a / thin, 0.0), 1.0)
+    out = {
+        "draws": draws,
+        "log_density": logd,
+        "accept_prob": acc,
+        "step_size": np.array(state.step_size, dtype=np.float64),
+        "n_evaluations": np.array(n_eval, dtype=np.int64),
+        "elapsed": np.array(time.perf_counter() - t_start),
+    }
+    for k, v in failures.items():
+        out["failures_" + k] = np.array(v, dtype=np.int64)
+    return out
+
+
+def _run_batch(payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Picklable batch function for :func:`dlnvolume.parallel.run_batches`: stacks its chains."""
+    kernel = payload["kernel"]
+    rows = [
+        run_chain(kernel, X0, payload["n_draws"], payload["warmup"], payload["thin"], seed)
+        for seed, X0 in zip(payload["seeds"], payload["initial"])
+    ]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def run_chains(
+    kernel: Any,
+    n_draws: int,
+    *,
+    n_chains: int,
+    warmup: int,
+    thin: int,
+    rng: Any,
+    executor: Any,
+    progress: bool,
+    target: dict[str, Any],
+    initial: Any = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    seeds: np.ndarray | None = None,
+    shape: tuple[int, int] | None = None,
+) -> Chains:
+    """Run ``n_chains`` independent chains of ``kernel`` in batches and assemble :class:`Chains`."""
+    n_draws = check_int(n_draws, "n_draws", minimum=1)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
+    thin = check_int(thin, "thin", minimum=1)
+    if seeds is None:
+        seeds = spawn_seeds(rng, n_chains)
+    if initial is None:
+        inits: list[Any] = [None] * n_chains
+    else:
+        arr = np.asarray(initial, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = np.broadcast_to(arr, (n_chains,) + arr.shape)
+        if arr.ndim != 3 or arr.shape[0] != n_chains or (shape is not None and arr.shape[1:] != tuple(shape)):
+            mn = "m, n" if shape is None else f"{shape[0]}, {shape[1]}"
+            raise ShapeError(
+                f"initial has shape {np.shape(initial)}; expected ({mn}) or (n_chains={n_chains}, {mn})"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise InvalidArgumentError("initial has NaN or infinite entries; expected finite matrices")
+        inits = list(arr)
+    bs = batch_size if batch_size is not None else 1
+    bs = check_int(bs, "batch_size", minimum=1)
+    batches = [
+        {"kernel": kernel, "n_draws": n_draws, "warmup": warmup, "thin": thin,
+         "seeds": [int(seeds[i]) for i in idx], "initial": [inits[i] for i in idx]}
+        for idx in make_batches(n_chains, bs)
+    ]
+    results = run_batches(_run_batch, batches, executor=executor, workers=workers, progress=progress,
+                          desc=f"{kernel.name} chains")
+    cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+    failures = {k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")}
+    return Chains(
+        draws=cat["draws"],
+        log_density=cat["log_density"],
+        accept_prob=cat["accept_prob"],
+        step_size=cat["step_size"],
+        failures=failures,
+        target=dict(target),
+        method=kernel.name,
+        seeds=np.asarray(seeds, dtype=np.uint64),
+        warmup=warmup,
+        thin=thin,
+        n_evaluations=cat["n_evaluations"],
+        elapsed=cat["elapsed"],
+    )
+
+
+def sample(
+    target: GibbsTarget,
+    method: str = "rmala",
+    n_draws: int = 1000,
+    *,
+    n_chains: int = 4,
+    warmup: int | None = None,
+    thin: int = 1,
+    rng: Any = None,
+    executor: Any = None,
+    progress: bool = True,
+    initial: Any = None,
+    step_size: float | None = None,
+    n_walkers: int | None = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    local_step: bool = True,
+    coordinates: str = "theta",
+) -> Chains:
+    """Sample a :class:`GibbsTarget` with ``method="rmala"`` or ``"emcee"``.
+
+    Parameters
+    ----------
+    target : GibbsTarget
+    method : {"rmala", "emcee"}
+        ``"rmala"``: Riemannian MALA in ``X`` (full-rank targets only, :mod:`samplers.rmala`);
+        ``"emcee"``: one emcee ensemble per chain on ``θ`` (:mod:`samplers.ensemble`).
+    n_draws : int >= 1
+        Draws kept per chain (after thinning).
+    n_chains : int >= 1
+    warmup : int >= 0, default ``n_draws * thin // 2``
+        Steps discarded first (rmala adapts its step size by dual averaging to acceptance 0.57 here).
+    thin : int >= 1
+    rng : None, int, SeedSequence or Generator
+        Root of the per-chain seeds (``spawn_seeds``).
+    executor : concurrent.futures.Executor, optional
+        Runs batches of chains; default: local processes (``workers``), in-process for one batch.
+    progress : bool
+    initial : (m, n) or (n_chains, m, n) array, optional
+        Starting matrices; default :meth:`GibbsTarget.default_initial` with each chain's rng.
+    step_size : float, optional
+        rmala initial step size (default 0.05; adapted during warm-up).
+    n_walkers : int, optional
+        emcee walkers per ensemble (default ``max(2 ndim + 2, 16)``).
+    workers, batch_size : int, optional
+        Processes for the default executor and chains per batch (default 1).
+    coordinates : {"theta", "matrix"}, default "theta"
+        emcee: sample ``θ = (u, A, B)`` (any rank) or the matrix entries (full rank only); see
+        :mod:`samplers.ensemble`.
+    local_step : bool, default True
+        rmala: scale the step by ``c(X) = (σ_min/σ_max)^{2/N}`` (a position-dependent preconditioner
+        ``h c(X) Ā_X``, exact under Metropolis–Hastings) so the Euler step stays stable near the
+        rank-deficient set (see :mod:`samplers.rmala`).
+
+    Returns
+    -------
+    Chains
+    """
+    if not isinstance(target, GibbsTarget):
+        raise InvalidArgumentError(
+            f"target has type {type(target).__name__}; expected a samplers.GibbsTarget "
+            "(use SolutionSetSampler.sample for solution sets)"
+        )
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method={method!r}; expected one of {', '.join(map(repr, METHODS))}")
+    n_draws = check_int(n_draws, "n_draws", minimum=1)
+    thin = check_int(thin, "thin", minimum=1)
+    if warmup is None:
+        warmup = n_draws * thin // 2
+    if method == "rmala":
+        from .rmala import RMALAKernel
+
+        h0 = 0.05 if step_size is None else float(step_size)
+        if not (math.isfinite(h0) and h0 > 0):
+            raise InvalidArgumentError(f"step_size={step_size!r}; expected a finite number > 0")
+        kernel: Any = _GibbsKernel(RMALAKernel(target, h0, local_step), target)
+    else:
+        from .ensemble import EmceeKernel
+
+        kernel = _GibbsKernel(EmceeKernel(target, n_walkers, coordinates), target)
+    return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=rng, executor=executor,
+                      progress=progress, target=target.describe(), initial=initial, workers=workers,
+                      batch_size=batch_size, shape=target.shape)
+
+
+class _GibbsKernel:
+    """Adds ``default_initial`` (from the target) to a kernel; forwards everything else."""
+
+    def __init__(self, kernel: Any, target: GibbsTarget):
+        self.kernel = kernel
+        self.target = target
+        self.name = kernel.name
+        self.adaptive = kernel.adaptive
+        self.target_accept = getattr(kernel, "target_accept", 0.57)
+
+    def default_initial(self, *, rng: Any) -> np.ndarray:
+        return self.target.default_initial(rng=rng)
+
+    def init(self, X0: np.ndarray, rng: Any) -> Any:
+        return self.kernel.init(X0, rng)
+
+    def step(self, state: Any, rng: Any) -> Any:
+        return self.kernel.step(state, rng)
+
+    def matrix(self, state: Any) -> np.ndarray:
+        return self.kernel.matrix(state)
+
+    def with_step_size(self, state: Any, h: float) -> Any:
+        return self.kernel.with_step_size(state, h)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "record_log_density" and hasattr(self.__dict__.get("kernel"), name):
+            return getattr(self.kernel, name)
+        raise AttributeError(name)

@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import dlnvolume as dv
+import samplers
+from dlnvolume.errors import DegenerateMetricError, ImproperTargetError, InvalidArgumentError
+from samplers.diagnostics import thin_to_ess
+from samplers.reference import HyperbolaReference, hyperbola_matrices, hyperbola_parameter
+
+SEED = 20261129
+R = 4.0
+R_KS = 10.0
+
+
+@pytest.mark.parametrize(
+    "depth, other",
+    [pytest.param(1, 10, marks=pytest.mark.slow), (3, 1), pytest.param(10, 1, marks=pytest.mark.slow)],
+)
+def test_hyperbola_law_matches_reference(depth, other):
+    # window R_KS = 10: the laws of |a| for depths 1, 3, 10 differ by KS distance 0.07-0.17 there
+    # (0.03-0.09 at R = 4), so ~300 effective draws separate them
+    R = R_KS
+    sampler = samplers.SolutionSetSampler(dv.tasks.diagonal_2x2(), depth, 1, window=samplers.FrobeniusBall(R))
+    chains = sampler.sample(1500, n_chains=4, warmup=500, rng=SEED, workers=1, progress=False)
+    a = hyperbola_parameter(chains.draws)
+    assert np.allclose(hyperbola_matrices(a.ravel()), chains.draws.reshape(-1, 2, 2), atol=1e-9)  # on S ∩ M_1
+    absa = np.abs(a)
+    e = samplers.ess(absa)
+    assert e > 200
+    sample = thin_to_ess(absa, ess_value=e)
+    assert stats.kstest(sample, HyperbolaReference(depth, "solution_set", radius=R).abs_cdf).pvalue > 0.01
+    assert stats.kstest(sample, HyperbolaReference(other, "solution_set", radius=R).abs_cdf).pvalue < 0.01
+    assert set(chains.failures) >= {"projection", "reverse_check"}
+    assert chains.target["measure"] == "solution_set" and chains.target["depth"] == depth
+
+
+def test_starts_on_both_branches():
+    sampler = samplers.SolutionSetSampler(dv.tasks.diagonal_2x2(), 3, 1, window=samplers.FrobeniusBall(R))
+    starts, labels = sampler.find_starts(4, rng=SEED)
+    a = hyperbola_parameter(starts)
+    assert sorted(labels.tolist()) == [0, 0, 1, 1]
+    assert np.sum(a > 0) == 2 and np.sum(a < 0) == 2
+    assert np.all(np.abs(a) + 1 / np.abs(a) <= R)
+
+
+def test_density_is_the_g_arclength_over_euclidean_arclength():
+    sampler = samplers.SolutionSetSampler(dv.tasks.diagonal_2x2(), 3, 1, window=samplers.FrobeniusBall(R))
+    metric = dv.DLNMetric(3)
+    a = np.array([-2.0, -0.5, 0.4, 1.0, 1.7, 3.0])
+    X = hyperbola_matrices(a)
+    Xp = np.zeros_like(X)
+    Xp[:, 0, 1] = 1.0
+    Xp[:, 1, 0] = -1 / a**2
+    expected = 0.5 * np.log(metric.inner(X, Xp, Xp, rank=1)) - np.log(np.linalg.norm(Xp, axis=(1, 2)))
+    got = np.array([sampler.log_density(x) for x in X])
+    assert np.allclose(got, expected, atol=1e-10)
+
+
+def test_two_dimensional_solution_set_stays_on_constraints():
+    task = dv.tasks.random_low_rank(3, 3, 2, 6, rng=SEED)
+    sampler = samplers.SolutionSetSampler(task, 3, 2, window=samplers.FrobeniusBall(3 * np.linalg.norm(task.ground_truth)))
+    assert sampler.dim == 2
+    chains = sampler.sample(30, n_chains=2, warmup=20, rng=SEED, workers=1, progress=False)
+    X = chains.draws
+    assert np.max(np.abs(task.residual(X))) < 1e-9
+    s = np.linalg.svd(X, compute_uv=False)
+    assert np.max(s[..., 2] / s[..., 0]) < 1e-9
+    assert chains.draws.shape == (2, 30, 3, 3) and chains.failures["projection"].shape == (2,)
+    assert np.all((chains.accept_prob >= 0) & (chains.accept_prob <= 1))
+
+
+def test_solution_set_errors():
+    task = dv.tasks.diagonal_2x2()
+    with pytest.raises(ImproperTargetError, match=r"window=none: the solution set S ∩ M_r is unbounded"):
+        samplers.SolutionSetSampler(task, 3, 1)
+    with pytest.raises(DegenerateMetricError, match=r"depth inf with rank=1 on shape 2x2"):
+        samplers.SolutionSetSampler(task, math.inf, 1, window=samplers.FrobeniusBall(R))
+    obs3 = dv.CompletionTask(np.ones((2, 2)), np.array([[True, True], [True, False]]))
+    with pytest.raises(InvalidArgumentError, match=r"transversal dimension of S ∩ M_r is r\(m\+n-r\) - \|Ω\| = 0"):
+        samplers.SolutionSetSampler(obs3, 3, 1, window=samplers.FrobeniusBall(R))
+    sampler = samplers.SolutionSetSampler(task, 3, 1, window=samplers.FrobeniusBall(R))
+    with pytest.raises(InvalidArgumentError, match=r"initial matrix is not on S ∩ M_r"):
+        sampler.sample(5, n_chains=1, initial=np.array([[1.0, 2.0], [1.0, 1.0]]), workers=1, progress=False)
+
+
+def test_gram_density_on_a_two_dimensional_solution_set():
+    task = dv.tasks.random_low_rank(3, 3, 2, 6, rng=SEED)
+    sampler = samplers.SolutionSetSampler(task, 4, 2, window=samplers.FrobeniusBall(100.0))
+    X = sampler.find_starts(1, rng=SEED)[0][0]
+    state = sampler.init(X)
+    T = state.T
+    assert T.shape == (2, 3, 3)
+    assert np.allclose(np.einsum("kij,lij->kl", T, T), np.eye(2), atol=1e-12)  # orthonormal
+    assert np.allclose(T[:, task.mask], 0.0, atol=1e-12)  # tangent to S
+    assert np.allclose(dv.strata.normal_project(np.broadcast_to(X, T.shape), T, rank=2), 0.0, atol=1e-10)  # to M_2
+    metric = dv.DLNMetric(4)
+    G = np.array([[metric.inner(X, T[k], T[l], rank=2) for l in range(2)] for k in range(2)])
+    assert state.log_density == pytest.approx(0.5 * np.log(np.linalg.det(G)), rel=1e-10, abs=1e-10)
