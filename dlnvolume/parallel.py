@@ -99,12 +99,23 @@ def _fingerprint(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _single_threaded_blas() -> None:
+    """Pool initializer: one BLAS thread per worker process.
+
+    Several processes each running a multithreaded BLAS oversubscribe the cores; measured here, a
+    batched 100×100 SVD took 142 ms instead of 1.7 ms under that contention.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def _default_executor(n_batches: int, workers: int | None) -> cf.Executor | None:
     if workers is None:
         workers = os.cpu_count() or 1
     if workers <= 1 or n_batches <= 1:
         return None
-    return cf.ProcessPoolExecutor(max_workers=min(workers, n_batches))
+    return cf.ProcessPoolExecutor(max_workers=min(workers, n_batches), initializer=_single_threaded_blas)
 
 
 def run_batches(
