@@ -1,1 +1,23 @@
-"""analysis package (see ARCHITECTURE.md)."""
+"""analysis: statistics, hypothesis tests, ArviZ export, plots, experiments and the ``dlnvolume`` CLI.
+
+Imports :mod:`dlnvolume` and :mod:`samplers` (ARCHITECTURE.md: ``analysis → samplers → dlnvolume``).
+
+* :mod:`analysis.statistics` — effective rank, numerical rank, norms, log-volume density on the
+  numerical-rank stratum, test error, position on the 2×2 hyperbola (MATH.md §3, §5.2, §6.2).
+* :mod:`analysis.hypothesis` — :class:`TestResult`; distribution match (permutation KS / AD, energy
+  distance, Benjamini–Hochberg), volume percentiles, Mann–Whitney against a null measure (MATH.md §7).
+* :mod:`analysis.diagnostics` — the only arviz user: InferenceData export, R-hat / ESS summaries.
+* :mod:`analysis.plots` — volume histograms, the hyperbola picture, spectra.
+* :mod:`analysis.references` — vectorized grid version of the exact 2×2 hyperbola references.
+* :mod:`analysis.experiment`, :mod:`analysis.runner`, :mod:`analysis.report`, :mod:`analysis.cli` —
+  TOML experiments, the pipeline, reports and the command line.
+
+Heavy modules (arviz, matplotlib) are imported only by the submodules that need them.
+"""
+
+from __future__ import annotations
+
+from . import experiment, hypothesis, statistics
+from .hypothesis import TestResult
+
+__all__ = ["statistics", "hypothesis", "experiment", "TestResult"]

@@ -1,28 +1,191 @@
-"""Command-line interface ``dlnvolume`` (placeholder until the analysis issue lands)."""
+"""Command-line interface ``dlnvolume``.
+
+Sub-commands::
+
+    dlnvolume run [EXPERIMENT|config.toml] --out DIR [--seed S] [--workers K] [--dask ADDRESS|local]
+                  [--quick] [--force] [--no-progress]
+    dlnvolume volume MATRIX.npy --depth N [--rank r] [--unnormalized]
+    dlnvolume experiments
+    dlnvolume bench
+
+Bad input (malformed TOML, unknown keys, wrong types, existing output folder) prints one line
+``dlnvolume: error: ...`` on stderr and exits with code 2, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import platform
 import sys
+import time
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+__all__ = ["main"]
 
-def main(argv: list[str] | None = None) -> int:
+
+class _UsageError(Exception):
+    """An error reported as one line with exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlnvolume", description="Volume measures of the deep linear network.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment (built-in name or TOML file)")
+    run.add_argument("experiment", nargs="?", default="cmv-2x2", help="built-in name or path to a TOML file")
+    run.add_argument("--out", required=True, help="output folder (refused if non-empty unless --force)")
+    run.add_argument("--seed", type=int, default=None, help="override the experiment seed")
+    run.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
+    run.add_argument("--dask", default=None, metavar="ADDRESS",
+                     help="'local' for a dask LocalCluster, or a scheduler address")
+    run.add_argument("--quick", action="store_true", help="reduced sizes (< 30 s)")
+    run.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    vol = sub.add_parser("volume", help="log volume density of a matrix stored as .npy")
+    vol.add_argument("matrix")
+    vol.add_argument("--depth", required=True, help="integer >= 1 or inf")
+    vol.add_argument("--rank", type=int, default=None)
+    vol.add_argument("--unnormalized", action="store_true")
+    sub.add_parser("experiments", help="list built-in experiments")
+    sub.add_parser("bench", help="benchmarks")
+    return p
+
+
+def _cmd_experiments() -> int:
+    from .experiment import builtin_experiments
+
+    for name, text in builtin_experiments().items():
+        desc = tomllib.loads(text).get("description", "")
+        print(f"{name:18s} {desc}")
+    return 0
+
+
+def _cmd_volume(args: argparse.Namespace) -> int:
     import dlnvolume as dv
 
-    parser = argparse.ArgumentParser(prog="dlnvolume")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment")
-    run.add_argument("experiment", nargs="?", default="cmv-2x2")
-    run.add_argument("--out", default="dlnvolume-out")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        X = np.diag([2.0, 1.0])
-        for depth in (1, 2, 3, 10, math.inf):
-            print(f"depth {depth}: log volume density of diag(2, 1) = {float(dv.log_volume_density(X, depth)):.12f}")
+    depth: Any = args.depth
+    depth = math.inf if str(depth).lower() in ("inf", "infinity") else depth
+    if depth is not math.inf:
+        try:
+            depth = int(depth)
+        except ValueError:
+            raise _UsageError(f"--depth={args.depth!r}: expected an integer >= 1 or inf") from None
+    try:
+        X = np.load(args.matrix, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"MATRIX {args.matrix!r}: cannot read a .npy array ({exc})") from None
+    val = np.asarray(dv.log_volume_density(X, depth, rank=args.rank, normalized=not args.unnormalized))
+    for v in val.reshape(-1):
+        print(f"{float(v):.15g}")
     return 0
+
+
+def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(executor, closer) for --dask; (None, None) otherwise."""
+    if args.dask is None:
+        return None, None
+    try:
+        from dask.distributed import Client, LocalCluster  # lazy: optional dependency
+    except ImportError:
+        raise _UsageError("--dask needs dask.distributed; install it with  pip install 'dlnvolume[dask]'") from None
+    if args.dask == "local":
+        cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+    else:
+        try:
+            client = Client(args.dask, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise _UsageError(f"--dask {args.dask!r}: cannot connect to the scheduler ({exc})") from None
+
+        def close() -> None:
+            client.close()
+    return client.get_executor(), close
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("dlnvolume", "numpy", "scipy", "arviz", "matplotlib", "emcee", "xarray"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import load_config, to_toml
+
+    t_start = time.perf_counter()
+    cfg, _ = load_config(args.experiment)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise _UsageError(f"--seed={args.seed}: expected an integer >= 0")
+        cfg = replace(cfg, seed=args.seed)
+    if args.quick:
+        cfg = cfg.quick_version()
+    if args.workers is not None and args.workers < 1:
+        raise _UsageError(f"--workers={args.workers}: expected an integer >= 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"--out {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise _UsageError(f"--out {str(out)!r} is not empty; use --force to write into it (checkpoints there are reused)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(to_toml(cfg.to_dict()), encoding="utf-8")
+
+    from .report import write_outputs
+    from .runner import run_experiment
+
+    executor, close = _executor(args)
+    try:
+        res = run_experiment(cfg, out, executor=executor, workers=args.workers, progress=not args.no_progress)
+    finally:
+        if close is not None:
+            close()
+    info = {"experiment": cfg.name, "argv": sys.argv[1:], "seed": cfg.seed, "quick": bool(args.quick),
+            "workers": args.workers, "dask": args.dask, "cpu_count": os.cpu_count(), "versions": _versions(),
+            "timings": dict(res.timings)}
+    write_outputs(res, out, info)
+    info["timings"]["total"] = time.perf_counter() - t_start
+    (out / "run.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+    print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dlnvolume`` console script; returns the exit code."""
+    from dlnvolume.errors import DLNVolumeError
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "volume":
+            return _cmd_volume(args)
+        if args.command == "experiments":
+            return _cmd_experiments()
+        if args.command == "bench":
+            print("benchmarks: not implemented yet")
+            return 0
+    except (_UsageError, DLNVolumeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"dlnvolume: error: {msg}", file=sys.stderr)
+        return 2
+    return 0  # pragma: no cover
 
 
 if __name__ == "__main__":

@@ -1,0 +1,403 @@
+"""Experiment configuration: a TOML schema, validation, built-in experiments, TOML writing.
+
+A configuration is validated into an :class:`ExperimentConfig` (defaults filled in). Every problem is
+reported as one :class:`dlnvolume.errors.ConfigError` line naming the key, e.g.
+``config key 'flows.runs': expected an integer >= 1, got 'many'``.
+
+Schema (all tables optional except ``task``; see the built-ins in ``analysis/experiments/*.toml``)::
+
+    name = "cmv-2x2"              description = "..."            seed = 20231
+    [task]        kind = "diagonal_2x2" | "razin_cohen_2x2" | "random_low_rank"
+                  m, n, rank, n_observed, seed         (random_low_rank only)
+    [flows]       depths = [2, 5, "inf"]   runs = 200   init_scale = 1e-3
+                  method = "end_to_end" | "factor"     batch_size = 25
+                  keep_status = ["converged", ...]     [flows.options] (passed to the flow)
+    [[references]] name = "solution_set"
+                  measure = "solution_set" | "gibbs_limit" | "gibbs"
+                  method = "exact" | "mcmc" | "rmala" | "emcee"
+                  radius = 3.0 (Frobenius window / ball)   draws, chains, warmup, thin
+                  beta, rank (gibbs)   depths = [...] (subset; default all flow depths)
+    [statistics]  rtol = 1e-6   volume_rank = "numerical" | r
+    [tests]       families = ["distribution", "percentile", "null"]
+                  n_perm = 499   max_n = 1000   statistics = [...]   null_draws = 2000   alpha = 0.05
+    [output]      figures = true   trace_plots = true
+    [quick]       overrides for --quick: runs, draws, chains, warmup, depths, n_perm, null_draws
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from dlnvolume.errors import ConfigError
+
+from .statistics import SCALAR_STATISTICS
+
+__all__ = [
+    "ExperimentConfig",
+    "ReferenceConfig",
+    "parse_config",
+    "load_config",
+    "builtin_experiments",
+    "to_toml",
+]
+
+STAT_NAMES = SCALAR_STATISTICS + (
+    "test_error",
+    "hyperbola_log_abs_a",
+    "hyperbola_distance_to_hyperbola",
+    "hyperbola_distance_to_corner",
+    "hyperbola_defect",
+    "hyperbola_a",
+    "hyperbola_b",
+    "hyperbola_nearest_a",
+)
+FAMILIES = ("distribution", "percentile", "null")
+STATUSES = ("converged", "max_time", "max_steps", "nonfinite", "stalled")
+
+
+# --------------------------------------------------------------------------- small validators
+def _fail(key: str, expected: str, value: Any) -> ConfigError:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return ConfigError(f"config key '{key}': expected {expected}, got {text}")
+
+
+def _int(minimum: int = 0) -> Callable[[str, Any], int]:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise _fail(key, f"an integer >= {minimum}", v)
+        return int(v)
+
+    return check
+
+
+def _float(minimum: float = 0.0, strict: bool = True, maximum: float | None = None) -> Callable[[str, Any], float]:
+    def check(key: str, v: Any) -> float:
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+        if ok:
+            f = float(v)
+            ok = (f > minimum if strict else f >= minimum) and (maximum is None or f < maximum)
+        if not ok:
+            rng = f"{'>' if strict else '>='} {minimum}" + (f" and < {maximum}" if maximum is not None else "")
+            raise _fail(key, f"a finite number {rng}", v)
+        return float(v)
+
+    return check
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise _fail(key, "a string", v)
+    return v
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(key, "true or false", v)
+    return v
+
+
+def _enum(*choices: str) -> Callable[[str, Any], str]:
+    def check(key: str, v: Any) -> str:
+        if v not in choices:
+            raise _fail(key, "one of " + ", ".join(repr(c) for c in choices), v)
+        return v
+
+    return check
+
+
+def _depth(key: str, v: Any) -> float | int:
+    if isinstance(v, str) and v.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if isinstance(v, float) and math.isinf(v) and v > 0:
+        return math.inf
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise _fail(key, 'a depth: an integer >= 1 or "inf"', v)
+    return int(v)
+
+
+def _list(item: Callable[[str, Any], Any], nonempty: bool = True) -> Callable[[str, Any], list]:
+    def check(key: str, v: Any) -> list:
+        if not isinstance(v, list) or (nonempty and not v):
+            raise _fail(key, "a non-empty list" if nonempty else "a list", v)
+        return [item(f"{key}[{i}]", x) for i, x in enumerate(v)]
+
+    return check
+
+
+def _volume_rank(key: str, v: Any) -> str | int:
+    if v == "numerical":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise _fail(key, '"numerical" or an integer >= 0', v)
+    return v
+
+
+def _options(key: str, v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise _fail(key, "a table", v)
+    for k, x in v.items():
+        if not isinstance(x, (int, float, str, bool)):
+            raise _fail(f"{key}.{k}", "a number, string or boolean", x)
+    return dict(v)
+
+
+def _table(key: str, v: Any, spec: dict[str, Callable[[str, Any], Any]], required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(v, dict):
+        raise _fail(key, "a table", v)
+    out = {}
+    for k, x in v.items():
+        full = f"{key}.{k}" if key else k
+        if k not in spec:
+            raise ConfigError(f"config key '{full}': unknown key; accepted: {', '.join(sorted(spec))}")
+        out[k] = spec[k](full, x)
+    for k in required:
+        if k not in out:
+            raise ConfigError(f"config key '{key + '.' if key else ''}{k}': required key is missing")
+    return out
+
+
+TASK_SPEC = {"kind": _enum("diagonal_2x2", "razin_cohen_2x2", "random_low_rank"), "m": _int(1), "n": _int(1),
+             "rank": _int(1), "n_observed": _int(1), "seed": _int(0)}
+FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "method": _enum("end_to_end", "factor"),
+             "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
+REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),
+            "method": _enum("exact", "mcmc", "rmala", "emcee"), "radius": _float(), "draws": _int(4), "chains": _int(1),
+            "warmup": _int(0), "thin": _int(1), "beta": _float(), "rank": _int(1), "depths": _list(_depth)}
+STAT_SPEC = {"rtol": _float(), "volume_rank": _volume_rank}
+TEST_SPEC = {"families": _list(_enum(*FAMILIES), nonempty=False), "n_perm": _int(19), "max_n": _int(10),
+             "statistics": _list(_enum(*STAT_NAMES)), "null_draws": _int(10), "alpha": _float(0.0, True, 1.0),
+             "bins": _int(2)}
+OUT_SPEC = {"figures": _bool, "trace_plots": _bool}
+QUICK_SPEC = {"runs": _int(2), "draws": _int(4), "chains": _int(1), "warmup": _int(0), "depths": _list(_depth),
+              "n_perm": _int(19), "null_draws": _int(10)}
+TOP_SPEC: dict[str, Callable[[str, Any], Any]] = {
+    "name": _str, "description": _str, "seed": _int(0),
+    "task": lambda k, v: _table(k, v, TASK_SPEC, ("kind",)),
+    "flows": lambda k, v: _table(k, v, FLOW_SPEC),
+    "references": lambda k, v: _refs(k, v),
+    "statistics": lambda k, v: _table(k, v, STAT_SPEC),
+    "tests": lambda k, v: _table(k, v, TEST_SPEC),
+    "output": lambda k, v: _table(k, v, OUT_SPEC),
+    "quick": lambda k, v: _table(k, v, QUICK_SPEC),
+}
+
+
+def _refs(key: str, v: Any) -> list[dict]:
+    if not isinstance(v, list):
+        raise _fail(key, "an array of tables [[references]]", v)
+    return [_table(f"{key}[{i}]", x, REF_SPEC, ("name", "measure")) for i, x in enumerate(v)]
+
+
+# --------------------------------------------------------------------------- config objects
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """One reference measure (MATH.md §5.2, ARCHITECTURE.md "The measures")."""
+
+    name: str
+    measure: str
+    method: str = "exact"
+    radius: float = 3.0
+    draws: int = 2000
+    chains: int = 4
+    warmup: int = 500
+    thin: int = 1
+    beta: float | None = None
+    rank: int | None = None
+    depths: tuple | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment (defaults filled in). ``to_toml`` writes it back."""
+
+    name: str
+    task: dict
+    description: str = ""
+    seed: int = 0
+    depths: tuple = (2, 5, 10, 20, math.inf)
+    runs: int = 200
+    init_scale: float = 1e-3
+    flow_method: str = "end_to_end"
+    batch_size: int = 25
+    keep_status: tuple = ("converged", "max_time", "max_steps", "stalled")
+    flow_options: dict = field(default_factory=dict)
+    references: tuple = ()
+    rtol: float = 1e-6
+    volume_rank: str | int = "numerical"
+    families: tuple = FAMILIES
+    n_perm: int = 499
+    max_n: int = 1000
+    test_statistics: tuple = ("log_volume_density", "effective_rank", "nuclear_norm")
+    null_draws: int = 2000
+    alpha: float = 0.05
+    bins: int = 10
+    figures: bool = True
+    trace_plots: bool = True
+    quick: dict = field(default_factory=dict)
+
+    def quick_version(self) -> "ExperimentConfig":
+        """The ``--quick`` variant: values of the ``[quick]`` table replace runs/draws/... ."""
+        from dataclasses import replace
+
+        q = self.quick
+        refs = tuple(
+            replace(r, draws=q.get("draws", r.draws), chains=q.get("chains", r.chains), warmup=q.get("warmup", r.warmup))
+            for r in self.references
+        )
+        return replace(self, runs=q.get("runs", self.runs), depths=tuple(q.get("depths", self.depths)),
+                       n_perm=q.get("n_perm", self.n_perm), null_draws=q.get("null_draws", self.null_draws),
+                       references=refs, quick={})
+
+    def to_dict(self) -> dict:
+        """The TOML document (nested dicts) of this configuration."""
+        refs = []
+        for r in self.references:
+            d = {k: getattr(r, k) for k in ReferenceConfig.__dataclass_fields__ if getattr(r, k) is not None}
+            if "depths" in d:
+                d["depths"] = list(d["depths"])
+            refs.append(d)
+        out: dict[str, Any] = {
+            "name": self.name, "description": self.description, "seed": self.seed, "task": dict(self.task),
+            "flows": {"depths": list(self.depths), "runs": self.runs, "init_scale": self.init_scale,
+                      "method": self.flow_method, "batch_size": self.batch_size,
+                      "keep_status": list(self.keep_status), "options": dict(self.flow_options)},
+            "references": refs,
+            "statistics": {"rtol": self.rtol, "volume_rank": self.volume_rank},
+            "tests": {"families": list(self.families), "n_perm": self.n_perm, "max_n": self.max_n,
+                      "statistics": list(self.test_statistics), "null_draws": self.null_draws,
+                      "alpha": self.alpha, "bins": self.bins},
+            "output": {"figures": self.figures, "trace_plots": self.trace_plots},
+        }
+        if self.quick:
+            out["quick"] = dict(self.quick)
+        return out
+
+
+def parse_config(doc: Any) -> ExperimentConfig:
+    """Validate a parsed TOML document (dict) into an :class:`ExperimentConfig`.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the offending key: unknown keys, wrong types, values out of range,
+        missing required keys.
+    """
+    top = _table("", doc, TOP_SPEC, ("task",))
+    task = top["task"]
+    if task["kind"] == "random_low_rank":
+        for k in ("m", "n", "rank", "n_observed"):
+            if k not in task:
+                raise ConfigError(f"config key 'task.{k}': required for kind 'random_low_rank'")
+    else:
+        for k in ("m", "n", "rank", "n_observed", "seed"):
+            if k in task:
+                raise ConfigError(f"config key 'task.{k}': only accepted for kind 'random_low_rank'")
+    flows = top.get("flows", {})
+    stats_ = top.get("statistics", {})
+    tests = top.get("tests", {})
+    out = top.get("output", {})
+    names = set()
+    refs = []
+    for i, r in enumerate(top.get("references", [])):
+        if r["name"] in names:
+            raise ConfigError(f"config key 'references[{i}].name': duplicate name {r['name']!r}")
+        names.add(r["name"])
+        if r["measure"] == "gibbs" and "beta" not in r:
+            raise ConfigError(f"config key 'references[{i}].beta': required for measure 'gibbs'")
+        if "depths" in r:
+            r["depths"] = tuple(r["depths"])
+        refs.append(ReferenceConfig(**r))
+    kw: dict[str, Any] = {}
+    for src, dst in (("depths", "depths"), ("runs", "runs"), ("init_scale", "init_scale"), ("method", "flow_method"),
+                     ("batch_size", "batch_size"), ("keep_status", "keep_status"), ("options", "flow_options")):
+        if src in flows:
+            kw[dst] = tuple(flows[src]) if isinstance(flows[src], list) else flows[src]
+    for src in ("rtol", "volume_rank"):
+        if src in stats_:
+            kw[src] = stats_[src]
+    for src, dst in (("families", "families"), ("n_perm", "n_perm"), ("max_n", "max_n"),
+                     ("statistics", "test_statistics"), ("null_draws", "null_draws"), ("alpha", "alpha"),
+                     ("bins", "bins")):
+        if src in tests:
+            kw[dst] = tuple(tests[src]) if isinstance(tests[src], list) else tests[src]
+    kw.update(out)
+    return ExperimentConfig(name=top.get("name", "custom"), description=top.get("description", ""),
+                            seed=top.get("seed", 0), task=task, references=tuple(refs),
+                            quick=top.get("quick", {}), **kw)
+
+
+def builtin_experiments() -> dict[str, str]:
+    """Built-in experiment names -> their TOML text (package data ``analysis/experiments``)."""
+    folder = resources.files("analysis") / "experiments"
+    out = {}
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            out[entry.name[: -len(".toml")]] = entry.read_text(encoding="utf-8")
+    return out
+
+
+def load_config(source: str) -> tuple[ExperimentConfig, str]:
+    """Load a built-in experiment name or a TOML file path; returns ``(config, toml text)``."""
+    builtins = builtin_experiments()
+    if source in builtins:
+        text = builtins[source]
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(
+                f"experiment {source!r}: not a built-in ({', '.join(builtins)}) and no such file"
+            )
+        text = path.read_text(encoding="utf-8")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {source!r}: malformed TOML: {exc}") from None
+    return parse_config(doc), text
+
+
+# --------------------------------------------------------------------------- TOML writer
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and math.isinf(v):
+        return '"inf"'
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(doc: dict, _prefix: str = "") -> str:
+    """Minimal TOML writer for configuration documents (scalars, lists, tables, arrays of tables)."""
+    lines = []
+    tables = []
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            tables.append((k, v))
+        elif isinstance(v, list) and not v and k == "references":
+            continue
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in tables:
+        name = f"{_prefix}{k}"
+        if isinstance(v, dict):
+            lines.append(f"\n[{name}]")
+            lines.append(to_toml(v, name + ".").rstrip("\n"))
+        else:
+            for item in v:
+                lines.append(f"\n[[{name}]]")
+                lines.append(to_toml(item, name + ".").rstrip("\n"))
+    return "\n".join(x for x in lines if x != "") + "\n"

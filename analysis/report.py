@@ -1,0 +1,280 @@
+"""Outputs of a run: figures, ``results.nc``, ``endpoints.npz``, ``report.md``, ``report.html``.
+
+``report.html`` is self-contained: figures are embedded as base64 PNG.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlnvolume.parallel import atomic_save_npz
+
+from . import plots
+from .runner import ExperimentResult, depth_tag
+
+__all__ = ["write_outputs"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3g}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _endpoint_rows(res: ExperimentResult) -> list[list[Any]]:
+    rows = []
+    for depth, ep in res.endpoints.items():
+        st = res.endpoint_stats[depth]
+        keep = res.keep[depth]
+        status = np.asarray(ep.status).astype(str)
+        counts = ", ".join(f"{k}: {v}" for k, v in zip(*np.unique(status, return_counts=True)))
+        sel = keep if keep.any() else np.ones_like(keep)
+        row = [plots.depth_label(depth), counts, int(keep.sum()),
+               float(np.median(np.asarray(ep.loss)[sel])),
+               float(np.mean(st.numerical_rank[sel] == 1)),
+               float(np.median(st.effective_rank[sel])), float(np.median(st.nuclear_norm[sel])),
+               float(np.median(st.log_volume_density[sel]))]
+        if st.hyperbola is not None and res.config.task["kind"] == "diagonal_2x2":
+            row.append(float(np.median(st.hyperbola.distance_to_corner[sel])))
+        if st.test_error is not None:
+            row.append(float(np.median(st.test_error[sel])))
+        rows.append(row)
+    return rows
+
+
+def _figures(res: ExperimentResult, out: Path) -> list[tuple[str, str]]:
+    cfg = res.config
+    figs: list[tuple[str, str]] = []
+    fdir = out / "figures"
+    fdir.mkdir(exist_ok=True)
+    depths = list(res.endpoints)
+    # volume histograms
+    panels = []
+    for depth in depths:
+        keep = res.keep[depth]
+        refs = {n: res.sample_stats[(n, d)].log_volume_density for (n, d) in res.sample_stats if d == depth}
+        if depth in res.null_log_volume:
+            refs["euclidean (N=1)"] = res.null_log_volume[depth]
+        legend = {}
+        for (fam, name, d), tests in res.tests.items():
+            if d != depth:
+                continue
+            for t in tests:
+                if t.name in ("ks:log_volume_density", "percentile:small", "mannwhitney:log_volume_density"):
+                    key = "euclidean (N=1)" if fam == "null" else name
+                    legend[key] = legend.get(key, "") + f"; {t.name.split(':')[0]} p={_fmt(t.p_value)}"
+        panels.append({"depth": depth, "endpoints": res.endpoint_stats[depth].log_volume_density[keep],
+                       "references": refs, "legend": legend})
+    fig = plots.volume_histograms(panels)
+    plots.save(fig, fdir / "volume_histograms.png")
+    figs.append(("volume_histograms.png", "Log volume density of flow endpoints vs reference draws, per depth."))
+    if cfg.task["kind"] == "diagonal_2x2":
+        fig = plots.hyperbola_picture([{"depth": d, "X": np.asarray(res.endpoints[d].X)} for d in depths])
+        plots.save(fig, fdir / "hyperbola.png")
+        figs.append(("hyperbola.png", "Endpoints on the (a, b) = (X12, X21) plane; red: rank-1 hyperbola ab = 1; "
+                                      "shading: log ρ_N on the rank-1 stratum."))
+    fig = plots.spectra([{"depth": d, "sigma": res.endpoint_stats[d].singular_values} for d in depths])
+    plots.save(fig, fdir / "spectra.png")
+    figs.append(("spectra.png", "Singular values of endpoints (median, 10–90% band)."))
+    if cfg.trace_plots:
+        from . import diagnostics
+
+        for (name, depth), s in res.samples.items():
+            if s.method == "exact":
+                continue
+            idata = diagnostics.to_inference_data(s, None, depth=depth, task=res.task)
+            vars_ = ["log_volume_density", "nuclear_norm"]
+            for kind, fn in (("trace", diagnostics.plot_trace), ("rank", diagnostics.plot_rank)):
+                try:
+                    fig = fn(idata, vars_)
+                except Exception as exc:  # noqa: BLE001 - a failing plot must not lose the run
+                    res.notes.append(f"{kind} plot {name} {depth_tag(depth)} failed: {exc}")
+                    continue
+                fname = f"{kind}_{name}_{depth_tag(depth)}.png"
+                plots.save(fig, fdir / fname)
+                figs.append((fname, f"ArviZ {kind} plot, {name} at {plots.depth_label(depth)}."))
+    return figs
+
+
+def _inference_data(res: ExperimentResult, out: Path) -> tuple[list[str], dict]:
+    from . import diagnostics
+
+    idatas = {}
+    problems: list[str] = []
+    summaries = {}
+    for (name, depth), s in res.samples.items():
+        label = f"{name}_{depth_tag(depth)}"
+        idatas[label] = diagnostics.to_inference_data(
+            s, None, depth=depth, task=res.task, rtol=res.config.rtol, sample_stats=s.method != "exact",
+            attrs={"seed": res.config.seed, "reference": name})
+        if s.method != "exact":
+            summ = diagnostics.summary(idatas[label], warn=False)
+            problems += [f"{label}: {p}" for p in summ.problems]
+            summaries[label] = summ.table
+    for depth, ep in res.endpoints.items():
+        idatas[f"flows_{depth_tag(depth)}"] = diagnostics.to_inference_data(
+            None, ep, depth=depth, task=res.task, rtol=res.config.rtol, attrs={"seed": res.config.seed})
+    diagnostics.save(diagnostics.merge(idatas), out / "results.nc")
+    return problems, summaries
+
+
+def _save_endpoints(res: ExperimentResult, out: Path) -> None:
+    arrays = {}
+    for depth, ep in res.endpoints.items():
+        t = depth_tag(depth)
+        arrays[f"X_{t}"] = np.asarray(ep.X)
+        arrays[f"X0_{t}"] = np.asarray(ep.X0)
+        arrays[f"seeds_{t}"] = np.asarray(ep.seeds)
+        arrays[f"status_{t}"] = np.asarray(ep.status).astype(str)
+        arrays[f"loss_{t}"] = np.asarray(ep.loss)
+        arrays[f"t_{t}"] = np.asarray(ep.t)
+    atomic_save_npz(out / "endpoints.npz", **arrays)
+
+
+def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list[str], summaries: dict,
+              run_info: dict) -> str:
+    cfg = res.config
+    L = [f"# dlnvolume experiment `{cfg.name}`", "", cfg.description, ""]
+    L += [f"Task: `{res.task!r}`. Depths: {', '.join(plots.depth_label(d) for d in cfg.depths)}. "
+          f"{cfg.runs} flows per depth ({cfg.flow_method}, init scale {cfg.init_scale:g}). Seed {cfg.seed}. "
+          f"Numerical rank tolerance rtol = {cfg.rtol:g}; log volume density on the stratum "
+          f"{'of each matrix numerical rank' if cfg.volume_rank == 'numerical' else 'M_' + str(cfg.volume_rank)}.", ""]
+    if run_info.get("quick"):
+        L += ["**Quick run** (`--quick`): reduced sizes; numbers are a smoke test, not evidence.", ""]
+    L += ["## Flow endpoints", ""]
+    header = ["depth", "status", "kept", "median loss", "frac. rank 1", "median erank", "median ‖X‖_*",
+              "median log ρ"]
+    st0 = next(iter(res.endpoint_stats.values()))
+    if st0.hyperbola is not None and cfg.task["kind"] == "diagonal_2x2":
+        header.append("median dist. to corner")
+    if st0.test_error is not None:
+        header.append("median test error")
+    L += [_table(header, _endpoint_rows(res)), ""]
+    if res.sample_stats:
+        L += ["## Reference draws", ""]
+        rows = []
+        for (name, depth), st in res.sample_stats.items():
+            s = res.samples[(name, depth)]
+            rows.append([name, plots.depth_label(depth), s.method, s.draws.shape[0], s.draws.shape[1],
+                         float(np.mean(s.accept_prob)), float(np.median(st.log_volume_density)),
+                         float(np.median(st.nuclear_norm))])
+        L += [_table(["reference", "depth", "method", "chains", "draws", "mean accept", "median log ρ",
+                      "median ‖X‖_*"], rows), ""]
+    if res.tests:
+        L += ["## Tests", "",
+              "Families: (a) distribution match endpoints vs reference (permutation KS / Anderson–Darling per "
+              "statistic, energy distance on singular values; BH-adjusted across the family); (b) volume "
+              "percentiles (uniform under the null, near 0 if endpoints sit at higher volume); (c) one-sided "
+              "Mann–Whitney against the Euclidean (N=1) volume on the same set, AUC effect size.", ""]
+        rows = []
+        for (fam, name, depth), tests in res.tests.items():
+            for t in tests:
+                rows.append([fam, plots.depth_label(depth), t.name, t.measure_y, t.n_x, t.n_y, t.statistic,
+                             t.p_value, t.p_adjusted, t.effect_size, t.ess_used])
+        L += [_table(["family", "depth", "test", "reference", "n_x", "n_y", "statistic", "p", "p (BH)",
+                      "effect", "ESS"], rows), ""]
+    if res.percentiles:
+        L += ["### Volume-percentile histograms (counts per decile bin)", ""]
+        rows = [[name, plots.depth_label(d), " ".join(str(int(c)) for c in pr.counts), float(np.mean(pr.percentiles))]
+                for (name, d), pr in res.percentiles.items()]
+        L += [_table(["reference", "depth", "counts (0 → 1)", "mean percentile"], rows), ""]
+    if summaries:
+        L += ["## MCMC diagnostics (ArviZ)", ""]
+        for label, table in summaries.items():
+            cols = [c for c in ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat") if c in table.columns]
+            rows = [[idx] + [table.loc[idx, c] for c in cols] for idx in table.index]
+            L += [f"**{label}**", "", _table(["variable"] + cols, rows), ""]
+        if problems:
+            L += ["Warnings (R-hat > 1.01 or ESS < 400):", ""] + [f"- {p}" for p in problems] + [""]
+    if res.notes:
+        L += ["## Notes", ""] + [f"- {n}" for n in res.notes] + [""]
+    L += ["## Figures", ""]
+    for fname, cap in figs:
+        L += [f"![{cap}](figures/{fname})", "", f"*{cap}*", ""]
+    L += ["## Run", "", _table(["stage", "seconds"], [[k, v] for k, v in run_info.get("timings", {}).items()]), ""]
+    L += ["Files: `results.nc` (arviz.from_netcdf), `endpoints.npz`, `config.toml`, `run.json`, `figures/`.", ""]
+    return "\n".join(L)
+
+
+def _md_to_html(md: str, out: Path) -> str:
+    """Tiny Markdown → HTML for our own report (headings, tables, images, lists, emphasis)."""
+    body: list[str] = []
+    lines = md.split("\n")
+    i = 0
+
+    def inline(t: str) -> str:
+        t = html.escape(t)
+        t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+        t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+        t = re.sub(r"(?<!\w)\*(.+?)\*(?!\w)", r"<i>\1</i>", t)
+        return t
+
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body.append("<table>")
+            body.append("<tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) + "</tr>")
+            for r in rows[2:]:
+                body.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>")
+            body.append("</table>")
+            continue
+        m = re.match(r"!\[(.*)\]\((.+)\)", line)
+        if m:
+            data = base64.b64encode((out / m.group(2)).read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}" style="max-width:100%">')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+        i += 1
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}")
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlnvolume report</title><style>{style}</style>" \
+           f"</head><body>{''.join(body)}</body></html>"
+
+
+def write_outputs(res: ExperimentResult, out: Path, run_info: dict) -> dict:
+    """Write figures, results.nc, endpoints.npz, report.md and report.html into ``out``; returns timings."""
+    import time
+
+    timings = {}
+    t0 = time.perf_counter()
+    _save_endpoints(res, out)
+    problems, summaries = _inference_data(res, out)
+    timings["inference_data"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    figs = _figures(res, out) if res.config.figures else []
+    timings["figures"] = time.perf_counter() - t1
+    run_info.setdefault("timings", {}).update(timings)
+    run_info["diagnostic_warnings"] = problems
+    md = _markdown(res, figs, problems, summaries, run_info)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(_md_to_html(md, out), encoding="utf-8")
+    return timings

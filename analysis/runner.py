@@ -1,0 +1,294 @@
+"""Run an :class:`~analysis.experiment.ExperimentConfig`: flows, references, statistics, tests, outputs.
+
+Stages (each checkpointed under ``OUT/checkpoints`` so a killed run resumes):
+
+1. flow endpoints per depth (``dlnvolume.flows.endpoints(..., checkpoint=...)``);
+2. reference draws per reference and depth (exact inverse-CDF draws of the hyperbola laws of
+   :mod:`samplers.reference`, through the vectorized :mod:`analysis.references`, or MCMC: :class:`samplers.SolutionSetSampler`, :func:`samplers.sample`);
+3. statistics (:mod:`analysis.statistics`) and the three test families (:mod:`analysis.hypothesis`);
+4. InferenceData (:mod:`analysis.diagnostics`), figures (:mod:`analysis.plots`), report.
+
+Seeds: stage ``s``, item ``j`` uses ``SeedSequence(seed, spawn_key=(s, j))``; flows and chains get
+their own children from ``dlnvolume.parallel.spawn_seeds`` inside the callee, so results do not
+depend on workers or batching.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import dlnvolume as dv
+from dlnvolume.errors import ConfigError
+from dlnvolume.parallel import atomic_save_npz, load_npz
+
+from . import hypothesis as hyp
+from .experiment import ExperimentConfig
+from .statistics import MatrixStatistics, compute_statistics
+
+__all__ = ["SampleSet", "ExperimentResult", "run_experiment", "build_task", "depth_tag"]
+
+STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
+
+
+def depth_tag(depth: float) -> str:
+    return "Ninf" if depth == math.inf else f"N{int(depth)}"
+
+
+def _key(*parts: Any) -> str:
+    """Short fingerprint of what a checkpoint file depends on (a changed config never reuses it)."""
+    import hashlib
+
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
+
+
+def _seed(seed: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=tuple(key))
+
+
+def build_task(cfg: ExperimentConfig) -> dv.CompletionTask:
+    """The task of the ``[task]`` table."""
+    t = cfg.task
+    if t["kind"] == "diagonal_2x2":
+        return dv.tasks.diagonal_2x2()
+    if t["kind"] == "razin_cohen_2x2":
+        return dv.tasks.razin_cohen_2x2()
+    return dv.tasks.random_low_rank(t["m"], t["n"], t["rank"], t["n_observed"], rng=t.get("seed", cfg.seed))
+
+
+@dataclass(frozen=True, eq=False)
+class SampleSet:
+    """Draws in the Chains layout (contracts.md); used for exact i.i.d. reference draws too."""
+
+    draws: np.ndarray
+    log_density: np.ndarray
+    accept_prob: np.ndarray
+    step_size: np.ndarray
+    failures: dict
+    target: dict
+    method: str
+    seeds: np.ndarray
+    warmup: int
+    thin: int
+
+    def save(self, path: Path) -> None:
+        arrays = {k: np.asarray(getattr(self, k)) for k in ("draws", "log_density", "accept_prob", "step_size", "seeds")}
+        for k, v in self.failures.items():
+            arrays[f"failures__{k}"] = np.asarray(v)
+        arrays["meta"] = np.array(repr({"target": {k: str(v) for k, v in self.target.items()}, "method": self.method,
+                                         "warmup": self.warmup, "thin": self.thin}))
+        atomic_save_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path, target: dict, method: str, warmup: int, thin: int) -> "SampleSet":
+        d = load_npz(path)
+        failures = {k.split("__", 1)[1]: v for k, v in d.items() if k.startswith("failures__")}
+        return cls(d["draws"], d["log_density"], d["accept_prob"], d["step_size"], failures, target, method,
+                   d["seeds"], warmup, thin)
+
+    @classmethod
+    def from_chains(cls, ch: Any) -> "SampleSet":
+        return cls(np.asarray(ch.draws), np.asarray(ch.log_density), np.asarray(ch.accept_prob),
+                   np.asarray(ch.step_size), dict(ch.failures), dict(ch.target), str(ch.method),
+                   np.asarray(ch.seeds), int(ch.warmup), int(ch.thin))
+
+
+@dataclass
+class ExperimentResult:
+    """Everything a report needs."""
+
+    config: ExperimentConfig
+    task: dv.CompletionTask
+    endpoints: dict = field(default_factory=dict)          # depth -> Endpoints
+    endpoint_stats: dict = field(default_factory=dict)     # depth -> MatrixStatistics
+    keep: dict = field(default_factory=dict)               # depth -> bool mask of kept runs
+    samples: dict = field(default_factory=dict)            # (ref name, depth) -> SampleSet
+    sample_stats: dict = field(default_factory=dict)       # (ref name, depth) -> MatrixStatistics
+    exact: dict = field(default_factory=dict)              # (ref name, depth) -> HyperbolaReference
+    null_log_volume: dict = field(default_factory=dict)    # depth -> (n,) array
+    tests: dict = field(default_factory=dict)              # (family, ref name, depth) -> list[TestResult]
+    percentiles: dict = field(default_factory=dict)        # (ref name, depth) -> VolumePercentileResult
+    timings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def _volume_rank(cfg: ExperimentConfig) -> int | None:
+    return None if cfg.volume_rank == "numerical" else int(cfg.volume_rank)
+
+
+def _stats(X: np.ndarray, depth: float, cfg: ExperimentConfig, task: dv.CompletionTask) -> MatrixStatistics:
+    return compute_statistics(X, depth, rtol=cfg.rtol, ground_truth=task.ground_truth, rank=_volume_rank(cfg))
+
+
+def _check_references(cfg: ExperimentConfig) -> None:
+    for i, r in enumerate(cfg.references):
+        if r.method == "exact" and cfg.task["kind"] != "diagonal_2x2":
+            raise ConfigError(f"config key 'references[{i}].method': 'exact' needs task.kind 'diagonal_2x2'")
+        if r.method == "exact" and r.measure == "gibbs":
+            raise ConfigError(f"config key 'references[{i}].method': 'exact' accepts measures 'solution_set' and "
+                              "'gibbs_limit'; use 'rmala' or 'emcee' for 'gibbs'")
+        if r.measure == "gibbs_limit" and r.method != "exact":
+            raise ConfigError(f"config key 'references[{i}].method': measure 'gibbs_limit' is only available as 'exact'")
+        if r.measure == "gibbs" and r.method == "mcmc":
+            raise ConfigError(f"config key 'references[{i}].method': use 'rmala' or 'emcee' for measure 'gibbs'")
+
+
+def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress):
+    from dlnvolume import flows
+
+    for j, depth in enumerate(cfg.depths):
+        t0 = time.perf_counter()
+        tag = depth_tag(depth)
+        fp = _key(cfg.seed, j, depth, cfg.task, cfg.runs, cfg.init_scale, cfg.flow_method, sorted(cfg.flow_options.items()))
+        done = out_ckpt / f"endpoints_{tag}_{fp}.npz"
+        if done.exists():
+            ep = flows.Endpoints.load(done)
+        else:
+            try:
+                ep = flows.endpoints(task, depth, cfg.runs, cfg.init_scale, method=cfg.flow_method,
+                                     rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
+                                     batch_size=cfg.batch_size, progress=progress,
+                                     checkpoint=str(out_ckpt / f"flows_{tag}_{fp}"), **cfg.flow_options)
+            except TypeError as exc:  # an option the flow does not accept
+                raise ConfigError(f"config key 'flows.options': {exc}") from None
+            ep.save(done)
+        res.endpoints[depth] = ep
+        status = np.asarray(ep.status).astype(str)
+        keep = np.isin(status, list(cfg.keep_status)) & np.all(np.isfinite(np.asarray(ep.X)), axis=(-2, -1))
+        res.keep[depth] = keep
+        if keep.sum() < 2:
+            res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept (statuses "
+                             f"{dict(zip(*np.unique(status, return_counts=True)))}); tests skipped at this depth")
+        res.endpoint_stats[depth] = _stats(np.asarray(ep.X), depth, cfg, task)
+        res.timings[f"flows_{tag}"] = time.perf_counter() - t0
+
+
+def _reference_stage(cfg, task, out_ckpt, res, executor, progress):
+    import samplers
+
+    from .references import GridHyperbolaReference
+
+    for i, ref in enumerate(cfg.references):
+        depths = [d for d in (ref.depths or cfg.depths) if d in cfg.depths]
+        for j, depth in enumerate(depths):
+            t0 = time.perf_counter()
+            tag = depth_tag(depth)
+            ck = out_ckpt / f"ref_{ref.name}_{tag}_{_key(cfg.seed, i, j, depth, ref, cfg.task)}.npz"
+            rank = ref.rank if ref.rank is not None else 1
+            target = {"measure": ref.measure, "depth": depth, "rank": rank, "beta": ref.beta, "normalized": True,
+                      "confinement": f"FrobeniusBall({ref.radius})"}
+            ss = _seed(cfg.seed, STAGE_REFS, i, j)
+            if ref.method == "exact":
+                H = GridHyperbolaReference(depth, measure=ref.measure, radius=ref.radius)
+                res.exact[(ref.name, depth)] = H
+            if ck.exists():
+                sset = SampleSet.load(ck, target, ref.method, ref.warmup, ref.thin)
+            elif ref.method == "exact":
+                n = ref.chains * ref.draws
+                a = np.asarray(H.sample(n, rng=np.random.default_rng(ss)), dtype=np.float64)
+                X = np.asarray(H.matrices(a), dtype=np.float64).reshape(ref.chains, ref.draws, 2, 2)
+                logpdf = np.log(np.maximum(np.asarray(H.pdf(a), dtype=np.float64), 1e-300)).reshape(ref.chains, ref.draws)
+                sset = SampleSet(X, logpdf, np.ones((ref.chains, ref.draws)), np.zeros(ref.chains), {}, target,
+                                 "exact", dv.parallel.spawn_seeds(ss, ref.chains), 0, 1)
+                sset.save(ck)
+            else:
+                window = samplers.FrobeniusBall(ref.radius)
+                if ref.measure == "solution_set":
+                    sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
+                    ch = sampler.sample(ref.draws, n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin,
+                                        rng=ss, executor=executor, progress=progress)
+                else:
+                    tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
+                    ch = samplers.sample(tgt, method=ref.method, n_draws=ref.draws, n_chains=ref.chains,
+                                         warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
+                                         progress=progress)
+                sset = SampleSet.from_chains(ch)
+                sset.save(ck)
+            res.samples[(ref.name, depth)] = sset
+            res.sample_stats[(ref.name, depth)] = _stats(sset.draws, depth, cfg, task)
+            res.timings[f"ref_{ref.name}_{tag}"] = time.perf_counter() - t0
+
+
+def _null_stage(cfg, task, out_ckpt, res):
+    """Null measure of family (c): the Euclidean (depth-1) solution-set volume on the hyperbola window."""
+    from .references import GridHyperbolaReference
+
+    radius = next((r.radius for r in cfg.references if r.measure == "solution_set"), cfg.references[0].radius)
+    ck = out_ckpt / f"null_euclidean_{_key(cfg.seed, radius, cfg.null_draws)}.npz"
+    if ck.exists():
+        X = load_npz(ck)["X"]
+    else:
+        H = GridHyperbolaReference(1, measure="solution_set", radius=radius)
+        a = np.asarray(H.sample(cfg.null_draws, rng=np.random.default_rng(_seed(cfg.seed, STAGE_NULL))))
+        X = np.asarray(H.matrices(a), dtype=np.float64)
+        atomic_save_npz(ck, X=X)
+    for depth in cfg.depths:
+        res.null_log_volume[depth] = _stats(X, depth, cfg, task).log_volume_density
+
+
+def _tests_stage(cfg, res):
+    fam = set(cfg.families)
+    for (name, depth), sst in res.sample_stats.items():
+        keep = res.keep[depth]
+        if keep.sum() < 2:
+            continue
+        est = res.endpoint_stats[depth]
+        iid = res.samples[(name, depth)].method == "exact"
+        rng = np.random.default_rng(_seed(cfg.seed, STAGE_TESTS, cfg.depths.index(depth),
+                                          [r.name for r in cfg.references].index(name)))
+        if "distribution" in fam:
+            e_sc, d_sc = est.scalars(), sst.scalars()
+            xs = {k: e_sc[k][keep] for k in cfg.test_statistics if k in e_sc and k in d_sc}
+            ys = {k: d_sc[k] for k in xs}
+            vec = {"singular_values": (est.singular_values[keep], sst.singular_values)}
+            res.tests[("distribution", name, depth)] = hyp.distribution_match(
+                xs, ys, vector=vec, n_perm=cfg.n_perm, max_n=cfg.max_n, iid=iid,
+                measure_x=f"endpoints {depth_tag(depth)}", measure_y=f"{name} {depth_tag(depth)}", rng=rng)
+        if "percentile" in fam:
+            v = est.log_volume_density[keep]
+            H = res.exact.get((name, depth))
+            if H is not None and cfg.volume_rank == 1:  # the statistic is log ρ^(1)_N, as in log_volume_cdf
+                pr = hyp.volume_percentile_test(v, reference_cdf=H.log_volume_cdf, bins=cfg.bins,
+                                                measure_y=f"{name} {depth_tag(depth)} (exact CDF)")
+            else:
+                pr = hyp.volume_percentile_test(v, reference_draws=sst.log_volume_density, bins=cfg.bins, iid=iid,
+                                                measure_y=f"{name} {depth_tag(depth)}")
+            res.percentiles[(name, depth)] = pr
+            res.tests[("percentile", name, depth)] = [pr.uniform, pr.small]
+    if "null" in fam:
+        for depth, null in res.null_log_volume.items():
+            keep = res.keep[depth]
+            if keep.sum() < 2:
+                continue
+            v = res.endpoint_stats[depth].log_volume_density[keep]
+            res.tests[("null", "euclidean", depth)] = [hyp.null_measure_test(
+                v, null, measure_x=f"endpoints {depth_tag(depth)}", measure_y="euclidean volume (N=1) on S∩M_1")]
+
+
+def run_experiment(
+    cfg: ExperimentConfig, out: Path, *, executor: Any = None, workers: int | None = None, progress: bool = True
+) -> ExperimentResult:
+    """Run all computing stages; outputs are written by :mod:`analysis.report`."""
+    _check_references(cfg)
+    task = build_task(cfg)
+    ckpt = Path(out) / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    res = ExperimentResult(cfg, task)
+    t0 = time.perf_counter()
+    _flows_stage(cfg, task, ckpt, res, executor, workers, progress)
+    res.timings["flows"] = time.perf_counter() - t0
+    if cfg.references:
+        t1 = time.perf_counter()
+        _reference_stage(cfg, task, ckpt, res, executor, progress)
+        res.timings["references"] = time.perf_counter() - t1
+        if "null" in cfg.families and cfg.task["kind"] == "diagonal_2x2":
+            _null_stage(cfg, task, ckpt, res)
+        t2 = time.perf_counter()
+        _tests_stage(cfg, res)
+        res.timings["tests"] = time.perf_counter() - t2
+    return res

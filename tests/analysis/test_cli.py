@@ -1,0 +1,144 @@
+"""CLI end to end: --quick run into tmp_path, outputs, refusal to overwrite, schema errors, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import dlnvolume as dv
+from analysis.cli import main
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+TINY = """
+name = "tiny"
+seed = 5
+[task]
+kind = "diagonal_2x2"
+[flows]
+depths = [3, "inf"]
+runs = 12
+init_scale = 1e-3
+keep_status = ["converged"]
+[[references]]
+name = "solution_set"
+measure = "solution_set"
+method = "exact"
+radius = 3.0
+draws = 100
+chains = 2
+[statistics]
+rtol = 1e-4
+volume_rank = 1
+[tests]
+families = ["distribution", "percentile", "null"]
+n_perm = 49
+null_draws = 200
+statistics = ["log_volume_density"]
+[output]
+figures = false
+"""
+
+
+def test_quick_builtin_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--quick", "--out", str(out), "--no-progress", "--workers", "2"]) == 0
+    for name in ("report.md", "report.html", "results.nc", "endpoints.npz", "config.toml", "run.json",
+                 "figures/volume_histograms.png", "figures/hyperbola.png", "figures/spectra.png"):
+        assert (out / name).is_file(), name
+    idata = az.from_netcdf(str(out / "results.nc"))
+    assert "posterior" in idata.groups() and "constant_data" in idata.groups()
+    assert any(g.startswith("endpoints_") for g in idata.groups())
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    md = (out / "report.md").read_text()
+    assert "percentile:small" in md and "mannwhitney" in md and "ks:log_volume_density" in md
+    info = json.loads((out / "run.json").read_text())
+    assert info["quick"] is True and info["versions"]["numpy"] == np.__version__ and info["timings"]["total"] > 0
+    ep = np.load(out / "endpoints.npz")
+    assert ep["X_N2"].shape[1:] == (2, 2)
+
+
+def test_refuses_non_empty_out_and_resumes_with_force(tmp_path, capsys):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "something").write_text("x")
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not empty; use --force" in err
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
+    first = dict(np.load(out / "endpoints.npz"))
+    assert len(list((out / "checkpoints").glob("endpoints_N3_*.npz"))) == 1
+    # a rerun reuses the checkpoints and reproduces the endpoints exactly
+    assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
+    second = dict(np.load(out / "endpoints.npz"))
+    for k in first:
+        np.testing.assert_array_equal(first[k], second[k])
+    # the seed is honoured: another seed gives other endpoints
+    out2 = tmp_path / "out2"
+    assert main(["run", str(cfg), "--out", str(out2), "--no-progress", "--workers", "1", "--seed", "6"]) == 0
+    assert not np.allclose(np.load(out2 / "endpoints.npz")["X_N3"], first["X_N3"])
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[task]\nkind = 'diagonal_2x2'\n[flows]\nruns = 'x'\n", "flows.runs"),
+    ("[task]\nkind = 'diagonal_2x2'\nbogus = 1\n", "bogus"),
+    ("[task\nkind = 1\n", "malformed TOML"),
+    ("[task]\nkind = 'diagonal_2x2'\n[[references]]\nname = 'r'\nmeasure = 'gibbs_limit'\nmethod = 'mcmc'\n", "references[0].method"),
+])
+def test_config_errors_exit_2_one_line(tmp_path, capsys, text, key):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dlnvolume: error:") and key in err and "\n" not in err and "Traceback" not in err
+
+
+def test_other_commands(tmp_path, capsys):
+    assert main(["bench"]) == 0
+    assert capsys.readouterr().out.strip() == "benchmarks: not implemented yet"
+    assert main(["experiments"]) == 0
+    listing = capsys.readouterr().out
+    assert "cmv-2x2" in listing and "arora-100" in listing and "razin-cohen-2x2" in listing
+    p = tmp_path / "x.npy"
+    np.save(p, np.diag([2.0, 1.0]))
+    assert main(["volume", str(p), "--depth", "2"]) == 0
+    # MATH.md §8 item 9: ρ̄_2(diag(2, 1)) = √2/3
+    assert math.exp(float(capsys.readouterr().out)) == pytest.approx(math.sqrt(2) / 3, rel=1e-12)
+    assert main(["volume", str(p), "--depth", "3", "--unnormalized"]) == 0
+    assert math.exp(float(capsys.readouterr().out)) == pytest.approx(0.04111549722806259, rel=1e-12)
+    assert main(["volume", str(p), "--depth", "inf"]) == 0
+    assert math.exp(float(capsys.readouterr().out)) == pytest.approx(0.23104906018664842, rel=1e-12)
+    assert main(["volume", str(p), "--depth", "0"]) == 2
+    assert "depth=0" in capsys.readouterr().err
+    assert float(dv.log_volume_density(np.diag([2.0, 1.0]), 2)) == pytest.approx(math.log(math.sqrt(2) / 3))
+
+
+def test_dask_missing_gives_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-progress", "--dask", "local"]) == 2
+    assert "--dask needs dask.distributed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_endpoints(tmp_path):
+    pytest.importorskip("dask.distributed")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "a"), "--no-progress", "--dask", "local", "--workers", "2"]) == 0
+    assert main(["run", str(cfg), "--out", str(tmp_path / "b"), "--no-progress", "--workers", "1"]) == 0
+    a, b = np.load(tmp_path / "a" / "endpoints.npz"), np.load(tmp_path / "b" / "endpoints.npz")
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])

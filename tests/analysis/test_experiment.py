@@ -1,0 +1,60 @@
+"""TOML schema: built-ins parse, round trip through the writer, one-line errors naming the key."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+
+from analysis.experiment import builtin_experiments, load_config, parse_config, to_toml
+from dlnvolume.errors import ConfigError
+
+
+def test_builtins_parse_and_round_trip():
+    b = builtin_experiments()
+    assert {"cmv-2x2", "razin-cohen-2x2", "arora-100"} <= set(b)
+    for name, text in b.items():
+        cfg = parse_config(tomllib.loads(text))
+        assert cfg.name == name
+        again = parse_config(tomllib.loads(to_toml(cfg.to_dict())))
+        assert again == cfg
+    cmv, _ = load_config("cmv-2x2")
+    assert cmv.depths == (2, 5, 10, 20, math.inf) and cmv.runs == 200 and cmv.init_scale == 1e-3
+    assert set(cmv.families) == {"distribution", "percentile", "null"}
+    q = cmv.quick_version()
+    assert q.runs < cmv.runs and all(r.draws <= 1000 for r in q.references)
+
+
+BAD = [
+    ({"task": {"kind": "diagonal_2x2"}, "flows": {"runs": "many"}}, r"'flows\.runs': expected an integer >= 2, got 'many'"),
+    ({"task": {"kind": "diagonal_2x2"}, "flows": {"depths": [2, 0]}}, r"'flows\.depths\[1\]': expected a depth"),
+    ({"task": {"kind": "diagonal_2x2"}, "flows": {"speed": 1}}, r"'flows\.speed': unknown key"),
+    ({"task": {"kind": "diagonal_2x2"}, "colour": 1}, r"'colour': unknown key"),
+    ({"flows": {}}, r"'task': required key is missing"),
+    ({"task": {"kind": "cube"}}, r"'task\.kind': expected one of"),
+    ({"task": {"kind": "random_low_rank", "m": 3, "n": 3, "rank": 1}}, r"'task\.n_observed': required"),
+    ({"task": {"kind": "diagonal_2x2", "m": 3}}, r"'task\.m': only accepted"),
+    ({"task": {"kind": "diagonal_2x2"}, "flows": {"init_scale": -1.0}}, r"'flows\.init_scale': expected a finite number > 0"),
+    ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "r", "measure": "gibbs"}]}, r"'references\[0\]\.beta': required"),
+    ({"task": {"kind": "diagonal_2x2"}, "references": [{"measure": "gibbs_limit"}]}, r"'references\[0\]\.name': required"),
+    ({"task": {"kind": "diagonal_2x2"}, "tests": {"alpha": 1.5}}, r"'tests\.alpha': expected a finite number > 0\.0 and < 1\.0"),
+    ({"task": {"kind": "diagonal_2x2"}, "output": {"figures": "yes"}}, r"'output\.figures': expected true or false"),
+    ({"task": {"kind": "diagonal_2x2"}, "statistics": {"volume_rank": "max"}}, r"'statistics\.volume_rank'"),
+]
+
+
+@pytest.mark.parametrize("doc,match", BAD)
+def test_schema_errors_name_the_key(doc, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        parse_config(doc)
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[task\nkind = 1")
+    with pytest.raises(ConfigError, match="malformed TOML"):
+        load_config(str(p))
+    with pytest.raises(ConfigError, match="not a built-in"):
+        load_config(str(tmp_path / "nope.toml"))
