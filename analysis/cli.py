@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     vol.add_argument("--rank", type=int, default=None)
     vol.add_argument("--unnormalized", action="store_true")
     sub.add_parser("experiments", help="list built-in experiments")
-    sub.add_parser("bench", help="benchmarks")
+    bench = sub.add_parser("bench", help="benchmarks: ours against the alternatives, ratios from one run")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (< 60 s)")
+    bench.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
+    bench.add_argument("--sections", default="volume,flows,samplers,throughput",
+                       help="comma-separated subset of volume,flows,samplers,throughput")
     return p
 
 
@@ -179,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "experiments":
             return _cmd_experiments()
         if args.command == "bench":
-            print("benchmarks: not implemented yet")
-            return 0
+            from .bench import SECTIONS, run_bench
+
+            sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+            unknown = [x for x in sections if x not in SECTIONS]
+            if unknown:
+                raise _UsageError(f"--sections={args.sections!r}: unknown {unknown}; expected names from {list(SECTIONS)}")
+            result = run_bench(args.out, quick=args.quick, sections=sections)
+            return 1 if result["errors"] else 0
     except (_UsageError, DLNVolumeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"dlnvolume: error: {msg}", file=sys.stderr)
