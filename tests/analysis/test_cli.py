@@ -103,8 +103,12 @@ def test_config_errors_exit_2_one_line(tmp_path, capsys, text, key):
 
 
 def test_other_commands(tmp_path, capsys):
-    assert main(["bench"]) == 0
-    assert capsys.readouterr().out.strip() == "benchmarks: not implemented yet"
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--sections", "volume", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "log_volume_density d=100" in text and (out / "bench.json").exists() and (out / "bench.png").exists()
+    assert main(["bench", "--sections", "nope"]) == 2
+    assert "--sections" in capsys.readouterr().err
     assert main(["experiments"]) == 0
     listing = capsys.readouterr().out
     assert "cmv-2x2" in listing and "arora-100" in listing and "razin-cohen-2x2" in listing
