@@ -138,15 +138,6 @@ def log_multipliers(
     return out
 
 
-def _pair_sum(values: np.ndarray) -> np.ndarray:
-    """Sum over ``i < j`` of a symmetric ``(..., r, r)`` array."""
-    r = values.shape[-1]
-    if r < 2:
-        return np.zeros(values.shape[:-2])
-    iu = np.triu_indices(r, 1)
-    return values[..., iu[0], iu[1]].sum(axis=-1)
-
-
 def _pairs(log_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``lo``, ``hi`` and ``|Δ|`` over the pairs ``i < j`` of ``(..., r)`` finite log σ."""
     r = log_sigma.shape[-1]
