@@ -17,7 +17,8 @@ __all__ = ["BenchmarkResult", "ess_benchmark"]
 
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """One method's efficiency on the log-volume density statistic ``log ρ_N^{(r)}(X)``."""
+    """One method's efficiency on the log-volume density statistic ``log ρ_N^{(r)}(X)`` (``ess``) and
+    on the largest singular value σ₁ (``ess_sigma1``)."""
 
     method: str
     seconds: float
@@ -26,6 +27,8 @@ class BenchmarkResult:
     ess_per_second: float
     ess_per_evaluation: float
     accept_prob: float
+    ess_sigma1: float = float("nan")  # ESS of the largest singular value σ₁
+    ess_sigma1_per_second: float = float("nan")
 
 
 def ess_benchmark(
@@ -49,7 +52,8 @@ def ess_benchmark(
         ch = sample(target, name, n_draws, n_chains=n_chains, rng=rng, workers=workers, progress=False, **kwargs)
         sec = time.perf_counter() - t0
         e = ess(target.log_volume_density(ch.draws))
+        e1 = ess(np.linalg.svd(ch.draws, compute_uv=False)[..., 0])
         ev = int(np.sum(ch.n_evaluations))
         label = name if not kwargs else f"{name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
-        out.append(BenchmarkResult(label, sec, ev, e, e / sec, e / ev, float(np.mean(ch.accept_prob))))
+        out.append(BenchmarkResult(label, sec, ev, e, e / sec, e / ev, float(np.mean(ch.accept_prob)), e1, e1 / sec))
     return out
