@@ -3,19 +3,28 @@
 Sub-commands::
 
     dlnvolume run [EXPERIMENT|config.toml] --out DIR [--seed S] [--workers K] [--dask ADDRESS|local]
-                  [--quick] [--force] [--no-progress]
+                  [--quick] [--force | --resume] [--no-progress]
     dlnvolume volume MATRIX.npy --depth N [--rank r] [--unnormalized]
     dlnvolume experiments
     dlnvolume bench
 
-Bad input (malformed TOML, unknown keys, wrong types, existing output folder) prints one line
-``dlnvolume: error: ...`` on stderr and exits with code 2, without a traceback.
+Bad input (malformed TOML, unknown keys, wrong types, existing output folder, ``--resume`` with another
+configuration) prints one line ``dlnvolume: error: ...`` on stderr and exits with code 2, without a
+traceback. A file that cannot be written (disk full, permission denied, read-only file system) prints
+one line ``dlnvolume: error: cannot write PATH: REASON; ...`` saying what happened to the previous
+results, and exits with code 1.
+
+Resuming: ``run`` checkpoints every finished batch of flows and of MCMC chains under ``OUT/checkpoints``
+(the configuration of the run in progress in ``OUT/checkpoints/config.toml``). After an interruption
+(even SIGKILL), ``run ... --out OUT --resume`` with the same configuration skips the finished batches
+and gives bit-identical results; it prints one line per stage, e.g.
+``flows N5: resumed 3/8 batches from checkpoints``. The final outputs are written to a staging folder
+and moved into place only when all are written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -40,13 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment (built-in name or TOML file)")
     run.add_argument("experiment", nargs="?", default="cmv-2x2", help="built-in name or path to a TOML file")
-    run.add_argument("--out", required=True, help="output folder (refused if non-empty unless --force)")
+    run.add_argument("--out", required=True,
+                     help="output folder (refused if non-empty unless --resume or --force)")
     run.add_argument("--seed", type=int, default=None, help="override the experiment seed")
     run.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
     run.add_argument("--dask", default=None, metavar="ADDRESS",
                      help="'local' for a dask LocalCluster, or a scheduler address")
     run.add_argument("--quick", action="store_true", help="reduced sizes (< 30 s)")
-    run.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out: finished batches in OUT/checkpoints are reused; "
+                            "refused unless the configuration equals the one recorded there")
+    again.add_argument("--force", action="store_true",
+                       help="write into a non-empty output folder, whatever its configuration (checkpoints of "
+                            "stages with the same settings are reused; other outputs are replaced)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     vol = sub.add_parser("volume", help="log volume density of a matrix stored as .npy")
     vol.add_argument("matrix")
@@ -57,8 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: ours against the alternatives, ratios from one run")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (< 60 s)")
     bench.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
-    bench.add_argument("--sections", default="volume,flows,samplers,throughput",
-                       help="comma-separated subset of volume,flows,samplers,throughput")
+    bench.add_argument("--sections", default="volume,flows,samplers,throughput,dask",
+                       help="comma-separated subset of volume,flows,samplers,throughput,dask")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="BLAS/PyTorch threads of the benchmarking process (default 1: reproducible ratios "
+                            "on a shared machine; 0 = library defaults)")
     return p
 
 
@@ -146,26 +165,87 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise _UsageError(f"--out {str(out)!r} is not empty; use --force to write into it (checkpoints there are reused)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(cfg.to_dict()), encoding="utf-8")
+    config_text = to_toml(cfg.to_dict())
+    non_empty = out.is_dir() and any(out.iterdir())
+    if non_empty and args.resume:
+        _check_resume(out, config_text)
+    elif non_empty and not args.force:
+        raise _UsageError(f"--out {str(out)!r} is not empty; use --force to write into it (checkpoints there are "
+                          "reused) or --resume to continue an interrupted run with the same configuration")
+    had_results = any((out / f).exists() for f in ("report.md", "endpoints.npz", "results.nc"))
+    try:
+        return _run_into(cfg, args, out, config_text, t_start)
+    except OSError as exc:
+        print(f"dlnvolume: error: {_write_failure(exc, out, had_results)}", file=sys.stderr)
+        return 1
+
+
+def _toml_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two parsed TOML documents."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys: list[str] = []
+        for k in sorted(set(old) | set(new)):
+            keys += _toml_diff(old.get(k), new.get(k), f"{prefix}{k}.")
+        return keys
+    return [] if old == new else [prefix.rstrip(".") or "(document)"]
+
+
+def _check_resume(out: Path, config_text: str) -> None:
+    """``--resume`` into a non-empty ``out``: its recorded configuration must equal the new one."""
+    recorded = next((p for p in (out / "checkpoints" / "config.toml", out / "config.toml") if p.is_file()), None)
+    if recorded is None:
+        raise _UsageError(f"--resume: --out {str(out)!r} has no config.toml (not a dlnvolume results folder); "
+                          "nothing to resume")
+    try:
+        old = tomllib.loads(recorded.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise _UsageError(f"--resume: cannot read {str(recorded)!r} ({exc}); use --force to start over") from None
+    diff = _toml_diff(old, tomllib.loads(config_text))
+    if diff:
+        shown = ", ".join(diff[:5]) + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
+        raise _UsageError(f"--resume: the configuration differs from the one recorded in {str(recorded)!r} "
+                          f"(keys {shown}); rerun with the same experiment, --seed and --quick, or use --force")
+
+
+def _write_failure(exc: OSError, out: Path, had_results: bool) -> str:
+    """One line saying what could not be written and what happened to the results in ``out``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    what = f"cannot write {exc.filename}: {reason}" if exc.filename else f"cannot write into {out}: {reason}"
+    replaced = tuple(getattr(exc, "replaced", ()) or ())
+    if replaced:
+        names = ", ".join(os.path.relpath(p, out) for p in replaced)
+        return (f"{what}; {len(replaced)} new output file(s) were already moved into {out} ({names}); the other "
+                f"outputs there are from the previous run (rerun with --resume to complete the set)")
+    if had_results:
+        return f"{what}; previous results in {out} are intact (finished checkpoints are kept; rerun with --resume)"
+    return f"{what}; no results were written to {out} (finished checkpoints are kept; rerun with --resume)"
+
+
+def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t_start: float) -> int:
+    from dlnvolume.parallel import atomic_write_text
 
     from .report import write_outputs
     from .runner import run_experiment
 
+    out.mkdir(parents=True, exist_ok=True)
+    running = out / "checkpoints" / "config.toml"  # the configuration of the run in progress (for --resume)
+    if not (running.is_file() and running.read_text(encoding="utf-8") == config_text):
+        atomic_write_text(running, config_text)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
     executor, close = _executor(args)
     try:
-        res = run_experiment(cfg, out, executor=executor, workers=args.workers, progress=not args.no_progress)
+        res = run_experiment(cfg, out, executor=executor, workers=args.workers, progress=not args.no_progress,
+                             log=log)
     finally:
         if close is not None:
             close()
     info = {"experiment": cfg.name, "argv": sys.argv[1:], "seed": cfg.seed, "quick": bool(args.quick),
             "workers": args.workers, "dask": args.dask, "cpu_count": os.cpu_count(), "versions": _versions(),
             "timings": dict(res.timings)}
-    write_outputs(res, out, info)
-    info["timings"]["total"] = time.perf_counter() - t_start
-    (out / "run.json").write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+    write_outputs(res, out, info, texts={"config.toml": config_text}, t_start=t_start)
     print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
     return 0
 
@@ -189,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [x for x in sections if x not in SECTIONS]
             if unknown:
                 raise _UsageError(f"--sections={args.sections!r}: unknown {unknown}; expected names from {list(SECTIONS)}")
-            result = run_bench(args.out, quick=args.quick, sections=sections)
+            if args.threads < 0:
+                raise _UsageError(f"--threads={args.threads}: expected 0 (library defaults) or an integer >= 1")
+            result = run_bench(args.out, quick=args.quick, sections=sections, threads=args.threads or None)
             return 1 if result["errors"] else 0
     except (_UsageError, DLNVolumeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

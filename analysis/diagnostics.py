@@ -34,6 +34,7 @@ with warnings.catch_warnings():
 import xarray as xr
 
 import dlnvolume as dv
+from dlnvolume._validation import check_matrix
 
 from .statistics import compute_statistics
 
@@ -112,7 +113,9 @@ def to_inference_data(
     groups: dict[str, xr.Dataset] = {}
     all_attrs: dict[str, Any] = {"depth": depth, "dlnvolume_version": dv.__version__, "arviz_version": az.__version__}
     if chains is not None:
-        draws = np.asarray(chains.draws, dtype=np.float64)
+        draws = check_matrix(chains.draws, name="chains.draws")
+        if draws.ndim != 4:
+            raise dv.errors.ShapeError(f"chains.draws has shape {draws.shape}; expected (chain, draw, m, n)")
         C, D = draws.shape[:2]
         coords = {"chain": np.arange(C), "draw": np.arange(D)}
         pv = _stat_vars(draws, depth, ("chain", "draw"), gt, rtol)
@@ -141,7 +144,9 @@ def to_inference_data(
             "thin": getattr(chains, "thin", None),
         })
     if endpoints is not None:
-        X = np.asarray(endpoints.X, dtype=np.float64)
+        X = check_matrix(endpoints.X, name="endpoints.X")
+        if X.ndim != 3:
+            raise dv.errors.ShapeError(f"endpoints.X has shape {X.shape}; expected (run, m, n)")
         ev = _stat_vars(X, depth, ("run",), gt, rtol)
         ev["X"] = (("run", "row", "col"), X)
         ev["X0"] = (("run", "row", "col"), np.asarray(endpoints.X0, dtype=np.float64))
@@ -193,14 +198,21 @@ def merge(idatas: Mapping[str, az.InferenceData]) -> az.InferenceData:
 
 def save(idata: az.InferenceData, path: Any) -> None:
     """Write NetCDF (``arviz.InferenceData.to_netcdf``; the netCDF4 engine when installed, which is
-    ~4x faster than h5netcdf for many groups)."""
+    ~4x faster than h5netcdf for many groups).
+
+    Atomic: written to a temporary file in the same folder, then ``os.replace``; on failure a
+    previous file at ``path`` is intact and :class:`dlnvolume.parallel.AtomicWriteError` (an
+    ``OSError`` naming ``path``) is raised.
+    """
+    from dlnvolume.parallel import atomic_write
+
     try:
         import netCDF4  # noqa: F401
 
         engine = "netcdf4"
     except ImportError:  # pragma: no cover - depends on the environment
         engine = "h5netcdf"
-    idata.to_netcdf(str(path), engine=engine)
+    atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine=engine), suffix=".nc")
 
 
 def load(path: Any) -> az.InferenceData:

@@ -1,20 +1,32 @@
 """Outputs of a run: figures, ``results.nc``, ``endpoints.npz``, ``report.md``, ``report.html``.
 
 ``report.html`` is self-contained: figures are embedded as base64 PNG.
+
+All outputs are first written into a staging folder ``OUT/.staging-*`` and then moved into place
+with ``os.replace`` (atomic per file, same file system), so a failure while writing (disk full,
+permission denied, ...) leaves every previous output file intact.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import math
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dlnvolume.parallel import atomic_save_npz
+from dlnvolume.parallel import AtomicWriteError, atomic_save_npz
+
+STAGING_PREFIX = ".staging-"
+# commit order: data first, the report last (a report.md newer than the data means a complete set)
+_LAST = ("run.json", "report.html", "report.md")
 
 from . import plots
 from .runner import ExperimentResult, depth_tag
@@ -151,6 +163,20 @@ def _save_endpoints(res: ExperimentResult, out: Path) -> None:
     atomic_save_npz(out / "endpoints.npz", **arrays)
 
 
+def _tests_json(res: ExperimentResult) -> str:
+    """Every test result as JSON (``tests.json``): family, reference, depth, name, statistic, p-values,
+    effect size, sample sizes. Floats are written with ``repr`` precision, so two runs can be compared
+    exactly."""
+    rows = []
+    for (fam, name, depth), tests in res.tests.items():
+        for t in tests:
+            rows.append({"family": fam, "reference": name, "depth": depth_tag(depth), "test": t.name,
+                         "statistic": t.statistic, "p_value": t.p_value, "p_adjusted": t.p_adjusted,
+                         "effect_size": t.effect_size, "n_x": t.n_x, "n_y": t.n_y, "ess_used": t.ess_used,
+                         "measure_x": t.measure_x, "measure_y": t.measure_y})
+    return json.dumps(rows, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
 def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list[str], summaries: dict,
               run_info: dict) -> str:
     cfg = res.config
@@ -212,7 +238,8 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
     for fname, cap in figs:
         L += [f"![{cap}](figures/{fname})", "", f"*{cap}*", ""]
     L += ["## Run", "", _table(["stage", "seconds"], [[k, v] for k, v in run_info.get("timings", {}).items()]), ""]
-    L += ["Files: `results.nc` (arviz.from_netcdf), `endpoints.npz`, `config.toml`, `run.json`, `figures/`.", ""]
+    L += ["Files: `results.nc` (arviz.from_netcdf), `endpoints.npz`, `tests.json` (every test result), `config.toml`, "
+          "`run.json`, `figures/`.", ""]
     return "\n".join(L)
 
 
@@ -260,21 +287,115 @@ def _md_to_html(md: str, out: Path) -> str:
            f"</head><body>{''.join(body)}</body></html>"
 
 
-def write_outputs(res: ExperimentResult, out: Path, run_info: dict) -> dict:
-    """Write figures, results.nc, endpoints.npz, report.md and report.html into ``out``; returns timings."""
+def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: dict[str, str],
+                   t_start: float | None, current: list[str]) -> dict:
+    """Write all outputs into ``stage``; ``current[0]`` names the output being written (for errors)."""
     import time
 
     timings = {}
     t0 = time.perf_counter()
-    _save_endpoints(res, out)
-    problems, summaries = _inference_data(res, out)
+    current[0] = "endpoints.npz"
+    _save_endpoints(res, stage)
+    current[0] = "results.nc"
+    problems, summaries = _inference_data(res, stage)
     timings["inference_data"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    figs = _figures(res, out) if res.config.figures else []
+    current[0] = "figures"
+    figs = _figures(res, stage) if res.config.figures else []
     timings["figures"] = time.perf_counter() - t1
     run_info.setdefault("timings", {}).update(timings)
     run_info["diagnostic_warnings"] = problems
     md = _markdown(res, figs, problems, summaries, run_info)
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.html").write_text(_md_to_html(md, out), encoding="utf-8")
+    current[0] = "report.md"
+    (stage / "report.md").write_text(md, encoding="utf-8")
+    current[0] = "report.html"
+    (stage / "report.html").write_text(_md_to_html(md, stage), encoding="utf-8")
+    current[0] = "tests.json"
+    (stage / "tests.json").write_text(_tests_json(res), encoding="utf-8")
+    for name, text in texts.items():
+        current[0] = name
+        (stage / name).write_text(text, encoding="utf-8")
+    if t_start is not None:
+        run_info["timings"]["total"] = time.perf_counter() - t_start
+    current[0] = "run.json"
+    (stage / "run.json").write_text(json.dumps(run_info, indent=1, default=str), encoding="utf-8")
     return timings
+
+
+def _commit(stage: Path, out: Path) -> list[str]:
+    """Move every staged file into ``out`` (``os.replace``); returns the destination paths in order."""
+    files = sorted((f for f in stage.rglob("*") if f.is_file()),
+                   key=lambda f: (f.name in _LAST, _LAST.index(f.name) if f.name in _LAST else 0, str(f)))
+    replaced: list[str] = []
+    dest = out
+    try:
+        for f in files:
+            dest = out / f.relative_to(stage)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+            replaced.append(str(dest))
+    except OSError as exc:
+        err = AtomicWriteError(exc.errno, exc.strerror or str(exc), str(dest))
+        err.replaced = tuple(replaced)
+        raise err from exc
+    return replaced
+
+
+def _dest(name: Any, stage: Path | None, out: Path, current: str) -> str:
+    """The output path in ``out`` that a failure in the staging folder was about."""
+    if name and stage is not None:
+        try:
+            return str(out / Path(os.fsdecode(name)).relative_to(stage))
+        except ValueError:
+            return os.fsdecode(name)
+    return str(out / current)
+
+
+def write_outputs(res: ExperimentResult, out: Path, run_info: dict, *, texts: dict[str, str] | None = None,
+                  t_start: float | None = None) -> dict:
+    """Write figures, results.nc, endpoints.npz, report.md, report.html and run.json into ``out``.
+
+    Parameters
+    ----------
+    res : ExperimentResult
+    out : Path
+        Results folder. Every file is first written to a staging folder ``out/.staging-*`` and moved
+        into place only after all were written, so a failure leaves the previous results intact.
+    run_info : dict
+        Written to ``run.json`` (``timings`` is updated here).
+    texts : dict, optional
+        Further text files to write the same way, e.g. ``{"config.toml": ...}``.
+    t_start : float, optional
+        ``time.perf_counter()`` at the start of the run; sets ``run_info["timings"]["total"]``.
+
+    Returns
+    -------
+    dict
+        Timings of the output stages.
+
+    Raises
+    ------
+    dlnvolume.parallel.AtomicWriteError
+        (an ``OSError``) naming the output that could not be written; ``replaced`` lists the files
+        already moved into place (empty unless the final moves failed part-way).
+    """
+    out = Path(out)
+    for old in out.glob(STAGING_PREFIX + "*"):  # left behind by a killed run
+        shutil.rmtree(old, ignore_errors=True)
+    stage: Path | None = None
+    current = [STAGING_PREFIX + "*"]
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+        timings = _stage_outputs(res, stage, run_info, dict(texts or {}), t_start, current)
+        _commit(stage, out)
+        return timings
+    except AtomicWriteError as exc:
+        if exc.replaced:
+            raise
+        raise AtomicWriteError(exc.errno, exc.strerror, _dest(exc.filename, stage, out, current[0])) from exc
+    except OSError as exc:
+        raise AtomicWriteError(exc.errno, exc.strerror or str(exc) or type(exc).__name__,
+                               _dest(exc.filename, stage, out, current[0])) from exc
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)

@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,29 @@ def _key(*parts: Any) -> str:
     import hashlib
 
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:10]
+
+
+def _batch_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """``{name: (size, mtime_ns)}`` of the ``batch-*.npz`` files in a checkpoint folder."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for f in folder.glob("batch-*.npz"):
+        st = f.stat()
+        out[f.name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _resumed(before: dict, folder: Path) -> tuple[int, int]:
+    """(batches reused, batches in total): files that existed before the call and were not rewritten."""
+    after = _batch_files(folder)
+    reused = sum(1 for k, v in before.items() if after.get(k) == v)
+    return reused, max(len(after), reused)
+
+
+def _log_resumed(log: Callable[[str], None] | None, label: str, reused: int, total: int) -> None:
+    if log is not None:
+        log(f"{label}: resumed {reused}/{total} batches from checkpoints")
 
 
 def _seed(seed: int, *key: int) -> np.random.SeedSequence:
@@ -138,7 +161,7 @@ def _check_references(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"config key 'references[{i}].method': use 'rmala' or 'emcee' for measure 'gibbs'")
 
 
-def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress):
+def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None):
     from dlnvolume import flows
 
     for j, depth in enumerate(cfg.depths):
@@ -146,16 +169,21 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress):
         tag = depth_tag(depth)
         fp = _key(cfg.seed, j, depth, cfg.task, cfg.runs, cfg.init_scale, cfg.flow_method, sorted(cfg.flow_options.items()))
         done = out_ckpt / f"endpoints_{tag}_{fp}.npz"
+        folder = out_ckpt / f"flows_{tag}_{fp}"
         if done.exists():
             ep = flows.Endpoints.load(done)
+            n = max(len(_batch_files(folder)), 1)
+            _log_resumed(log, f"flows {tag}", n, n)
         else:
+            before = _batch_files(folder)
             try:
                 ep = flows.endpoints(task, depth, cfg.runs, cfg.init_scale, method=cfg.flow_method,
                                      rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
                                      batch_size=cfg.batch_size, progress=progress,
-                                     checkpoint=str(out_ckpt / f"flows_{tag}_{fp}"), **cfg.flow_options)
+                                     checkpoint=str(folder), **cfg.flow_options)
             except TypeError as exc:  # an option the flow does not accept
                 raise ConfigError(f"config key 'flows.options': {exc}") from None
+            _log_resumed(log, f"flows {tag}", *_resumed(before, folder))
             ep.save(done)
         res.endpoints[depth] = ep
         status = np.asarray(ep.status).astype(str)
@@ -168,7 +196,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress):
         res.timings[f"flows_{tag}"] = time.perf_counter() - t0
 
 
-def _reference_stage(cfg, task, out_ckpt, res, executor, progress):
+def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):
     import samplers
 
     from .references import GridHyperbolaReference
@@ -179,6 +207,8 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress):
             t0 = time.perf_counter()
             tag = depth_tag(depth)
             ck = out_ckpt / f"ref_{ref.name}_{tag}_{_key(cfg.seed, i, j, depth, ref, cfg.task)}.npz"
+            folder = ck.with_suffix("")  # per-batch chain checkpoints of MCMC references
+            label = f"reference {ref.name} {tag}"
             rank = ref.rank if ref.rank is not None else 1
             target = {"measure": ref.measure, "depth": depth, "rank": rank, "beta": ref.beta, "normalized": True,
                       "confinement": f"FrobeniusBall({ref.radius})"}
@@ -188,7 +218,10 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress):
                 res.exact[(ref.name, depth)] = H
             if ck.exists():
                 sset = SampleSet.load(ck, target, ref.method, ref.warmup, ref.thin)
+                n = max(len(_batch_files(folder)), 1)
+                _log_resumed(log, label, n, n)
             elif ref.method == "exact":
+                _log_resumed(log, label, 0, 1)
                 n = ref.chains * ref.draws
                 a = np.asarray(H.sample(n, rng=np.random.default_rng(ss)), dtype=np.float64)
                 X = np.asarray(H.matrices(a), dtype=np.float64).reshape(ref.chains, ref.draws, 2, 2)
@@ -198,15 +231,18 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress):
                 sset.save(ck)
             else:
                 window = samplers.FrobeniusBall(ref.radius)
+                before = _batch_files(folder)
                 if ref.measure == "solution_set":
                     sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
                     ch = sampler.sample(ref.draws, n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin,
-                                        rng=ss, executor=executor, progress=progress)
+                                        rng=ss, executor=executor, workers=workers, progress=progress,
+                                        checkpoint=folder)
                 else:
                     tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
                     ch = samplers.sample(tgt, method=ref.method, n_draws=ref.draws, n_chains=ref.chains,
                                          warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
-                                         progress=progress)
+                                         workers=workers, progress=progress, checkpoint=folder)
+                _log_resumed(log, label, *_resumed(before, folder))
                 sset = SampleSet.from_chains(ch)
                 sset.save(ck)
             res.samples[(ref.name, depth)] = sset
@@ -271,20 +307,28 @@ def _tests_stage(cfg, res):
 
 
 def run_experiment(
-    cfg: ExperimentConfig, out: Path, *, executor: Any = None, workers: int | None = None, progress: bool = True
+    cfg: ExperimentConfig, out: Path, *, executor: Any = None, workers: int | None = None, progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
-    """Run all computing stages; outputs are written by :mod:`analysis.report`."""
+    """Run all computing stages; outputs are written by :mod:`analysis.report`.
+
+    Every stage item is checkpointed under ``out/checkpoints`` (flows and MCMC chains per batch), so
+    a rerun into the same ``out`` with the same configuration resumes. ``log``, if given, receives
+    one line per flow depth and per reference, e.g. ``"flows N5: resumed 3/8 batches from checkpoints"``.
+    """
     _check_references(cfg)
     task = build_task(cfg)
     ckpt = Path(out) / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
+    for tmp in ckpt.rglob(".*.tmp"):  # temporary files of a run killed while writing a checkpoint
+        tmp.unlink(missing_ok=True)
     res = ExperimentResult(cfg, task)
     t0 = time.perf_counter()
-    _flows_stage(cfg, task, ckpt, res, executor, workers, progress)
+    _flows_stage(cfg, task, ckpt, res, executor, workers, progress, log)
     res.timings["flows"] = time.perf_counter() - t0
     if cfg.references:
         t1 = time.perf_counter()
-        _reference_stage(cfg, task, ckpt, res, executor, progress)
+        _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers)
         res.timings["references"] = time.perf_counter() - t1
         if "null" in cfg.families and cfg.task["kind"] == "diagonal_2x2":
             _null_stage(cfg, task, ckpt, res)

@@ -27,9 +27,13 @@ from .errors import InvalidArgumentError
 __all__ = [
     "as_seed_sequence",
     "spawn_seeds",
+    "executor_workers",
     "make_batches",
     "run_batches",
     "atomic_save_npz",
+    "atomic_write",
+    "atomic_write_text",
+    "AtomicWriteError",
     "load_npz",
 ]
 
@@ -71,23 +75,78 @@ def make_batches(n: int, batch_size: int) -> list[np.ndarray]:
     return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """Write an ``.npz`` file atomically: to a temporary file in the same folder, then ``os.replace``."""
+class AtomicWriteError(OSError):
+    """Writing ``path`` failed (disk full, permission denied, read-only file system, ...).
+
+    An :class:`OSError` with the ``errno`` and ``strerror`` of the underlying failure and
+    ``filename`` = the destination ``path`` (not the temporary file). The destination was not
+    touched: a previous file there is intact. ``replaced`` lists files that a multi-file commit
+    (``analysis.report.write_outputs``) had already moved into place before the failure.
+    """
+
+    replaced: tuple[str, ...] = ()
+
+
+def _write_failed(exc: OSError, path: Path) -> AtomicWriteError:
+    return AtomicWriteError(exc.errno, exc.strerror or str(exc) or type(exc).__name__, str(path))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], *, suffix: str = ".tmp") -> None:
+    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, then
+    ``os.replace(tmp, path)``.
+
+    A failure anywhere (including ``KeyboardInterrupt``) removes the temporary file and leaves a
+    previous ``path`` unchanged; an :class:`OSError` is re-raised as :class:`AtomicWriteError`
+    naming ``path``. ``suffix`` ends the temporary name (e.g. ``".png"`` for writers that infer the
+    format from it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        write(Path(tmp))
+        os.replace(tmp, path)
+        tmp = None
+    except AtomicWriteError:
+        raise
+    except OSError as exc:
+        raise _write_failed(exc, path) from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a UTF-8 text file atomically (see :func:`atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write(path, write)
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Write an ``.npz`` file atomically: to a temporary file in the same folder, then ``os.replace``.
+
+    Raises :class:`AtomicWriteError` (an ``OSError`` naming ``path``) on failure; a previous file at
+    ``path`` is then intact.
+    """
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -110,6 +169,27 @@ def _single_threaded_blas() -> None:
     threadpool_limits(limits=1)
 
 
+def executor_workers(executor: Any, workers: int | None = None) -> int:
+    """Number of tasks an executor runs at once, for sizing batches.
+
+    ``workers`` if given; else the worker threads of a Dask ``client.get_executor()`` (summed over
+    the cluster's workers), ``_max_workers`` of a ``concurrent.futures`` pool, or ``os.cpu_count()``.
+    """
+    if workers is not None:
+        return int(workers)
+    if executor is not None:
+        client = getattr(executor, "_client", None)
+        if client is not None:
+            try:
+                return max(1, int(sum(client.nthreads().values())))
+            except Exception:  # pragma: no cover - a scheduler that cannot be asked
+                pass
+        n = getattr(executor, "_max_workers", None)
+        if isinstance(n, int) and n >= 1:
+            return n
+    return os.cpu_count() or 1
+
+
 def _default_executor(n_batches: int, workers: int | None) -> cf.Executor | None:
     if workers is None:
         workers = os.cpu_count() or 1
@@ -128,6 +208,7 @@ def run_batches(
     desc: str = "batches",
     checkpoint: str | os.PathLike | None = None,
     meta: dict[str, Any] | None = None,
+    validate: Callable[[int, dict[str, np.ndarray]], bool] | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Run ``fn(batch)`` for every batch and return the results in batch order.
 
@@ -146,6 +227,9 @@ def run_batches(
     meta : dict, optional
         Description of the run (seed, task, depth, ...). A checkpoint folder written for a different
         description is refused rather than silently mixed.
+    validate : callable, optional
+        ``validate(i, arrays)``: whether a batch file loaded from ``checkpoint`` really holds batch
+        ``i`` (e.g. its seeds match); a batch that fails is recomputed and its file rewritten.
     """
     from tqdm.auto import tqdm
 
@@ -164,13 +248,13 @@ def run_batches(
                     "use another folder or delete it"
                 )
         else:
-            tmp = stamp.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"fingerprint": fp, "meta": meta or {}}, default=str, indent=1))
-            os.replace(tmp, stamp)
+            atomic_write_text(stamp, json.dumps({"fingerprint": fp, "meta": meta or {}}, default=str, indent=1))
         for i in range(len(batches)):
             f = folder / f"batch-{i:05d}.npz"
             if f.exists():
-                results[i] = load_npz(f)
+                loaded = load_npz(f)
+                if validate is None or validate(i, loaded):
+                    results[i] = loaded
 
     todo = [i for i, r in enumerate(results) if r is None]
     bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=desc, disable=not progress, leave=False)

@@ -9,7 +9,10 @@ the draws do not depend on the batch size, the executor or the number of workers
 
 from __future__ import annotations
 
+import hashlib
 import math
+import numbers
+import os
 import time
 from typing import Any
 
@@ -91,7 +94,37 @@ def _run_batch(payload: dict[str, Any]) -> dict[str, np.ndarray]:
         run_chain(kernel, X0, payload["n_draws"], payload["warmup"], payload["thin"], seed)
         for seed, X0 in zip(payload["seeds"], payload["initial"])
     ]
-    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    out = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    out["chain_seeds"] = np.array(payload["seeds"], dtype=np.uint64)
+    return out
+
+
+def _digest(arr: Any) -> str | None:
+    """sha256 (16 hex digits) of an array's dtype, shape and bytes; ``None`` for ``None``."""
+    if arr is None:
+        return None
+    a = np.ascontiguousarray(arr)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_meta(
+    kernel: Any, target: dict[str, Any], n_draws: int, warmup: int, thin: int, seeds: np.ndarray,
+    initial: Any, kernel_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The description fingerprinted in a chain checkpoint folder (see :func:`run_chains`)."""
+    return {
+        "kind": "samplers.run_chains",
+        "target": {k: str(v) for k, v in sorted(dict(target).items())},
+        "method": kernel.name,
+        "n_draws": n_draws,
+        "warmup": warmup,
+        "thin": thin,
+        "seeds": [int(s) for s in np.asarray(seeds, dtype=np.uint64)],
+        "initial": _digest(initial),
+        "kernel": {k: repr(v) for k, v in sorted((kernel_meta or {}).items())},
+    }
 
 
 def run_chains(
@@ -110,18 +143,41 @@ def run_chains(
     batch_size: int | None = None,
     seeds: np.ndarray | None = None,
     shape: tuple[int, int] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    kernel_meta: dict[str, Any] | None = None,
 ) -> Chains:
-    """Run ``n_chains`` independent chains of ``kernel`` in batches and assemble :class:`Chains`."""
+    """Run ``n_chains`` independent chains of ``kernel`` in batches and assemble :class:`Chains`.
+
+    With ``checkpoint`` (a folder), each finished batch of chains is written atomically by
+    :func:`dlnvolume.parallel.run_batches` together with its chain seeds; the folder is stamped
+    with a fingerprint of :func:`checkpoint_meta` (target, method, ``n_draws``, ``warmup``,
+    ``thin``, all seeds, the initial matrices and ``kernel_meta``), so a rerun with the same
+    arguments loads finished batches, and a folder of another run is refused. A batch file whose
+    seeds differ from the batch's (another ``batch_size``) is recomputed. Draws are bit-identical
+    with or without checkpoint.
+    """
     n_draws = check_int(n_draws, "n_draws", minimum=1)
     n_chains = check_int(n_chains, "n_chains", minimum=1)
     warmup = check_int(warmup, "warmup", minimum=0)
     thin = check_int(thin, "thin", minimum=1)
+    if workers is not None:
+        workers = check_int(workers, "workers", minimum=1)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise InvalidArgumentError(f"progress={progress!r}; expected True or False")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InvalidArgumentError(
+            f"executor={executor!r} has type {type(executor).__name__}; expected None or a "
+            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
+        )
     if seeds is None:
         seeds = spawn_seeds(rng, n_chains)
     if initial is None:
         inits: list[Any] = [None] * n_chains
     else:
-        arr = np.asarray(initial, dtype=np.float64)
+        try:
+            arr = np.asarray(initial, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"initial could not be converted to a float array: {exc}") from None
         if arr.ndim == 2:
             arr = np.broadcast_to(arr, (n_chains,) + arr.shape)
         if arr.ndim != 3 or arr.shape[0] != n_chains or (shape is not None and arr.shape[1:] != tuple(shape)):
@@ -139,8 +195,17 @@ def run_chains(
          "seeds": [int(seeds[i]) for i in idx], "initial": [inits[i] for i in idx]}
         for idx in make_batches(n_chains, bs)
     ]
+    meta = None
+    if checkpoint is not None:
+        meta = checkpoint_meta(kernel, target, n_draws, warmup, thin, seeds,
+                               None if initial is None else np.asarray(inits, dtype=np.float64), kernel_meta)
+
+    def same_chains(i: int, arrays: dict[str, np.ndarray]) -> bool:
+        got = arrays.get("chain_seeds")
+        return got is not None and np.array_equal(got, np.array(batches[i]["seeds"], dtype=np.uint64))
+
     results = run_batches(_run_batch, batches, executor=executor, workers=workers, progress=progress,
-                          desc=f"{kernel.name} chains")
+                          desc=f"{kernel.name} chains", checkpoint=checkpoint, meta=meta, validate=same_chains)
     cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
     failures = {k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")}
     return Chains(
@@ -177,6 +242,7 @@ def sample(
     batch_size: int | None = None,
     local_step: bool = True,
     coordinates: str = "theta",
+    checkpoint: str | os.PathLike | None = None,
 ) -> Chains:
     """Sample a :class:`GibbsTarget` with ``method="rmala"`` or ``"emcee"``.
 
@@ -212,6 +278,14 @@ def sample(
         rmala: scale the step by ``c(X) = (σ_min/σ_max)^{2/N}`` (a position-dependent preconditioner
         ``h c(X) Ā_X``, exact under Metropolis–Hastings) so the Euler step stays stable near the
         rank-deficient set (see :mod:`samplers.rmala`).
+    checkpoint : str or PathLike, optional
+        Folder for one ``batch-XXXXX.npz`` per finished batch of chains, written atomically
+        (temporary file + ``os.replace``) with the batch's chain seeds. A rerun with the same
+        arguments after an interruption loads the finished batches and runs only the others; the
+        draws are bit-identical to an uninterrupted run, for any ``batch_size``, ``workers`` or
+        executor. The folder is stamped with a fingerprint of the target (including the task's
+        values and mask), ``method``, ``n_draws``, ``warmup``, ``thin``, the seeds, ``initial`` and the
+        kernel options; a folder written for different values raises ``InvalidArgumentError``.
 
     Returns
     -------
@@ -231,17 +305,32 @@ def sample(
     if method == "rmala":
         from .rmala import RMALAKernel
 
-        h0 = 0.05 if step_size is None else float(step_size)
-        if not (math.isfinite(h0) and h0 > 0):
+        ok = step_size is None or (isinstance(step_size, numbers.Real) and not isinstance(step_size, (bool, np.bool_))
+                                   and math.isfinite(float(step_size)) and float(step_size) > 0)
+        if not ok:  # float('a') raised a bare ValueError before
             raise InvalidArgumentError(f"step_size={step_size!r}; expected a finite number > 0")
-        kernel: Any = _GibbsKernel(RMALAKernel(target, h0, local_step), target)
+        h0 = 0.05 if step_size is None else float(step_size)
+        if not isinstance(local_step, (bool, np.bool_)):
+            raise InvalidArgumentError(f"local_step={local_step!r}; expected True or False")
+        kernel: Any = _GibbsKernel(RMALAKernel(target, h0, bool(local_step)), target)
     else:
         from .ensemble import EmceeKernel
 
         kernel = _GibbsKernel(EmceeKernel(target, n_walkers, coordinates), target)
+    kernel_meta = {"task": _task_digest(target.task), "step_size": step_size, "local_step": local_step,
+                   "n_walkers": n_walkers, "coordinates": coordinates}
     return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=rng, executor=executor,
                       progress=progress, target=target.describe(), initial=initial, workers=workers,
-                      batch_size=batch_size, shape=target.shape)
+                      batch_size=batch_size, shape=target.shape, checkpoint=checkpoint,
+                      kernel_meta=kernel_meta if checkpoint is not None else None)
+
+
+def _task_digest(task: Any) -> str | None:
+    """Digest of a CompletionTask's values and mask (part of a checkpoint fingerprint)."""
+    values, mask = getattr(task, "values", None), getattr(task, "mask", None)
+    if values is None or mask is None:
+        return None
+    return f"{_digest(values)}-{_digest(mask)}"
 
 
 class _GibbsKernel:

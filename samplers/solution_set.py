@@ -37,14 +37,15 @@ a known limitation.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from dlnvolume import CompletionTask
-from dlnvolume._validation import check_depth, check_matrix, check_rank
-from dlnvolume.errors import DegenerateMetricError, ImproperTargetError, InvalidArgumentError, InvalidRankError
+from dlnvolume._validation import check_depth, check_int, check_matrix, check_positive, check_rank, check_rng
+from dlnvolume.errors import DegenerateMetricError, ImproperTargetError, InvalidArgumentError, InvalidRankError, ShapeError
 from dlnvolume.parallel import as_seed_sequence, spawn_seeds
 from dlnvolume.spectral import log_multipliers
 
@@ -116,6 +117,8 @@ class SolutionSetSampler:
         if self.rank < 1:
             raise InvalidRankError(f"rank={self.rank}; expected rank in 1..{min(m, n)}")
         self.window = as_confinement(self.window, "window")
+        self.newton_tol = check_positive(self.newton_tol, "newton_tol")
+        self.newton_max_iter = check_int(self.newton_max_iter, "newton_max_iter", minimum=1)
         self.dim = self.rank * (m + n - self.rank) - self.task.n_observed
         if self.dim < 1:
             raise InvalidArgumentError(
@@ -212,6 +215,8 @@ class SolutionSetSampler:
     def log_density(self, X: Any) -> float:
         """``log √det(Tᵀ𝒢T)`` (plus the window's log density) at a point ``X`` of ``S ∩ M_r``."""
         X = check_matrix(X, batch=False)
+        if X.shape != self.task.shape:
+            raise ShapeError(f"X has shape {X.shape}; expected {self.task.shape} for this task")
         geo = self._geometry(X)
         return -math.inf if geo is None else geo.log_f
 
@@ -256,7 +261,14 @@ class SolutionSetSampler:
         D = state.X - Y
         coef = np.tensordot(geo.T, D, axes=([1, 2], [0, 1]))  # reverse tangent step in T_Y basis
         v_rev = np.tensordot(coef, geo.T, axes=1)
-        log_alpha = geo.log_f - state.log_density - 0.5 * float(coef @ coef) / s**2 + 0.5 * float(xi @ xi)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if s * s > 0:  # the original arithmetic: same draws as before for the same seed
+                log_alpha = geo.log_f - state.log_density - 0.5 * float(coef @ coef) / s**2 + 0.5 * float(xi @ xi)
+            else:  # s**2 underflows to 0 for s < 1e-154 (was ZeroDivisionError)
+                w = coef / s
+                log_alpha = geo.log_f - state.log_density - 0.5 * float(w @ w) + 0.5 * float(xi @ xi)
+        if math.isnan(log_alpha):  # s = 0 (0/0) or inf - inf: no valid move
+            log_alpha = -math.inf
         accept = 1.0 if log_alpha >= 0 else math.exp(log_alpha)
         if log_u >= log_alpha:
             return state, StepInfo(accept, state.log_density, failures)
@@ -273,11 +285,17 @@ class SolutionSetSampler:
 
         See the module docstring ("Starting points and connected components").
         """
-        rng = np.random.default_rng(rng)
+        n_chains = check_int(n_chains, "n_chains", minimum=1)
+        if n_candidates is not None:
+            n_candidates = check_int(n_candidates, "n_candidates", minimum=1)
+        rng = check_rng(rng)
         m, n = self.task.shape
         r = self.rank
         want = n_candidates if n_candidates is not None else max(8, 4 * n_chains)
-        scale = max(1.0, float(np.sqrt(np.mean(self.task.values[self.task.mask] ** 2))))
+        obs = self.task.values[self.task.mask]
+        with np.errstate(over="ignore"):
+            rms = float(np.sqrt(np.mean(obs**2)))
+        scale = max(1.0, rms if math.isfinite(rms) else float(np.max(np.abs(obs))))  # RMS overflows near 1e154
         groups: dict[tuple, list[np.ndarray]] = {}
         found = 0
         for _attempt in range(50 * want):
@@ -331,11 +349,24 @@ class SolutionSetSampler:
         step_size: float | None = None,
         workers: int | None = None,
         batch_size: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
     ) -> Chains:
         """Run ``n_chains`` chains (see :func:`samplers.sample` for the common arguments).
 
         The step size is adapted during warm-up by dual averaging to acceptance 0.5. Starting points:
         ``initial`` or :meth:`find_starts` (seeded from a child of ``rng`` independent of the chains).
+
+        Parameters
+        ----------
+        checkpoint : str or PathLike, optional
+            Folder for one ``batch-XXXXX.npz`` per finished batch of chains, written atomically
+            (temporary file + ``os.replace``) with the batch's chain seeds. A rerun with the same
+            arguments after an interruption loads the finished batches and runs only the others; the
+            draws are bit-identical to an uninterrupted run for any ``batch_size``, ``workers`` or
+            executor. The folder is stamped with a fingerprint of :meth:`describe`, the task's values
+            and mask, ``n_draws``, ``warmup``, ``thin``, the seeds, the starting matrices, ``step_size``
+            and the Newton settings; a folder written for different values raises
+            ``InvalidArgumentError``.
         """
         from dlnvolume._validation import check_int
 
@@ -351,10 +382,19 @@ class SolutionSetSampler:
         seeds = spawn_seeds(chain_seq, n_chains)
         if initial is None:
             initial, _ = self.find_starts(n_chains, rng=np.random.default_rng(start_seq))
+        if step_size is not None:
+            step_size = check_positive(step_size, "step_size")
         kernel = _SolutionSetKernel(self, step_size)
+        kernel_meta = None
+        if checkpoint is not None:
+            from .driver import _task_digest
+
+            kernel_meta = {"task": _task_digest(self.task), "step_size": step_size, "newton_tol": self.newton_tol,
+                           "newton_max_iter": self.newton_max_iter}
         return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=None, executor=executor,
                           progress=progress, target=self.describe(), initial=initial, workers=workers,
-                          batch_size=batch_size, seeds=seeds, shape=self.task.shape)
+                          batch_size=batch_size, seeds=seeds, shape=self.task.shape, checkpoint=checkpoint,
+                          kernel_meta=kernel_meta)
 
     def describe(self) -> dict[str, Any]:
         return {

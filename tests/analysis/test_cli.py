@@ -136,13 +136,54 @@ def test_dask_missing_gives_one_line(tmp_path, capsys, monkeypatch):
     assert "--dask needs dask.distributed" in capsys.readouterr().err
 
 
+MCMC_REF = """
+[[references]]
+name = "ss_mcmc"
+measure = "solution_set"
+method = "mcmc"
+radius = 3.0
+draws = 40
+chains = 4
+warmup = 20
+depths = [3]
+"""
+
+
+def _run_outputs(folder):
+    """endpoints, reference draws (every variable of every group of results.nc) and tests.json."""
+    import json
+
+    from analysis import diagnostics
+
+    ep = np.load(folder / "endpoints.npz")
+    out = {f"endpoints/{k}": ep[k] for k in ep.files}
+    idata = diagnostics.load(folder / "results.nc")
+    for group in idata.groups():
+        ds = getattr(idata, group)
+        for var in ds.data_vars:
+            out[f"{group}/{var}"] = ds[var].values
+    out["tests"] = json.loads((folder / "tests.json").read_text())
+    return out
+
+
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_same_endpoints(tmp_path):
+def test_same_seed_bit_identical_with_1_worker_2_processes_and_dask(tmp_path):
+    """Issue "Reliability", Determinism: endpoints, draws and test statistics are bit-identical with
+    1 worker, 2 worker processes and a 2-worker Dask LocalCluster."""
     pytest.importorskip("dask.distributed")
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TINY)
-    assert main(["run", str(cfg), "--out", str(tmp_path / "a"), "--no-progress", "--dask", "local", "--workers", "2"]) == 0
-    assert main(["run", str(cfg), "--out", str(tmp_path / "b"), "--no-progress", "--workers", "1"]) == 0
-    a, b = np.load(tmp_path / "a" / "endpoints.npz"), np.load(tmp_path / "b" / "endpoints.npz")
-    for k in a.files:
-        np.testing.assert_array_equal(a[k], b[k])
+    text = TINY.replace("[statistics]", MCMC_REF + "\n[statistics]")
+    cfg.write_text(text)
+    runs = {"one": ["--workers", "1"], "two": ["--workers", "2"], "dask": ["--dask", "local", "--workers", "2"]}
+    for name, extra in runs.items():
+        assert main(["run", str(cfg), "--out", str(tmp_path / name), "--no-progress", *extra]) == 0
+    ref = _run_outputs(tmp_path / "one")
+    assert any(k.startswith("posterior/") for k in ref) and len(ref["tests"]) > 0
+    for name in ("two", "dask"):
+        got = _run_outputs(tmp_path / name)
+        assert sorted(got) == sorted(ref)
+        for k in ref:
+            if k == "tests":
+                assert got[k] == ref[k], name
+            else:
+                assert np.array_equal(got[k], ref[k], equal_nan=got[k].dtype.kind == "f"), (name, k)
