@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from dlnvolume._validation import check_int, check_rng
 from dlnvolume.errors import InvalidArgumentError, ShapeError
 
 __all__ = [
@@ -92,9 +93,9 @@ def ess(x: Any) -> float:
     ``(0, chains·draws·log10(chains·draws)]`` (antithetic chains may exceed ``chains·draws``).
     A constant sample has ESS equal to its size.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < 4:
-        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) with draws >= 4")
+    x = _as_float(x, "x")
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 4:
+        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) with chains >= 1 and draws >= 4")
     if not np.all(np.isfinite(x)):
         raise InvalidArgumentError("x has NaN or infinite entries; expected finite draws")
     C, n = x.shape
@@ -143,9 +144,14 @@ def thin_to_ess(x: Any, ess_value: float | None = None) -> tuple[np.ndarray, flo
     scalar component when ``x`` has trailing axes, unless given). Returns ``(flat draws, ESS)`` with
     the flat array of shape ``(n_kept, ...)``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2:
-        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws, ...)")
+    x = _as_float(x, "x")
+    if x.ndim < 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws, ...) with chains, draws >= 1")
+    if not np.all(np.isfinite(x)):
+        raise InvalidArgumentError("x has NaN or infinite entries; expected finite draws")
+    if ess_value is not None and not (isinstance(ess_value, (int, float, np.floating, np.integer))
+                                      and not isinstance(ess_value, bool) and float(ess_value) > 0):
+        raise InvalidArgumentError(f"ess_value={ess_value!r}; expected a number > 0 or None")
     C, n = x.shape[:2]
     if ess_value is None:
         scalar = x.reshape(C, n, -1)[..., 0]
@@ -160,11 +166,22 @@ def thin_to_ess(x: Any, ess_value: float | None = None) -> tuple[np.ndarray, flo
 
 # --------------------------------------------------------------------------- permutation machinery
 def _rng(rng: Any) -> np.random.Generator:
-    return np.random.default_rng(rng)
+    return check_rng(rng)
+
+
+def _as_float(x: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} could not be converted to a float array: {exc}") from None
+
+
+def _check_n_perm(n_perm: Any) -> int:
+    return check_int(n_perm, "n_perm", minimum=1)
 
 
 def _check_sample(x: Any, name: str, ndim: int = 1) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _as_float(x, name)
     if arr.ndim != ndim or arr.shape[0] < 2:
         raise ShapeError(f"{name} has shape {arr.shape}; expected {ndim}-d with at least 2 observations")
     if not np.all(np.isfinite(arr)):
@@ -204,6 +221,7 @@ def ks_test(
     x = _check_sample(x, "x")
     y = _check_sample(y, "y")
     g = _rng(rng)
+    n_perm = _check_n_perm(n_perm)
     n_x, n_y = x.size, y.size
     pooled = np.concatenate([x, y])
     order = np.argsort(pooled, kind="stable")
@@ -232,6 +250,12 @@ def ad_test(
     x = _check_sample(x, "x")
     y = _check_sample(y, "y")
     g = _rng(rng)
+    n_perm = _check_n_perm(n_perm)
+    if np.all(x == x[0]) and np.all(y == x[0]):  # scipy raises its own ValueError here
+        raise InvalidArgumentError(
+            f"x and y are constant and equal ({x[0]!r}): the Anderson–Darling test needs at least two distinct "
+            "values in the pooled sample"
+        )
     res = stats.anderson_ksamp(
         [x, y], variant="continuous", method=stats.PermutationMethod(n_resamples=n_perm, rng=g)
     )
@@ -251,8 +275,8 @@ def energy_test(
     Statistic ``E = 2 mean‖X − Y‖ − mean‖X − X'‖ − mean‖Y − Y'‖`` (Székely & Rizzo; V-statistic),
     computed for all permutations from one pooled distance matrix. Effect size: ``E``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = _as_float(x, "x")
+    y = _as_float(y, "y")
     if x.ndim == 1:
         x = x[:, None]
     if y.ndim == 1:
@@ -262,8 +286,14 @@ def energy_test(
     if x.shape[1] != y.shape[1]:
         raise ShapeError(f"x has {x.shape[1]} components but y has {y.shape[1]}; expected equal")
     g = _rng(rng)
+    n_perm = _check_n_perm(n_perm)
     n_x, n_y = len(x), len(y)
     Z = np.concatenate([x, y])
+    # E is homogeneous of degree 1: compute on Z / max|Z| (squared distances of entries ~1e300 overflowed,
+    # and inf - inf made the statistic NaN), scale back at the end; p-values are scale-free
+    scale = float(np.max(np.abs(Z)))
+    scale = scale if scale > 0 else 1.0
+    Z = Z / scale
     D = np.sqrt(np.maximum(np.sum((Z[:, None, :] - Z[None, :, :]) ** 2, axis=-1), 0.0))
     total = D.sum()
 
@@ -280,7 +310,10 @@ def energy_test(
     E = float(stat(obs_L)[0])
     Ep = np.concatenate([stat(chunk) for chunk in np.array_split(_perm_labels(n_x, n_x + n_y, n_perm, g),
                                                                   max(1, n_perm // 200))])
-    return TestResult(name, E, _perm_p(E, Ep), E, n_x, n_y, measure_x, measure_y, ess_used,
+    p = _perm_p(E, Ep)
+    with np.errstate(over="ignore"):
+        E = float(np.float64(E) * scale)
+    return TestResult(name, E, p, E, n_x, n_y, measure_x, measure_y, ess_used,
                       f"permutation p-value, {n_perm} permutations")
 
 
@@ -318,18 +351,24 @@ def distribution_match(
     iid : the draws are exact independent samples (no thinning; ``ess_used`` is None)
     """
     g = _rng(rng)
+    n_perm = _check_n_perm(n_perm)
+    max_n = check_int(max_n, "max_n", minimum=2)
+    if isinstance(tests, str) or not all(isinstance(t, str) and t in ("ks", "ad") for t in tests):
+        raise InvalidArgumentError(f"tests={tests!r}; expected a sequence of 'ks' and/or 'ad'")
     out: list[TestResult] = []
     for key in endpoints:
         if key not in draws:
             continue
-        x = np.asarray(endpoints[key], dtype=np.float64).reshape(-1)
-        ychains = np.asarray(draws[key], dtype=np.float64)
+        x = _as_float(endpoints[key], f"endpoints[{key!r}]").reshape(-1)
+        ychains = _as_float(draws[key], f"draws[{key!r}]")
         if iid:
             y, e = ychains.reshape(-1), None
         else:
             y, e = thin_to_ess(ychains)
         if y.size > max_n:
             y = y[np.linspace(0, y.size - 1, max_n).astype(int)]
+        x = _check_sample(x, f"endpoints[{key!r}]")
+        y = _check_sample(y, f"draws[{key!r}]")
         if np.ptp(np.concatenate([x, y])) == 0:
             out.append(TestResult(f"ks:{key}", 0.0, 1.0, 0.0, x.size, y.size, measure_x, measure_y, e,
                                   "both samples constant and equal: no test"))
@@ -342,8 +381,13 @@ def distribution_match(
                 r = replace(r, notes=r.notes + f"; only {y.size} reference draws after thinning to the ESS")
             out.append(r)
     for key, (xv, yv) in (vector or {}).items():
-        xv = np.asarray(xv, dtype=np.float64)
-        yv = np.asarray(yv, dtype=np.float64)
+        xv = _as_float(xv, f"vector[{key!r}][0]")
+        yv = _as_float(yv, f"vector[{key!r}][1]")
+        if xv.ndim not in (1, 2) or xv.shape[0] < 2 or yv.ndim < 1 or yv.size == 0:
+            raise ShapeError(
+                f"vector[{key!r}] has shapes {xv.shape} and {yv.shape}; expected endpoints (runs >= 2, d) and "
+                "draws (chains, draws, d) (or (n, d) with iid=True)"
+            )
         if iid:
             yflat, e = yv.reshape((-1,) + yv.shape[2:]), None
         else:
@@ -392,16 +436,23 @@ def volume_percentile_test(
     ``(chains, draws)`` input is thinned to its ESS unless ``iid``). Under the null the ``u_i`` are
     uniform; the high-volume hypothesis predicts small ``u_i``.
     """
-    v = _check_sample(np.asarray(endpoint_log_volume, dtype=np.float64).reshape(-1), "endpoint_log_volume")
+    v = _check_sample(_as_float(endpoint_log_volume, "endpoint_log_volume").reshape(-1), "endpoint_log_volume")
     e: float | None = None
     if (reference_draws is None) == (reference_cdf is None):
         raise InvalidArgumentError("give exactly one of reference_draws= or reference_cdf=")
+    bins = check_int(bins, "bins", minimum=1)
     if reference_cdf is not None:
-        u = 1.0 - np.asarray(reference_cdf(v), dtype=np.float64)
+        F = _as_float(reference_cdf(v), "reference_cdf(endpoint_log_volume)")
+        if F.shape != v.shape or not np.all((F >= -1e-12) & (F <= 1 + 1e-12)):  # NaN fails too
+            raise InvalidArgumentError(
+                f"reference_cdf returned shape {F.shape} with values in [{np.min(F) if F.size else 0}, "
+                f"{np.max(F) if F.size else 0}]; expected shape {v.shape} with values in [0, 1]"
+            )
+        u = 1.0 - F
         n_ref = 0
         note = "exact reference CDF"
     else:
-        r = np.asarray(reference_draws, dtype=np.float64)
+        r = _as_float(reference_draws, "reference_draws")
         if r.ndim == 2 and not iid:
             r, e = thin_to_ess(r)
         r = _check_sample(r.reshape(-1), "reference_draws")
@@ -438,8 +489,8 @@ def null_measure_test(
     (Euclidean volume, depth 1, on the same set); ``(chains, draws)`` input is thinned to its ESS
     unless ``iid``. Effect size: AUC ``= U / (n_x n_y) = P(X > Y) + ½ P(X = Y)``.
     """
-    x = _check_sample(np.asarray(endpoint_log_volume, dtype=np.float64).reshape(-1), "endpoint_log_volume")
-    y = np.asarray(null_log_volume, dtype=np.float64)
+    x = _check_sample(_as_float(endpoint_log_volume, "endpoint_log_volume").reshape(-1), "endpoint_log_volume")
+    y = _as_float(null_log_volume, "null_log_volume")
     e: float | None = None
     if y.ndim == 2 and not iid:
         y, e = thin_to_ess(y)

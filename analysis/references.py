@@ -18,16 +18,23 @@ from typing import Any
 import numpy as np
 
 from dlnvolume import DLNMetric
-from dlnvolume._validation import check_depth, check_int, check_positive
+from dlnvolume._validation import check_depth, check_int, check_positive, check_rng
 from dlnvolume.errors import InvalidArgumentError
 from dlnvolume.strata import tangent_project
+from samplers.reference import _check_points
 
 __all__ = ["GridHyperbolaReference", "hyperbola_matrices"]
 
 
 def hyperbola_matrices(a: Any) -> np.ndarray:
     """``X(a) = [[1, a], [1/a, 1]]``, shape ``(len(a), 2, 2)``."""
-    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    a = np.atleast_1d(_check_points(a, "a"))
+    with np.errstate(divide="ignore", over="ignore"):
+        inv = 1.0 / a
+    if not np.all(np.isfinite(a) & np.isfinite(inv)):
+        raise InvalidArgumentError(
+            "a has zero, infinite or subnormal entries (1/a overflows); expected finite nonzero hyperbola parameters"
+        )
     X = np.ones(a.shape + (2, 2))
     X[..., 0, 1] = a
     X[..., 1, 0] = 1.0 / a
@@ -58,6 +65,8 @@ class GridHyperbolaReference:
         R = check_positive(radius, "radius")
         if R <= 2.0:
             raise InvalidArgumentError(f"radius={R}; expected a number > 2 (rank-1 solutions have ‖X‖_F >= 2)")
+        if R > 1e150:  # |a| up to R: the tangent entry 1/a² of X(a) underflows/overflows beyond ~1e154
+            raise InvalidArgumentError(f"radius={R}; expected a number <= 1e150 (float64 range of X(a) and X'(a))")
         n_grid = check_int(n_grid, "n_grid", minimum=101)
         self.measure, self.radius, self.normalized = measure, R, normalized
         self.metric = DLNMetric(self.depth, normalized)
@@ -94,7 +103,7 @@ class GridHyperbolaReference:
 
     def pdf(self, a: Any) -> np.ndarray:
         """Normalized density of ``a`` over both branches (0 outside the window)."""
-        a = np.asarray(a, dtype=np.float64)
+        a = _check_points(a, "a")
         y = np.abs(a)
         inside = (y >= self.t_min) & (y <= 1.0 / self.t_min)
         ys = np.where(inside, y, 1.0)
@@ -102,21 +111,21 @@ class GridHyperbolaReference:
 
     def abs_cdf(self, y: Any) -> np.ndarray:
         """CDF of ``|a|`` (linear interpolation of the trapezoid cumulative in ``log|a|``)."""
-        y = np.asarray(y, dtype=np.float64)
+        y = _check_points(y, "y")
         with np.errstate(divide="ignore"):
             u = np.log(np.maximum(y, 0.0))
         return np.interp(u, self.u, self.F, left=0.0, right=1.0)
 
     def cdf(self, a: Any) -> np.ndarray:
         """CDF of ``a`` (each branch has mass ½)."""
-        a = np.asarray(a, dtype=np.float64)
+        a = _check_points(a, "a")
         F = self.abs_cdf(np.abs(a))
         return np.where(a < 0, 0.5 * (1.0 - F), 0.5 + 0.5 * F)
 
     def sample(self, n: int, *, rng: Any = None) -> np.ndarray:
         """``n`` draws of ``a`` by inverse CDF (random sign, then ``|a|``)."""
         n = check_int(n, "n", minimum=0)
-        g = np.random.default_rng(rng)
+        g = check_rng(rng)
         p = g.uniform(size=n)
         sign = np.where(g.uniform(size=n) < 0.5, -1.0, 1.0)
         return sign * np.exp(np.interp(p, self.F, self.u))
@@ -131,7 +140,7 @@ class GridHyperbolaReference:
         ``P(L ≤ v) = P(|u| ≥ u*)`` with ``L(u*) = v`` (interpolated on the grid). ``N = 1``: a point
         mass at the constant value.
         """
-        v = np.asarray(v, dtype=np.float64)
+        v = _check_points(v, "v")
         half = self.u >= 0
         uh, Lh = self.u[half], self.log_rho[half]
         if np.ptp(Lh) == 0:

@@ -116,7 +116,22 @@ class Recorder:
 
 
 def _fro(Z: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(Z * Z, axis=(-2, -1)))
+    """Frobenius norm over the last two axes, scaled by ``max|Z_ij|`` so that finite entries above
+    ~1e154 do not overflow the sum of squares (an infinite norm of a finite field made the step-size
+    checks ``h·‖F‖ <= eps·‖Y‖`` never true, and the step loop never ended). Rows whose plain sum of
+    squares is finite and not tiny keep the plain arithmetic."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.sqrt(np.sum(Z * Z, axis=(-2, -1)))  # the plain (fast, original) arithmetic first
+    out = np.asarray(out, dtype=np.float64).reshape(Z.shape[:-2])
+    redo = ~np.isfinite(out) | (out < 1e-150)
+    if redo.any():  # overflowed, underflowed or non-finite: rescale those rows by max |Z_ij|
+        Zr = Z[redo]
+        s = np.max(np.abs(Zr), axis=(-2, -1))
+        ok = np.isfinite(s) & (s > 0)
+        safe = np.where(ok, s, 1.0)
+        W = Zr / safe[..., None, None]
+        out[redo] = np.where(ok, safe * np.sqrt(np.sum(W * W, axis=(-2, -1))), s)
+    return out
 
 
 def integrate_batch(
@@ -340,7 +355,9 @@ def _integrate(f, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         ms = accept & ~conv & ~tm & (steps[gi] >= max_steps)
         new_status[ms] = "max_steps"
         # no progress possible: the step would not change the state in float64
-        tiny = h_next * _fro(Fa) <= _EPS * _fro(Ya)
+        # h_next <= 0: repeated rejections (factor 0.25 each) underflowed the step, which ends every
+        # run after at most ~1100 rejections even when ‖F‖ is inf or the product is NaN
+        tiny = (h_next * _fro(Fa) <= _EPS * _fro(Ya)) | (h_next <= 0)
         new_status[tiny & ~accept & nonfin] = "nonfinite"
         new_status[tiny & ~accept & ~nonfin] = "stalled"
         done = new_status != ""

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 
+_MAX_FLOAT_INT = int(np.finfo(np.float64).max)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -64,7 +67,11 @@ def check_depth(depth: Any, *, normalized: bool = True, name: str = "depth") -> 
             f"{name}={_short(depth)} has type {type(depth).__name__}; expected an integer >= 1 or math.inf"
         )
     if value < 1:
-        raise InvalidDepthError(f"{name}={value} is below 1; expected an integer >= 1 or math.inf")
+        raise InvalidDepthError(f"{name}={_short(value)} is below 1; expected an integer >= 1 or math.inf")
+    if value > _MAX_FLOAT_INT:  # the kernels compute in float64: float(10**400) raised OverflowError
+        raise InvalidDepthError(
+            f"{name}={_short(value)} does not fit in a float64; expected an integer in 1..1.8e308 or math.inf"
+        )
     return value
 
 

@@ -22,6 +22,7 @@ Loss convention: ``E = task.loss = ½‖P_Ω(X − M)‖²``. The default ``loss
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from . import parallel
 from ._integrate import Recorder, integrate_batch
 from ._validation import _short, check_depth, check_int, check_matrix, check_positive
 from .completion import CompletionTask
-from .errors import InvalidArgumentError, InvalidDepthError, ShapeError
+from .errors import InvalidArgumentError, InvalidDepthError, NonFiniteError, ShapeError
 from .spectral import log_multipliers
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
 STATUSES = ("converged", "max_time", "max_steps", "nonfinite", "stalled")
 INITS = ("gaussian", "balanced", "orthogonal")
 METHODS = ("end_to_end", "factor")
+#: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
+_T_HORIZON = 1e300
 
 
 # --------------------------------------------------------------------------- results
@@ -328,6 +331,8 @@ def end_to_end(
         factor gradient flow; :func:`factor_descent` with learning rate ``lr`` approximates it at
         ``t = lr × steps``). The normalized solution at ``τ`` is the unnormalized one at ``t = τ/N``.
     t_max : float, default inf
+        ``inf`` is integrated up to ``t = 1e300``: a run at a stationary point (the field is exactly
+        0, e.g. ``X0 = 0`` for ``N >= 2``) ends there with status "max_time" (or "max_steps").
     loss_tol : float, optional
         Stop when ``task.loss(X) ≤ loss_tol``. Default ``1e-6·|Ω|/2`` (``task.mse ≤ 1e-6``).
     rtol, atol : float
@@ -391,7 +396,10 @@ def end_to_end(
         _EndToEndField(task, N, normalized),
         task.loss,
         X0,
-        t_max=t_max,
+        # a finite horizon keeps the step size finite where the field vanishes exactly (e.g. X0 = 0 or
+        # entries ~1e-300 whose multipliers underflow): with t_max = inf the initial step was inf and
+        # the integrator looped forever on inf*0 = NaN trial states
+        t_max=min(t_max, _T_HORIZON),
         loss_tol=tol,
         rtol=rtol,
         atol=atol,
@@ -632,6 +640,14 @@ def factor_descent(
         seeds = parallel.spawn_seeds(rng, n_runs)
         factors0 = _init_factors(init, dims, init_scale, X0b, seeds)
     with np.errstate(over="ignore", invalid="ignore"):
+        finite0 = np.all(np.isfinite(_product(factors0)))
+    if not finite0:  # no finite state to return: refuse instead of answering NaN
+        source = "initial_factors" if initial_factors is not None else f"init_scale={_short(init_scale)}"
+        raise NonFiniteError(
+            f"{source}: the initial product W_N⋯W_1 overflows float64 (NaN or inf entries); expected initial "
+            "factors whose product is finite"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
         return _descend(task, factors0, lr, max_steps, tol, t_max, log_every, n_log, threshold)
 
 
@@ -687,7 +703,8 @@ def _descend(
     crossing = np.full((B, k), np.inf)
     last_sig = np.zeros((B, k))
     last_t = np.zeros(B)
-    step_limit = max_steps if math.isinf(t_max) else min(max_steps, math.ceil(t_max / lr - 1e-9))
+    n_time = t_max / lr - 1e-9  # may overflow to inf for t_max near 1e308 and a small lr
+    step_limit = max_steps if not math.isfinite(n_time) else min(max_steps, math.ceil(n_time))
 
     def measure(g: np.ndarray, Ws: list[np.ndarray], X: np.ndarray, G0g: list[np.ndarray], tl: float) -> np.ndarray:
         """Singular values, crossings and balancedness drift of runs ``g`` at time ``tl``."""
@@ -714,7 +731,7 @@ def _descend(
     active = np.arange(B)
     Wa = [W.copy() for W in factors0]
     Wprev = Wa
-    Lprev = np.full(B, np.nan)
+    Lprev = np.full(B, np.inf)  # a run that is non-finite at step 0 has a finite X0 (checked) and loss inf
     G0a = G0
     s = 0  # common step counter: every active run has taken s steps
     while active.size:
@@ -889,7 +906,9 @@ def endpoints(
         Any executor (e.g. a Dask ``client.get_executor()``); default a local process pool with
         ``workers`` processes (in-process for ``workers=1``).
     batch_size : int, optional
-        Runs per batch; default ``ceil(n_runs / (2·workers))`` capped at 256.
+        Runs per batch; default ``ceil(n_runs / workers)`` capped at 2048 and at ``2.5e6 / (m·n)``
+        (memory of the Runge–Kutta stages). Smaller batches checkpoint more often but cost more: a
+        batch runs as long as its slowest run.
     progress : bool
         tqdm bar over batches.
     checkpoint : path, optional
@@ -931,15 +950,37 @@ def endpoints(
     for bad in ("X0", "n_runs", "rng", "initial_factors", "widths"):
         if bad in flow_kwargs:
             raise InvalidArgumentError(f"{bad!r} cannot be passed through flow_kwargs of endpoints")
+    flow_fn = end_to_end if method == "end_to_end" else factor_descent
+    accepted = [p.name for p in inspect.signature(flow_fn).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("n_runs", "rng", "X0", "initial_factors",
+                                                                              "widths", "init_scale")]
+    for key in flow_kwargs:
+        if key not in accepted:
+            raise InvalidArgumentError(
+                f"flow_kwargs key {key!r} is not an option of {flow_fn.__name__} (method={method!r}); "
+                f"expected some of {', '.join(accepted)}"
+            )
+    progress = _check_bool(progress, "progress")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InvalidArgumentError(
+            f"executor={_short(executor)} has type {type(executor).__name__}; expected None or a "
+            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
+        )
     if method == "factor":
         init = flow_kwargs.get("init", "gaussian")
         if not isinstance(init, str) or init not in INITS:
             raise InvalidArgumentError(f"init={_short(init)}; expected one of {', '.join(map(repr, INITS))}")
     if workers is not None:
         workers = check_int(workers, "workers", minimum=1)
-    n_workers = workers if workers is not None else (os.cpu_count() or 1)
+    n_workers = parallel.executor_workers(executor, workers)
     if batch_size is None:
-        batch_size = min(256, max(1, math.ceil(n_runs / (2 * n_workers))))
+        # One batch per worker: a batch costs about as much as its slowest run (the integrator's
+        # per-step overhead does not shrink with the active set), so fewer, larger batches are faster
+        # (1000 2×2 runs at depth 5: 7.3 s as one batch, 8.3 s as two, 14 s as four). Capped so a
+        # batch's Runge–Kutta stages stay below ~200 MB and a checkpoint is written at least every
+        # 2048 runs.
+        m_, n_ = task.shape
+        batch_size = max(1, min(math.ceil(n_runs / n_workers), 2048, 2_500_000 // (m_ * n_)))
     batch_size = check_int(batch_size, "batch_size", minimum=1)
 
     seeds = parallel.spawn_seeds(rng, n_runs)

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlnvolume._validation import check_positive
+from dlnvolume._validation import check_matrix, check_positive, check_rank
 from dlnvolume.errors import InvalidArgumentError
 
 __all__ = [
@@ -61,16 +61,16 @@ class Confinement:
     # ---------------------------------------------------------------- in X
     def log_density(self, X: Any, rank: int | None = None) -> np.ndarray:
         """Log density at matrices ``X`` (..., m, n), using the top ``rank`` singular values."""
-        X = np.asarray(X, dtype=np.float64)
+        X = check_matrix(X)
+        r = check_rank(rank, *X.shape[-2:])
         s = np.linalg.svd(X, compute_uv=False)
-        r = s.shape[-1] if rank is None else int(rank)
         return self.log_density_sigma(s[..., :r])
 
     def grad(self, X: Any, rank: int | None = None) -> np.ndarray:
         """Euclidean gradient in ``X``: ``Q diag(∂c/∂σ) Rᵀ`` (spectral functions, MATH.md §4.3)."""
-        X = np.asarray(X, dtype=np.float64)
+        X = check_matrix(X)
+        r = check_rank(rank, *X.shape[-2:])
         U, s, Vh = np.linalg.svd(X, full_matrices=False)
-        r = s.shape[-1] if rank is None else int(rank)
         g = self.grad_sigma(s[..., :r])
         return (U[..., :, :r] * g[..., None, :]) @ Vh[..., :r, :]
 
@@ -136,7 +136,8 @@ class FrobeniusBall(Confinement):
 
     def log_density_sigma(self, sigma: np.ndarray) -> np.ndarray:
         sigma = np.asarray(sigma, dtype=np.float64)
-        inside = np.sum(sigma * sigma, axis=-1) <= self.radius**2
+        z = sigma / self.radius  # radius**2 overflows (OverflowError) for radius > 1.3e154
+        inside = np.sum(z * z, axis=-1) <= 1.0
         return np.where(inside, 0.0, -np.inf)
 
     def grad_sigma(self, sigma: np.ndarray) -> np.ndarray:
@@ -161,14 +162,19 @@ class GaussianPrior(Confinement):
 
     def log_density_sigma(self, sigma: np.ndarray) -> np.ndarray:
         sigma = np.asarray(sigma, dtype=np.float64)
-        return -0.5 * np.sum(sigma * sigma, axis=-1) / self.scale**2
+        if self.scale**2 > 0:  # the original arithmetic (same draws as before for the same seed)
+            return -0.5 * np.sum(sigma * sigma, axis=-1) / self.scale**2
+        z = sigma / self.scale  # s**2 underflows to 0 for s < 1e-154 (0/0 was NaN)
+        return -0.5 * np.sum(z * z, axis=-1)
 
     def grad_sigma(self, sigma: np.ndarray) -> np.ndarray:
-        return -np.asarray(sigma, dtype=np.float64) / self.scale**2
+        sigma = np.asarray(sigma, dtype=np.float64)
+        return -sigma / self.scale**2 if self.scale**2 > 0 else -(sigma / self.scale) / self.scale
 
     def grad(self, X: Any, rank: int | None = None) -> np.ndarray:
         if rank is None:
-            return -np.asarray(X, dtype=np.float64) / self.scale**2
+            X = check_matrix(X)
+            return -X / self.scale**2 if self.scale**2 > 0 else -(X / self.scale) / self.scale
         return super().grad(X, rank)
 
     def describe(self) -> str:

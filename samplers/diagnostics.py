@@ -43,11 +43,14 @@ def ess(x: Any) -> float:
     >>> 3000 < ess(x) < 5000
     True
     """
-    x = np.asarray(x, dtype=np.float64)
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"x could not be converted to a float array: {exc}") from None
     if x.ndim == 1:
         x = x[None, :]
-    if x.ndim != 2:
-        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) or (draws,)")
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) with chains >= 1, or (draws,)")
     C, n = x.shape
     if n < 4:
         raise ShapeError(f"x has {n} draws per chain; expected at least 4")

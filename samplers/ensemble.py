@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dlnvolume._validation import check_int, check_positive
 from dlnvolume.errors import InvalidArgumentError
 
 from .chains import StepInfo
@@ -96,6 +97,8 @@ class EmceeKernel:
         d = self.ndim
         if self.n_walkers is None:
             self.n_walkers = max(2 * d + 2, 16)
+        self.n_walkers = check_int(self.n_walkers, "n_walkers", minimum=2)
+        self.init_scale = check_positive(self.init_scale, "init_scale")
         if self.n_walkers < 2 * d or self.n_walkers % 2:
             raise InvalidArgumentError(
                 f"n_walkers={self.n_walkers}; expected an even number >= 2*ndim = {2 * d} for ndim={d}"
@@ -125,7 +128,10 @@ class EmceeKernel:
 
         t = self.target
         X0 = np.asarray(X0, dtype=np.float64)
-        scale = self.init_scale * max(float(np.linalg.norm(X0)), 1e-3)
+        norm = float(np.linalg.norm(X0))
+        if not math.isfinite(norm):  # ‖X0‖_F overflows for entries near 1e300: jitter relative to max |X0_ij|
+            norm = float(np.max(np.abs(X0)))
+        scale = self.init_scale * max(norm, 1e-3)
         logp = _VectorizedLogProb(t, self.coordinates)
         coords = []
         for _ in range(self.n_walkers):

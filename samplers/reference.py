@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,28 +35,59 @@ import numpy as np
 from scipy import integrate, optimize  # noqa: F401  (quad in ScalarGibbsReference)
 
 from dlnvolume import DLNMetric
-from dlnvolume._validation import check_depth, check_positive
-from dlnvolume.errors import ImproperTargetError, InvalidArgumentError
+from dlnvolume._validation import check_depth, check_int, check_matrix, check_positive, check_rng
+from dlnvolume.errors import ImproperTargetError, InvalidArgumentError, NonFiniteError, ShapeError
 from dlnvolume.strata import tangent_project
 
 __all__ = ["HyperbolaReference", "ScalarGibbsReference", "hyperbola_matrices", "hyperbola_parameter"]
 
 
+def _check_points(x: Any, name: str) -> np.ndarray:
+    """Float array of evaluation points: NaN is refused (±inf is a valid CDF argument)."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} could not be converted to a float array: {exc}") from None
+    if np.any(np.isnan(arr)):
+        raise NonFiniteError(f"{name} has NaN entries; expected real numbers (±inf allowed)")
+    return arr
+
+
+def _check_real(x: Any, name: str) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
+        raise InvalidArgumentError(f"{name}={x!r} is not a finite real number")
+    return float(x)
+
+
 def hyperbola_matrices(a: Any) -> np.ndarray:
-    """``X(a) = [[1, a], [1/a, 1]]`` for each ``a`` (shape ``(len(a), 2, 2)``)."""
-    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    """``X(a) = [[1, a], [1/a, 1]]`` for each ``a`` (shape ``(len(a), 2, 2)``); ``a`` finite and nonzero."""
+    a = np.atleast_1d(_check_points(a, "a"))
+    with np.errstate(divide="ignore", over="ignore"):
+        inv = 1.0 / a
+    if not np.all(np.isfinite(a) & np.isfinite(inv)):
+        raise InvalidArgumentError(
+            "a has zero, infinite or subnormal entries (1/a overflows); expected finite nonzero hyperbola parameters"
+        )
     X = np.empty(a.shape + (2, 2))
     X[..., 0, 0] = 1.0
     X[..., 1, 1] = 1.0
     X[..., 0, 1] = a
-    X[..., 1, 0] = 1.0 / a
+    X[..., 1, 0] = inv
     return X
 
 
 def hyperbola_parameter(X: Any) -> np.ndarray:
-    """The parameter ``a`` of matrices near the hyperbola: ``X12 / X11`` (``= X22/X21 = a`` on it)."""
-    X = np.asarray(X, dtype=np.float64)
-    return X[..., 0, 1] / X[..., 0, 0]
+    """The parameter ``a`` of matrices near the hyperbola: ``X12 / X11`` (``= X22/X21 = a`` on it).
+
+    ``X`` (..., 2, 2) finite with ``X11 != 0``; returns shape ``(...)``.
+    """
+    X = check_matrix(X)
+    if X.shape[-2:] != (2, 2):
+        raise ShapeError(f"X has shape {X.shape}; expected 2×2 matrices (..., 2, 2)")
+    if np.any(X[..., 0, 0] == 0):
+        raise InvalidArgumentError("X has X11 = 0 entries; the hyperbola parameter X12/X11 needs X11 != 0")
+    with np.errstate(over="ignore"):
+        return X[..., 0, 1] / X[..., 0, 0]
 
 
 def _tangent(a: float) -> np.ndarray:
@@ -156,6 +188,8 @@ class HyperbolaReference:
             raise InvalidArgumentError(
                 f"radius={R}; expected a number > 2 (the rank-1 solutions have ‖X‖_F >= 2, equality at the corners a = ±1)"
             )
+        if R > 1e150:  # |a| up to R: the tangent entry 1/a² of X(a) underflows/overflows beyond ~1e154
+            raise InvalidArgumentError(f"radius={R}; expected a number <= 1e150 (float64 range of X(a) and X'(a))")
         self.radius = R
         self.metric = DLNMetric(self.depth, self.normalized)
         self.t_min = (R - math.sqrt(R * R - 4.0)) / 2.0
@@ -185,7 +219,7 @@ class HyperbolaReference:
     # ---------------------------------------------------------------- public API
     def pdf(self, a: Any) -> np.ndarray:
         """Normalized density of ``a`` over both branches, shape of ``a`` (0 outside the window)."""
-        a = np.asarray(a, dtype=np.float64)
+        a = _check_points(a, "a")
         y = np.abs(a.ravel())
         inside = (y >= self.t_min) & (y <= 1.0 / self.t_min)
         out = np.zeros(y.shape)
@@ -195,20 +229,23 @@ class HyperbolaReference:
 
     def abs_cdf(self, y: Any) -> np.ndarray:
         """CDF of ``|a|``."""
-        y = np.asarray(y, dtype=np.float64)
+        y = _check_points(y, "y")
         return self._table.cdf(y.ravel()).reshape(y.shape)
 
     def cdf(self, a: Any) -> np.ndarray:
         """CDF of ``a`` (both branches, each of mass ½)."""
-        a = np.asarray(a, dtype=np.float64)
+        a = _check_points(a, "a")
         F = self.abs_cdf(np.abs(a))
         return np.where(a < 0, 0.5 * (1.0 - F), 0.5 + 0.5 * F)
 
     def sample(self, n: int, *, rng: Any = None) -> np.ndarray:
         """``n`` draws of ``a`` by inverse CDF (random sign, then ``|a|``)."""
-        rng = np.random.default_rng(rng)
-        u = rng.uniform(size=int(n))
-        sign = np.where(rng.uniform(size=int(n)) < 0.5, -1.0, 1.0)
+        rng = check_rng(rng)
+        n = check_int(n, "n", minimum=0)
+        if n == 0:  # ppf's convergence test needs at least one point
+            return np.zeros(0)
+        u = rng.uniform(size=n)
+        sign = np.where(rng.uniform(size=n) < 0.5, -1.0, 1.0)
         return sign * self._table.ppf(u)
 
     def matrices(self, a: Any) -> np.ndarray:
@@ -225,7 +262,7 @@ class HyperbolaReference:
         (``-3`` at ``inf``; ``0`` at ``N = 1``: a point mass). ``c_0, c_1`` are read off
         :meth:`dlnvolume.DLNMetric.log_volume_density` at two points and checked at a third.
         """
-        v = np.asarray(v, dtype=np.float64)
+        v = _check_points(v, "v")
         L2, LR = self._log_rho_of_sigma(2.0), self._log_rho_of_sigma(self.radius)
         c1 = (LR - L2) / (math.log(self.radius) - math.log(2.0))
         c0 = L2 - c1 * math.log(2.0)
@@ -273,6 +310,7 @@ class ScalarGibbsReference:
     def __post_init__(self) -> None:
         self.depth = check_depth(self.depth)
         self.beta = check_positive(self.beta, "beta", allow_zero=True)
+        self.mu = _check_real(self.mu, "mu")
         if self.radius is not None:
             self.radius = check_positive(self.radius, "radius")
         if self.prior_scale is not None:
@@ -281,7 +319,8 @@ class ScalarGibbsReference:
         self.alpha = -1.0 if math.isinf(self.depth) else (1.0 - self.depth) / self.depth
         if math.isinf(self.depth) and self.floor == 0:
             raise ImproperTargetError("depth inf: |x|^-1 is not integrable at 0; give floor > 0")
-        prec = self.beta + (0.0 if self.prior_scale is None else 1.0 / self.prior_scale**2)
+        inv = 0.0 if self.prior_scale is None else 1.0 / self.prior_scale
+        prec = self.beta + inv * inv  # (not s**2: Python's float ** raises OverflowError / s**2 underflows to 0)
         if self.radius is None and prec == 0:
             raise ImproperTargetError("beta=0 without radius or prior_scale has infinite mass")
         bound = abs(self.mu) + 14.0 / math.sqrt(prec) if prec > 0 else math.inf
@@ -289,11 +328,19 @@ class ScalarGibbsReference:
         if self.floor >= self.bound:
             raise ImproperTargetError(f"floor={self.floor} leaves no mass below the bound {self.bound}")
         self.Z = self._mass(-self.bound, self.bound)
+        if not (math.isfinite(self.Z) and self.Z > 0):
+            raise InvalidArgumentError(
+                f"the law with depth={self.depth}, beta={self.beta}, mu={self.mu}, radius={self.radius}, "
+                f"prior_scale={self.prior_scale}, floor={self.floor} has normalizing constant {self.Z} in float64; "
+                "expected parameters whose mass is finite and positive"
+            )
 
     def _h(self, x: float) -> float:
-        val = -0.5 * self.beta * (x - self.mu) ** 2
+        d = x - self.mu
+        val = -0.5 * self.beta * d * d  # products, not **: Python's float ** raises OverflowError
         if self.prior_scale is not None:
-            val -= 0.5 * x * x / self.prior_scale**2
+            z = x / self.prior_scale
+            val -= 0.5 * z * z
         return math.exp(val)
 
     def _side(self, a: float, b: float, sign: float) -> float:
@@ -319,15 +366,19 @@ class ScalarGibbsReference:
         return total
 
     def pdf(self, x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = _check_points(x, "x")
         def one(v: float) -> float:
             if abs(v) > self.bound or abs(v) < self.floor or v == 0:
                 return 0.0
-            return self._h(v) * abs(v) ** self.alpha / self.Z
+            h = self._h(v)
+            if h == 0.0:
+                return 0.0
+            with np.errstate(over="ignore"):  # |v|^α near 0 may exceed float64: the density is then inf
+                return float(h * np.float64(abs(v)) ** self.alpha / self.Z)
         return np.array([one(float(v)) for v in x.ravel()]).reshape(x.shape)
 
     def cdf(self, x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = _check_points(x, "x")
         return np.array([min(1.0, self._mass(-self.bound, float(v)) / self.Z) for v in x.ravel()]).reshape(x.shape)
 
     def expect(self, g: Callable[[float], float]) -> float:
@@ -341,4 +392,9 @@ class ScalarGibbsReference:
             else:
                 num += integrate.quad(lambda y: g(sign * y) * self._h(sign * y) * y**self.alpha, a, self.bound,
                                       epsabs=0, epsrel=1e-11, limit=200)[0]
+        if math.isnan(num):  # e.g. ∫ x over [-1e300, 1e300]: inf - inf
+            raise InvalidArgumentError(
+                f"E[g(x)] is not representable in float64 for this law (the quadrature gives inf - inf); "
+                f"expected g integrable in float64 on [-{self.bound}, {self.bound}]"
+            )
         return num / self.Z

@@ -183,6 +183,9 @@ class RMALAKernel:
             failures["outside"] = 1
             return state, StepInfo(0.0, state.log_density, failures)
         prop = RMALAState(Y, logp_y, drift_y, U, V, lm, state.step_size, c_y)
+        if not (h > 0 and prop.h > 0):  # h·c(X) underflowed (step_size ~ 5e-324): no valid proposal density
+            failures["divergent"] = 1
+            return state, StepInfo(0.0, state.log_density, failures)
         # the forward quadratic form is exactly ||xi||^2/2
         log_fwd = -0.5 * xi.size * math.log(h) - 0.5 * float(np.sum(state.log_mult)) - 0.5 * float(np.sum(xi * xi))
         log_rev = self._log_q(state.X, prop)

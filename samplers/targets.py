@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from dlnvolume import CompletionTask, DLNMetric
-from dlnvolume._validation import check_depth, check_matrix, check_positive, check_rank
-from dlnvolume.errors import ImproperTargetError, InvalidArgumentError, InvalidRankError, ShapeError
+from dlnvolume._validation import check_depth, check_matrix, check_positive, check_rank, check_rng
+from dlnvolume.errors import ImproperTargetError, InvalidArgumentError, InvalidRankError, NonFiniteError, ShapeError
 from dlnvolume.spectral import chart_log_density_from_log_sigma, log_volume_density_from_log_sigma
 
 from .confinement import Confinement, as_confinement
@@ -198,9 +198,14 @@ class GibbsTarget:
         return u, A, B
 
     def _check_theta(self, theta: Any) -> np.ndarray:
-        theta = np.asarray(theta, dtype=np.float64)
+        try:
+            theta = np.asarray(theta, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"theta could not be converted to a float array: {exc}") from None
         if theta.ndim < 1 or theta.shape[-1] != self.ndim:
             raise ShapeError(f"theta has shape {theta.shape}; expected (..., {self.ndim}) for this target")
+        if not np.all(np.isfinite(theta)):
+            raise NonFiniteError("theta has NaN or infinite entries; expected finite coordinates")
         return theta
 
     def to_matrix(self, theta: Any) -> np.ndarray:
@@ -209,7 +214,14 @@ class GibbsTarget:
         u, A, B = self._split(theta)
         Q = polar(A)[0]
         R = polar(B)[0]
-        return (Q * np.exp(u)[..., None, :]) @ np.swapaxes(R, -1, -2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = (Q * np.exp(u)[..., None, :]) @ np.swapaxes(R, -1, -2)
+        if not np.all(np.isfinite(X)):
+            raise NonFiniteError(
+                f"theta has log singular values up to {float(np.max(u)):.6g}; X = Q diag(exp u) Rᵀ overflows "
+                "float64 (expected u < 709)"
+            )
+        return X
 
     def sigma(self, theta: Any) -> np.ndarray:
         theta = self._check_theta(theta)
@@ -233,31 +245,35 @@ class GibbsTarget:
         u, A, B = self._split(theta)
         Q, _, sA, VA = polar(A)
         R, _, sB, VB = polar(B)
-        sigma = np.exp(u)
-        X = (Q * sigma[..., None, :]) @ np.swapaxes(R, -1, -2)
         conf: Confinement = self.confinement
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # E and E' without task.loss's finiteness check: a finite θ whose X overflows (u > ~709, or
+        # entries of A, B near 1e154) has density 0 (log p = -inf below), not an input error
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            sigma = np.exp(u)
+            X = (Q * sigma[..., None, :]) @ np.swapaxes(R, -1, -2)
             chart = chart_log_density_from_log_sigma(u, (m, n), self.depth, self.normalized)
-        logp = (
-            -self.beta * self.task.loss(X)
-            + chart
-            + np.sum(u, axis=-1)
-            - 0.5 * np.sum(A * A, axis=(-2, -1))
-            - 0.5 * np.sum(B * B, axis=(-2, -1))
-            + conf.log_density_sigma(sigma)
-        )
+            resid = self.task._observed * (X - self.task.values)
+            logp = (
+                -self.beta * (0.5 * np.sum(resid * resid, axis=(-2, -1)))
+                + chart
+                + np.sum(u, axis=-1)
+                - 0.5 * np.sum(A * A, axis=(-2, -1))
+                - 0.5 * np.sum(B * B, axis=(-2, -1))
+                + conf.log_density_sigma(sigma)
+            )
         logp = np.where(np.isnan(logp), -np.inf, logp)
         if not grad:
             return logp, None
-        G = -self.beta * self.task.grad(X)  # ∂(-βE)/∂X
-        GR = G @ R  # (m, r)
-        diag = np.sum(Q * GR, axis=-2)  # (QᵀGR)_ii
-        gu = sigma * diag + chart_log_density_grad(u, (m, n), self.depth) + 1.0
-        gu = gu + sigma * conf.grad_sigma(sigma)
-        CQ = GR * sigma[..., None, :]
-        CR = (np.swapaxes(G, -1, -2) @ Q) * sigma[..., None, :]
-        gA = polar_grad(CQ, Q, sA, VA) - A
-        gB = polar_grad(CR, R, sB, VB) - B
+        with np.errstate(all="ignore"):  # non-finite components are set to 0 below
+            G = -self.beta * resid  # ∂(-βE)/∂X
+            GR = G @ R  # (m, r)
+            diag = np.sum(Q * GR, axis=-2)  # (QᵀGR)_ii
+            gu = sigma * diag + chart_log_density_grad(u, (m, n), self.depth) + 1.0
+            gu = gu + sigma * conf.grad_sigma(sigma)
+            CQ = GR * sigma[..., None, :]
+            CR = (np.swapaxes(G, -1, -2) @ Q) * sigma[..., None, :]
+            gA = polar_grad(CQ, Q, sA, VA) - A
+            gB = polar_grad(CR, R, sB, VB) - B
         lead = theta.shape[:-1]
         g = np.concatenate([gu, gA.reshape(lead + (m * r,)), gB.reshape(lead + (n * r,))], axis=-1)
         g = np.where(np.isfinite(g), g, 0.0)
@@ -275,13 +291,17 @@ class GibbsTarget:
         """``-βE(X) + log ρ_N^{(r)}(X) + log conf(X)``: the target log density in ``X`` (w.r.t. Hausdorff measure of M_r)."""
         X = check_matrix(X)
         s = np.linalg.svd(X, compute_uv=False)[..., : self.rank]
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             ls = np.log(s)
-        return (
-            -self.beta * self.task.loss(X)
-            + log_volume_density_from_log_sigma(ls, self.shape, self.rank, self.depth, self.normalized)
-            + self.confinement.log_density_sigma(s)
-        )
+            energy = 0.0 if self.beta == 0 else -self.beta * self.task.loss(X)  # (0·inf would be NaN)
+            logp = (
+                energy
+                + log_volume_density_from_log_sigma(ls, self.shape, self.rank, self.depth, self.normalized)
+                + self.confinement.log_density_sigma(s)
+            )
+        # NaN only arises as inf - inf: off the stratum (σ_r = 0, log ρ = +inf) and outside an indicator
+        # confinement (-inf), where the density is 0 (as in the θ coordinates)
+        return np.where(np.isnan(logp), -np.inf, logp)
 
     # ------------------------------------------------------------------ starting points
     def default_initial(self, *, rng: Any = None) -> np.ndarray:
@@ -290,7 +310,7 @@ class GibbsTarget:
         The observed values plus small Gaussian noise, truncated to rank ``r``; singular values are
         pushed above the floor and the matrix shrunk into a Frobenius ball if needed.
         """
-        rng = np.random.default_rng(rng)
+        rng = check_rng(rng)
         m, n = self.shape
         scale = max(1.0, float(np.sqrt(np.mean(self.task.values[self.task.mask] ** 2))))
         X = self.task.values + 0.3 * scale * rng.standard_normal((m, n))
@@ -322,7 +342,7 @@ class GibbsTarget:
         The radial parts are those of standard Gaussian matrices, i.e. drawn from the conditional law
         of ``(A, B)`` given their polar factors. Zero or coincident singular values are nudged apart.
         """
-        rng = np.random.default_rng(rng)
+        rng = check_rng(rng)
         X = check_matrix(X, batch=False)
         if X.shape != self.shape:
             raise ShapeError(f"X has shape {X.shape}; expected {self.shape} for this target")
