@@ -36,7 +36,7 @@ from ._integrate import Recorder, integrate_batch
 from ._validation import _short, check_depth, check_int, check_matrix, check_positive
 from .completion import CompletionTask
 from .errors import InvalidArgumentError, InvalidDepthError, NonFiniteError, ShapeError
-from .spectral import log_multipliers
+from .spectral import log_multipliers, scaled_singular_values
 
 __all__ = [
     "Trajectory",
@@ -55,6 +55,7 @@ INITS = ("gaussian", "balanced", "orthogonal")
 METHODS = ("end_to_end", "factor")
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
+_LOG_MAX = 1023 * math.log(2.0)  # largest singular value accepted in X0: 2**1023 ≈ 9e307 (half of float64's max)
 
 
 # --------------------------------------------------------------------------- results
@@ -240,6 +241,17 @@ def _check_X0(task: CompletionTask, X0: Any, name: str = "X0") -> np.ndarray:
         X0 = X0[None]
     if X0.shape[0] == 0:
         raise ShapeError(f"{name} has shape {X0.shape}; expected at least one matrix")
+    # finite entries whose largest singular value overflows float64 (entries ~1e308): the state's
+    # spectrum and loss cannot be represented, so there is no finite trajectory to report
+    s, log_scale = scaled_singular_values(X0)
+    with np.errstate(divide="ignore"):
+        log_top = np.log(s[..., 0]) + log_scale
+    if np.any(log_top > _LOG_MAX):
+        i = int(np.argmax(log_top))
+        raise NonFiniteError(
+            f"{name}[{i}] has largest singular value exp({float(log_top[i]):.6g}), beyond 2**1023 ≈ 9e307; "
+            "expected a matrix whose singular values stay representable in float64 (entries well below 1e307)"
+        )
     return X0
 
 

@@ -373,3 +373,13 @@ def test_endpoints_bad_executor_and_progress():
 def test_end_to_end_X0_shape_errors_name_X0():
     with pytest.raises(ShapeError, match=r"\bX0 has shape \(0, 2, 2\)"):
         flows.end_to_end(tasks.diagonal_2x2(), 2, np.zeros((0, 2, 2)))
+
+
+def test_x0_with_overflowing_singular_values_is_refused():
+    """Found by the property test in a fresh CI venv: X0 = 8.988e307·ones(2, 2) has σ₁ = 1.798e308 (float64's
+    max); its recorded spectrum overflowed to inf. Such X0 are refused with a clear NonFiniteError."""
+    task = tasks.diagonal_2x2()
+    with pytest.raises(NonFiniteError, match=r"X0\[0\] has largest singular value .* 2\*\*1023"):
+        flows.end_to_end(task, 1, np.full((2, 2), 8.98846567e307), max_steps=3)
+    res = flows.end_to_end(task, 1, np.full((2, 2), 1e300), max_steps=3)  # σ₁ = 2e300: accepted, finite spectrum
+    assert np.all(np.isfinite(res.trajectory.sigma))
