@@ -16,7 +16,6 @@ The plain regression tests at the end pin the bugs these properties found.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -312,10 +311,8 @@ def test_end_to_end_stationary_start_terminates(X0, depth):
     """The field vanishes (exactly, or by underflow for N >= 3) at X0 = 0 / entries 1e-300: the initial
     step was ``t_max / 0 = inf``, every trial state ``X0 + inf·0`` was NaN and the integrator looped
     forever. Now the run ends at its step limit; X0 = 0 is a stationary point (N >= 2) and stays put."""
-    t0 = time.perf_counter()
-    res = flows.end_to_end(tasks.diagonal_2x2(), depth, X0, max_steps=200)
-    assert time.perf_counter() - t0 < 10.0
-    assert res.status[0] in ("max_steps", "max_time")
+    res = flows.end_to_end(tasks.diagonal_2x2(), depth, X0, max_steps=200)  # (a regression hangs here)
+    assert res.status[0] in ("max_steps", "max_time") and res.n_steps[0] <= 200
     if not X0.any():
         np.testing.assert_array_equal(res.X[0], X0)
     assert np.all(np.isfinite(res.X)) and np.isfinite(res.t[0]) and not np.isnan(res.loss[0])
@@ -326,9 +323,7 @@ def test_end_to_end_huge_observed_value_terminates():
     checks ``h·‖F‖ <= eps·‖Y‖`` were never true and the step loop never ended."""
     task = CompletionTask(np.array([[0.0, 1e300, 0.0], [0.0, 0.0, 0.0]]),
                           np.array([[False, True, False], [False, False, False]]))
-    t0 = time.perf_counter()
-    res = flows.end_to_end(task, 1, np.zeros((2, 3)), max_steps=5)
-    assert time.perf_counter() - t0 < 10.0
+    res = flows.end_to_end(task, 1, np.zeros((2, 3)), max_steps=5)  # (a regression hangs here)
     assert res.status[0] in flows.STATUSES and np.all(np.isfinite(res.X)) and not np.isnan(res.loss[0])
 
 
