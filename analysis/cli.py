@@ -173,6 +173,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise _UsageError(f"--out {str(out)!r} is not empty; use --force to write into it (checkpoints there are "
                           "reused) or --resume to continue an interrupted run with the same configuration")
     had_results = any((out / f).exists() for f in ("report.md", "endpoints.npz", "results.nc"))
+    args.fresh = not non_empty and not args.resume  # nothing to resume: no "resumed 0/n" lines
     try:
         return _run_into(cfg, args, out, config_text, t_start)
     except OSError as exc:
@@ -238,7 +239,7 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
     executor, close = _executor(args)
     try:
         res = run_experiment(cfg, out, executor=executor, workers=args.workers, progress=not args.no_progress,
-                             log=log)
+                             log=None if getattr(args, "fresh", False) else log)
     finally:
         if close is not None:
             close()
