@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 import dlnvolume as dv
-from dlnvolume.errors import ConfigError
+from dlnvolume.errors import ConfigError, InvalidArgumentError
 from dlnvolume.parallel import atomic_save_npz, load_npz
 
 from . import hypothesis as hyp
@@ -181,8 +181,10 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
                                      rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
                                      batch_size=cfg.batch_size, progress=progress,
                                      checkpoint=str(folder), **cfg.flow_options)
-            except TypeError as exc:  # an option the flow does not accept
-                raise ConfigError(f"config key 'flows.options': {exc}") from None
+            except InvalidArgumentError as exc:  # an option the flow does not accept: name the config key
+                if str(exc).startswith("flow_kwargs key"):
+                    raise ConfigError(f"config key 'flows.options': {exc}") from None
+                raise
             _log_resumed(log, f"flows {tag}", *_resumed(before, folder))
             ep.save(done)
         res.endpoints[depth] = ep

@@ -104,6 +104,16 @@ class CompletionTask:
         X = self._check(X)
         return self._observed * (X - self.values)
 
+    def digest(self) -> str:
+        """Short sha256 (16 hex digits) of ``values`` and ``mask``: identifies the task in checkpoint
+        fingerprints (a changed task never reuses another task's checkpoints)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.values).tobytes())
+        h.update(np.ascontiguousarray(self.mask).tobytes())
+        return h.hexdigest()[:16]
+
     def loss(self, X: Any) -> np.ndarray:
         """``E(X) = ½ Σ_Ω (X_ij − M_ij)²``, shape ``(...)``."""
         R = self.residual(X)

@@ -21,7 +21,6 @@ Loss convention: ``E = task.loss = ½‖P_Ω(X − M)‖²``. The default ``loss
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import os
@@ -869,13 +868,6 @@ def _run_endpoint_batch(job: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
-def _task_digest(task: CompletionTask) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(task.values).tobytes())
-    h.update(np.ascontiguousarray(task.mask).tobytes())
-    return h.hexdigest()[:16]
-
-
 def endpoints(
     task: CompletionTask,
     depth: float,
@@ -973,11 +965,7 @@ def endpoints(
                 f"expected some of {', '.join(accepted)}"
             )
     progress = _check_bool(progress, "progress")
-    if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise InvalidArgumentError(
-            f"executor={_short(executor)} has type {type(executor).__name__}; expected None or a "
-            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
-        )
+    parallel.check_executor(executor)
     if method == "factor":
         init = flow_kwargs.get("init", "gaussian")
         if not isinstance(init, str) or init not in INITS:
@@ -1013,7 +1001,7 @@ def endpoints(
     ]
     meta = {
         "kind": "flows.endpoints",
-        "task": _task_digest(task),
+        "task": task.digest(),
         "depth": str(N),
         "method": method,
         "init_scale": init_scale,

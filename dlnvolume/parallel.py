@@ -22,11 +22,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._validation import _short
 from .errors import InvalidArgumentError
 
 __all__ = [
     "as_seed_sequence",
     "spawn_seeds",
+    "check_executor",
     "executor_workers",
     "make_batches",
     "run_batches",
@@ -167,6 +169,16 @@ def _single_threaded_blas() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+
+
+def check_executor(executor: Any, name: str = "executor") -> None:
+    """``None`` or an object with a callable ``submit`` (a ``concurrent.futures.Executor``, e.g. a
+    Dask ``client.get_executor()``); anything else raises :class:`InvalidArgumentError`."""
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InvalidArgumentError(
+            f"{name}={_short(executor)} has type {type(executor).__name__}; expected None or a "
+            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
+        )
 
 
 def executor_workers(executor: Any, workers: int | None = None) -> int:

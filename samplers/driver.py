@@ -20,7 +20,7 @@ import numpy as np
 
 from dlnvolume._validation import check_int
 from dlnvolume.errors import InvalidArgumentError, ShapeError
-from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
+from dlnvolume.parallel import check_executor, make_batches, run_batches, spawn_seeds
 
 from .adaptation import DualAveraging
 from .chains import Chains
@@ -164,11 +164,7 @@ def run_chains(
         workers = check_int(workers, "workers", minimum=1)
     if not isinstance(progress, (bool, np.bool_)):
         raise InvalidArgumentError(f"progress={progress!r}; expected True or False")
-    if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise InvalidArgumentError(
-            f"executor={executor!r} has type {type(executor).__name__}; expected None or a "
-            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
-        )
+    check_executor(executor)
     if seeds is None:
         seeds = spawn_seeds(rng, n_chains)
     if initial is None:
@@ -317,20 +313,12 @@ def sample(
         from .ensemble import EmceeKernel
 
         kernel = _GibbsKernel(EmceeKernel(target, n_walkers, coordinates), target)
-    kernel_meta = {"task": _task_digest(target.task), "step_size": step_size, "local_step": local_step,
+    kernel_meta = {"task": target.task.digest(), "step_size": step_size, "local_step": local_step,
                    "n_walkers": n_walkers, "coordinates": coordinates}
     return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=rng, executor=executor,
                       progress=progress, target=target.describe(), initial=initial, workers=workers,
                       batch_size=batch_size, shape=target.shape, checkpoint=checkpoint,
                       kernel_meta=kernel_meta if checkpoint is not None else None)
-
-
-def _task_digest(task: Any) -> str | None:
-    """Digest of a CompletionTask's values and mask (part of a checkpoint fingerprint)."""
-    values, mask = getattr(task, "values", None), getattr(task, "mask", None)
-    if values is None or mask is None:
-        return None
-    return f"{_digest(values)}-{_digest(mask)}"
 
 
 class _GibbsKernel:

@@ -387,9 +387,7 @@ class SolutionSetSampler:
         kernel = _SolutionSetKernel(self, step_size)
         kernel_meta = None
         if checkpoint is not None:
-            from .driver import _task_digest
-
-            kernel_meta = {"task": _task_digest(self.task), "step_size": step_size, "newton_tol": self.newton_tol,
+            kernel_meta = {"task": self.task.digest(), "step_size": step_size, "newton_tol": self.newton_tol,
                            "newton_max_iter": self.newton_max_iter}
         return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=None, executor=executor,
                           progress=progress, target=self.describe(), initial=initial, workers=workers,

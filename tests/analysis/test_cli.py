@@ -187,3 +187,10 @@ def test_same_seed_bit_identical_with_1_worker_2_processes_and_dask(tmp_path):
                 assert got[k] == ref[k], name
             else:
                 assert np.array_equal(got[k], ref[k], equal_nan=got[k].dtype.kind == "f"), (name, k)
+
+def test_unknown_flow_option_names_the_config_key(tmp_path, capsys):
+    cfg = tmp_path / "x.toml"
+    cfg.write_text(TINY.replace("[[references]]", "[flows.options]\nbogus = 1\n\n[[references]]", 1))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-progress", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "config key 'flows.options'" in err and "'bogus'" in err and "Traceback" not in err
