@@ -382,7 +382,7 @@ def bench_samplers(quick: bool, rng: np.random.Generator) -> list[Row]:
 
 
 def _ess(x: np.ndarray) -> float:
-    """Bulk ESS over (chain, draw) through the samplers' estimator (arviz stays in analysis.diagnostics)."""
+    """Bulk ESS over (chain, draw) through the package's one ArviZ wrapper."""
     from samplers.diagnostics import ess
 
     return float(ess(np.asarray(x)))

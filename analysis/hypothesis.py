@@ -25,6 +25,7 @@ from scipy import stats
 
 from dlnvolume._validation import check_int, check_rng
 from dlnvolume.errors import InvalidArgumentError, ShapeError
+from samplers.diagnostics import ess as _samplers_ess
 
 __all__ = [
     "TestResult",
@@ -75,66 +76,18 @@ class TestResult:
 
 
 # --------------------------------------------------------------------------- ESS and thinning
-def _autocov(x: np.ndarray) -> np.ndarray:
-    """Autocovariance of each chain, (chains, draws) -> (chains, draws), FFT."""
-    n = x.shape[-1]
-    xc = x - x.mean(axis=-1, keepdims=True)
-    size = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(xc, n=size, axis=-1)
-    acov = np.fft.irfft(f * np.conj(f), n=size, axis=-1)[..., :n] / n
-    return acov
-
-
 def ess(x: Any) -> float:
-    """Effective sample size of draws ``x`` with shape ``(chains, draws)`` (multi-chain, Geyer).
+    """Bulk effective sample size of draws ``x`` with shape ``(chains, draws)``.
 
-    Combined autocorrelation ``ρ_t = 1 − (W − mean_c γ_c(t)) / var⁺`` (Gelman et al., BDA3 §11.5;
-    Stan), truncated with Geyer's initial monotone positive sequence. Returns a value in
-    ``(0, chains·draws·log10(chains·draws)]`` (antithetic chains may exceed ``chains·draws``).
-    A constant sample has ESS equal to its size.
+    ArviZ's rank-normalized estimator through the package's one wrapper,
+    :func:`samplers.diagnostics.ess`; this front end only insists on a 2-D ``(chains, draws)`` array.
     """
     x = _as_float(x, "x")
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 4:
         raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) with chains >= 1 and draws >= 4")
     if not np.all(np.isfinite(x)):
         raise InvalidArgumentError("x has NaN or infinite entries; expected finite draws")
-    C, n = x.shape
-    acov = _autocov(x)
-    chain_var = acov[:, 0] * n / (n - 1.0)
-    W = chain_var.mean()
-    B_over_n = x.mean(axis=1).var(ddof=1) if C > 1 else 0.0
-    var_plus = W * (n - 1.0) / n + B_over_n
-    if var_plus <= 0 or not np.isfinite(var_plus):
-        return float(C * n)
-    rho = 1.0 - (W - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    # Geyer: sums of pairs, positive and monotone
-    total = 0.0
-    prev = np.inf
-    t = 0
-    while t + 1 < n:
-        pair = rho[t] + rho[t + 1]
-        if pair <= 0:
-            break
-        pair = min(pair, prev)
-        total += pair
-        prev = pair
-        t += 2
-    tau = -1.0 + 2.0 * total
-    tau = max(tau, 1.0 / math.log10(max(C * n, 10)))
-    return float(C * n / tau)
-
-
-def _ess_fn() -> Callable[[np.ndarray], float]:
-    try:  # prefer the samplers implementation when it exists (contract: samplers.diagnostics.ess)
-        from samplers.diagnostics import ess as samplers_ess  # type: ignore
-
-        def fn(x: np.ndarray) -> float:
-            return float(np.asarray(samplers_ess(x)).reshape(-1)[0])
-
-        return fn
-    except Exception:  # noqa: BLE001 - any import problem: use ours
-        return ess
+    return _samplers_ess(x)
 
 
 def thin_to_ess(x: Any, ess_value: float | None = None) -> tuple[np.ndarray, float]:
@@ -158,7 +111,7 @@ def thin_to_ess(x: Any, ess_value: float | None = None) -> tuple[np.ndarray, flo
         if n < 4 or np.ptp(scalar) == 0:  # constant statistic: nothing to thin
             ess_value = float(C * n)
         else:
-            ess_value = _ess_fn()(scalar)
+            ess_value = _samplers_ess(scalar)
     k = max(1, int(math.ceil(C * n / max(ess_value, 1.0))))
     kept = x[:, ::k]
     return kept.reshape((-1,) + x.shape[2:]), float(ess_value)

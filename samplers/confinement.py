@@ -149,6 +149,12 @@ class FrobeniusBall(Confinement):
     __repr__ = describe
 
 
+def _sq(x: float) -> np.float64:
+    """``x**2`` in float64: ``inf`` for |x| > 1.3e154 (a Python float would raise OverflowError)."""
+    with np.errstate(over="ignore"):
+        return np.float64(x) * np.float64(x)
+
+
 @dataclass(frozen=True, repr=False)
 class GaussianPrior(Confinement):
     """Gaussian factor ``exp(-‖X‖_F²/(2 scale²))`` (= ``exp(-Σσ²/(2 scale²))``)."""
@@ -162,19 +168,19 @@ class GaussianPrior(Confinement):
 
     def log_density_sigma(self, sigma: np.ndarray) -> np.ndarray:
         sigma = np.asarray(sigma, dtype=np.float64)
-        if self.scale**2 > 0:  # the original arithmetic (same draws as before for the same seed)
-            return -0.5 * np.sum(sigma * sigma, axis=-1) / self.scale**2
+        if _sq(self.scale) > 0:  # the original arithmetic (same draws as before for the same seed)
+            return -0.5 * np.sum(sigma * sigma, axis=-1) / _sq(self.scale)
         z = sigma / self.scale  # s**2 underflows to 0 for s < 1e-154 (0/0 was NaN)
         return -0.5 * np.sum(z * z, axis=-1)
 
     def grad_sigma(self, sigma: np.ndarray) -> np.ndarray:
         sigma = np.asarray(sigma, dtype=np.float64)
-        return -sigma / self.scale**2 if self.scale**2 > 0 else -(sigma / self.scale) / self.scale
+        return -sigma / _sq(self.scale) if _sq(self.scale) > 0 else -(sigma / self.scale) / self.scale
 
     def grad(self, X: Any, rank: int | None = None) -> np.ndarray:
         if rank is None:
             X = check_matrix(X)
-            return -X / self.scale**2 if self.scale**2 > 0 else -(X / self.scale) / self.scale
+            return -X / _sq(self.scale) if _sq(self.scale) > 0 else -(X / self.scale) / self.scale
         return super().grad(X, rank)
 
     def describe(self) -> str:

@@ -1,48 +1,46 @@
-"""Effective sample size (Geyer's initial monotone sequence estimator) for ``(chain, draw)`` arrays.
+"""Convergence diagnostics of ``(chain, draw)`` arrays: the package's one wrapper around ArviZ.
 
-Multi-chain autocorrelation as in Stan's reference manual ("Effective sample size"), without rank
-normalization: with ``W`` the mean within-chain variance, ``B/n`` the variance of the chain means
-and ``var⁺ = (n-1)/n W + B/n``, ``ρ_t = 1 - (W - mean_c γ_{c,t}) / var⁺``; the sum of
-``ρ`` is truncated by Geyer's initial positive sequence and made monotone (Geyer 1992, Statist.
-Sci. 7(4), §3.3), ``ESS = C n / τ`` with ``τ = -1 + 2 Σ_{k} P_k``, ``P_k = ρ_{2k} + ρ_{2k+1}``.
-arviz is deliberately not imported here (samplers imports dlnvolume only).
+``ess`` (bulk or tail effective sample size) and ``rhat`` (rank-normalized split R-hat) are ArviZ's
+estimators (Vehtari, Gelman, Simpson, Carpenter & Bürkner 2021, *Rank-normalization, folding, and
+localization: an improved R-hat*, Bayesian Analysis 16(2)), called on plain arrays. The call works with
+ArviZ 0.23 (``arviz.ess(array)``) and ArviZ 1.x (``arviz_stats``, re-exported as ``arviz.ess``; the
+array axes are passed explicitly there). Every other module of the package that needs an ESS or an
+R-hat calls these functions; there is no hand-written estimator left.
+
+What ArviZ leaves undefined is decided here, so that no ``nan`` leaves this module:
+
+* zero variance over all draws (a deterministic quantity): ``ess = 1.0`` (nothing was learned from the
+  repetition; callers should not diagnose constants) and ``rhat = 1.0``;
+* every chain constant but chains at different values (stuck chains): ``ess = 1.0``, ``rhat = inf``.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from dlnvolume.errors import ShapeError
 
-__all__ = ["ess", "autocovariance", "thin_to_ess"]
+__all__ = ["ess", "rhat", "thin_to_ess", "arviz_major"]
+
+_METHODS = ("bulk", "tail")
 
 
-def autocovariance(x: np.ndarray) -> np.ndarray:
-    """Biased autocovariance of each row of ``x`` (chains, draws) by FFT, shape ``(chains, draws)``."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[-1]
-    y = x - x.mean(axis=-1, keepdims=True)
-    size = 1 << (2 * n - 1).bit_length()
-    f = np.fft.rfft(y, size, axis=-1)
-    acov = np.fft.irfft(f * np.conj(f), size, axis=-1)[..., :n] / n
-    return acov
+def _az() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    return az
 
 
-def ess(x: Any) -> float:
-    """Effective sample size of draws ``x`` with shape ``(chains, draws)`` (a 1-D array is one chain).
+def arviz_major() -> int:
+    """Major version of the installed ArviZ (0 for the 0.x ``InferenceData`` line, 1 for ``DataTree``)."""
+    return int(str(_az().__version__).split(".")[0])
 
-    Returns ``chains × draws`` for i.i.d. draws (up to noise) and can exceed it for antithetic chains;
-    ``nan`` is never returned: constant draws give ``1.0``.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.random.default_rng(0).standard_normal((4, 1000))
-    >>> 3000 < ess(x) < 5000
-    True
-    """
+def _as_chains(x: Any, min_draws: int = 4) -> np.ndarray:
     try:
         x = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -51,40 +49,95 @@ def ess(x: Any) -> float:
         x = x[None, :]
     if x.ndim != 2 or x.shape[0] < 1:
         raise ShapeError(f"x has shape {x.shape}; expected (chains, draws) with chains >= 1, or (draws,)")
-    C, n = x.shape
-    if n < 4:
-        raise ShapeError(f"x has {n} draws per chain; expected at least 4")
+    if x.shape[1] < min_draws:
+        raise ShapeError(f"x has {x.shape[1]} draws per chain; expected at least {min_draws}")
     if not np.all(np.isfinite(x)):
         raise ShapeError("x has NaN or infinite entries; expected finite draws")
-    acov = autocovariance(x)
-    chain_mean = x.mean(axis=1)
-    W = np.mean(acov[:, 0]) * n / (n - 1.0)
-    var_plus = W * (n - 1.0) / n
-    if C > 1:
-        var_plus = var_plus + np.var(chain_mean, ddof=1)
-    if var_plus <= 0:
-        return 1.0
-    rho = 1.0 - (W - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    # Geyer initial positive sequence on pair sums, then monotone
-    npairs = n // 2
-    P = rho[: 2 * npairs].reshape(npairs, 2).sum(axis=1)
-    k = 0
-    while k < npairs and P[k] > 0:
-        k += 1
-    P = P[:k]
-    if k == 0:
-        return float(C * n)
-    P = np.minimum.accumulate(P)
-    tau = -1.0 + 2.0 * np.sum(P)
-    tau = max(tau, 1.0 / np.log10(C * n + 10))  # Stan's cap against absurd antithetic values
-    return float(C * n / tau)
+    return x
+
+
+def _degenerate(x: np.ndarray) -> tuple[float, float] | None:
+    """(ess, rhat) for inputs ArviZ leaves undefined, else None."""
+    if np.ptp(x) == 0:
+        return 1.0, 1.0
+    if np.all(np.ptp(x, axis=1) == 0):
+        return 1.0, float("inf")
+    return None
+
+
+def _call(fn_name: str, x: np.ndarray, **kw: Any) -> float:
+    az = _az()
+    if arviz_major() >= 1:
+        kw.update(chain_axis=0, draw_axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = float(np.asarray(getattr(az, fn_name)(x, **kw)).reshape(-1)[0])
+    return value
+
+
+def ess(x: Any, method: str = "bulk") -> float:
+    """Effective sample size of draws ``x`` with shape ``(chains, draws)`` (a 1-D array is one chain).
+
+    Parameters
+    ----------
+    x : array_like, shape (chains, draws) or (draws,)
+        Finite draws of one scalar quantity; at least 4 draws per chain.
+    method : {"bulk", "tail"}
+        ArviZ's rank-normalized bulk ESS, or the tail ESS (minimum over the 5 % and 95 % quantiles).
+
+    Returns
+    -------
+    float
+        About ``chains × draws`` for independent draws; can exceed it for antithetic chains; never
+        ``nan`` (see the module docstring for constant input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal((4, 1000))
+    >>> 3000 < ess(x) < 5000
+    True
+    """
+    if method not in _METHODS:
+        raise ShapeError(f"method={method!r}; expected one of {_METHODS}")
+    x = _as_chains(x)
+    deg = _degenerate(x)
+    if deg is not None:
+        return deg[0]
+    kw: dict[str, Any] = {"method": method}
+    if method == "tail" and arviz_major() >= 1:
+        kw["prob"] = (0.05, 0.95)
+    value = _call("ess", x, **kw)
+    return value if np.isfinite(value) and value > 0 else 1.0
+
+
+def rhat(x: Any) -> float:
+    """Rank-normalized split R-hat of ``x`` with shape ``(chains, draws)`` (ArviZ's default method).
+
+    Values above 1.01 indicate that the chains have not mixed (Vehtari et al. 2021). Never ``nan``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> rhat(rng.standard_normal((4, 1000))) < 1.01
+    True
+    >>> rhat(rng.standard_normal((4, 1000)) + np.arange(4)[:, None]) > 1.5
+    True
+    """
+    x = _as_chains(x)
+    deg = _degenerate(x)
+    if deg is not None:
+        return deg[1]
+    value = _call("rhat", x)
+    return value if np.isfinite(value) else float("inf")
 
 
 def thin_to_ess(x: Any, *, ess_value: float | None = None) -> np.ndarray:
     """Thin each chain of ``x`` (chains, draws, ...) to about ``ESS`` roughly independent draws, pooled.
 
-    Keeps every ``k``-th draw with ``k = ceil(chains·draws/ESS)``; returns ``(n_kept, ...)``.
+    Keeps every ``k``-th draw with ``k = ceil(chains·draws/ESS)`` (bulk ESS of the first scalar component
+    unless ``ess_value`` is given); returns ``(n_kept, ...)``.
     """
     x = np.asarray(x, dtype=np.float64)
     C, n = x.shape[:2]

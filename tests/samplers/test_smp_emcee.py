@@ -18,7 +18,7 @@ def test_emcee_matches_scalar_quadrature(scalar_task):
     target = samplers.GibbsTarget(scalar_task, 3, 1, beta, samplers.FrobeniusBall(R))
     ref = ScalarGibbsReference(3, beta, mu, radius=R)
     assert ref.cdf(0.0) > 0.05
-    chains = samplers.sample(target, "emcee", 500, n_chains=4, thin=4, warmup=400, rng=SEED, workers=1, progress=False)
+    chains = samplers.sample(target, "emcee", 1000, n_chains=4, thin=4, warmup=400, rng=SEED, workers=1, progress=False)
     x = chains.draws[..., 0, 0]
     e = samplers.ess(x)
     assert e > 150
@@ -30,7 +30,7 @@ def test_emcee_matches_scalar_quadrature(scalar_task):
     wrong = ScalarGibbsReference(1, beta, mu, radius=R)
     assert stats.kstest(xs, wrong.cdf).pvalue < 0.01
     assert np.all(chains.step_size == 2.0)
-    assert np.all(chains.n_evaluations == 16 * (400 + 500 * 4) + 1)
+    assert np.all(chains.n_evaluations == 16 * (400 + 1000 * 4) + 1)
 
 
 def test_emcee_is_reproducible_and_ignores_global_state(scalar_task):
