@@ -1,21 +1,31 @@
 """ArviZ export and MCMC diagnostics. The ONLY module of the package that imports arviz.
 
-Targets arviz 0.x ``InferenceData`` (0.23 here). A move to arviz 1.x (``xarray.DataTree``) should
-only touch this file.
+Supports ArviZ 0.23 (``arviz.InferenceData``) and ArviZ 1.x (``xarray.DataTree``). The data are built
+as an ``xarray.DataTree`` in both cases (xarray >= 2024.10 has it); :func:`to_arviz` hands ArviZ the
+object its version expects. ESS and R-hat of single arrays come from the package's one wrapper,
+:mod:`samplers.diagnostics`.
 
-Layout of the InferenceData built by :func:`to_inference_data` (one depth, one sample set):
+Nothing here computes a statistic: the arrays come from :func:`analysis.statistics.compute_statistics`
+run once by the runner with the experiment's stratum (``volume_rank``) and tolerance (``rtol``), so
+``results.nc``, the figures, the tests and ``tests.json`` hold the same numbers. Both are recorded as
+attributes (``volume_rank`` = r or ``"numerical"``, ``rtol``) of every group.
 
-* ``posterior``: scalar statistics with dims ``(chain, draw)`` and the draws ``X`` with dims
-  ``(chain, draw, row, col)``, singular values ``sigma`` with dims ``(chain, draw, k)``;
-* ``sample_stats``: ``lp`` (log density), ``acceptance_rate``, ``step_size`` (per chain, broadcast
-  over draws), ``failures_<kind>`` (per chain);
-* ``constant_data``: the task (``values``, ``mask``, ``ground_truth`` when known);
-* ``endpoints``: flow endpoints ``X``/``X0`` with dims ``(run, row, col)``, their statistics with
-  dim ``run``, ``status``, ``loss``, ``t``, ``seeds``;
-* attrs: depth, beta, rank, confinement, measure, method, seeds, package version.
+Layout of ``results.nc`` (:func:`results_tree`)::
 
-:func:`merge` combines several of them (one per depth / reference) into one object whose groups are
-suffixed ``_<label>``; the first one also fills the unsuffixed groups.
+    /                      attrs: experiment, seed, volume_rank, rtol, versions
+    /constant_data         the task: values, mask (row, col), ground_truth when known
+    /endpoints             flow endpoints, dims (depth, run[, row, col | k]): X, X0, the statistics,
+                           kept, status, loss, t, seeds and every other per-run field of Endpoints
+    /references/<name>/posterior      the statistics of the draws, dims (depth, chain, draw[, k | entry]);
+                                      X holds the entries that vary (coordinate "entry" = "X[i,j]")
+    /references/<name>/sample_stats   lp; MCMC also acceptance_rate, step_size (depth, chain, draw)
+                                      and failures (depth, chain, failure)
+
+One reference is one InferenceData (0.23) / DataTree (1.x) with ``depth`` as a dimension:
+``load(path, reference="solution_set")``; ``arviz.summary``, ``plot_trace``, ``plot_ess`` and ``rhat``
+work on it without warnings. Variables that are constant in some depth slice (e.g. the numerical rank
+on the rank-1 stratum, observed entries) are left out of ``posterior`` (their names and values are
+the attribute ``constant_variables``), since R-hat and ESS are undefined for them.
 """
 
 from __future__ import annotations
@@ -23,36 +33,46 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
+import xarray as xr
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
-import xarray as xr
 
 import dlnvolume as dv
-from dlnvolume._validation import check_matrix
+from samplers.diagnostics import arviz_major
 
-from .statistics import compute_statistics
+from .statistics import MatrixStatistics
 
 __all__ = [
-    "to_inference_data",
-    "merge",
-    "summary",
-    "DiagnosticWarning",
+    "reference_tree",
+    "endpoints_dataset",
+    "results_tree",
+    "to_arviz",
+    "select_reference",
+    "arrays",
+    "stratum_attrs",
     "save",
     "load",
+    "summary",
+    "Summary",
+    "DiagnosticWarning",
     "plot_trace",
     "plot_rank",
+    "plot_ess",
     "RHAT_MAX",
     "ESS_MIN",
+    "ARVIZ_MAJOR",
 ]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
+ARVIZ_MAJOR = arviz_major()
+ENGINE = "h5netcdf"
 
 
 def _attr(value: Any) -> Any:
@@ -70,154 +90,237 @@ def _attr(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def _stat_vars(X: np.ndarray, depth: float, dims: tuple[str, ...], ground_truth: Any, rtol: float | None) -> dict:
-    st = compute_statistics(X, depth, rtol=rtol, ground_truth=ground_truth)
-    out = {name: (dims, np.asarray(v, dtype=np.float64)) for name, v in st.scalars().items()}
-    out["sigma"] = (dims + ("k",), st.singular_values)
-    return out
+def stratum_attrs(volume_rank: int | None, rtol: float) -> dict[str, Any]:
+    """The attributes naming the stratum and tolerance every statistic was computed with."""
+    return {"volume_rank": "numerical" if volume_rank is None else int(volume_rank), "rtol": float(rtol)}
 
 
-def to_inference_data(
-    chains: Any | None = None,
-    endpoints: Any | None = None,
+def _depth_coord(depths: list[float]) -> np.ndarray:
+    return np.asarray([float(d) for d in depths], dtype=np.float64)
+
+
+def _scalar_stats(stats: list[MatrixStatistics]) -> dict[str, np.ndarray]:
+    """name -> stacked array (depth, ...) of every scalar statistic present at every depth."""
+    names = [k for k in stats[0].scalars() if all(k in s.scalars() for s in stats)]
+    return {k: np.stack([np.asarray(s.scalars()[k], dtype=np.float64) for s in stats]) for k in names}
+
+
+def _varies(a: np.ndarray, sample_axes: tuple[int, ...]) -> np.ndarray:
+    """Boolean over the axes after the sample axes: True where ``a`` varies in EVERY depth slice.
+
+    Variation at round-off level (range <= 1e-10 · max(1, max|a|), e.g. ``det X`` or ``σ_2`` on the
+    rank-1 hyperbola) counts as constant: R-hat, ESS and density plots of round-off noise mean nothing.
+    """
+    ptp = np.ptp(a, axis=sample_axes)  # (depth, *rest)
+    scale = np.maximum(1.0, np.max(np.abs(a), axis=sample_axes))
+    return np.all(ptp > 1e-10 * scale, axis=0)
+
+
+def reference_tree(
+    samples: Mapping[float, Any],
+    stats: Mapping[float, MatrixStatistics],
     *,
-    depth: float | None = None,
-    task: Any | None = None,
-    rtol: float | None = None,
+    exact: bool,
+    volume_rank: int | None,
+    rtol: float,
     attrs: Mapping[str, Any] | None = None,
-    sample_stats: bool = True,
-) -> az.InferenceData:
-    """Chains (samplers.Chains or any object with the same fields) + Endpoints → InferenceData.
+) -> xr.DataTree:
+    """``posterior`` and ``sample_stats`` of one reference at several depths (dimension ``depth``).
 
     Parameters
     ----------
-    chains : object with ``draws (chain, draw, m, n)``, ``log_density``, ``accept_prob``,
-        ``step_size``, ``failures``, ``target`` (dict), ``method``, ``seeds``, ``warmup``, ``thin``
-    endpoints : object with ``X (run, m, n)``, ``X0``, ``seeds``, ``status``, ``loss``, ``t``,
-        ``depth``, ``method``, ``init_scale``, ``task_name``
-    depth : depth at which the log-volume density statistic is evaluated (default: the chains'
-        target depth, else the endpoints' depth)
-    task : dlnvolume.CompletionTask, stored in ``constant_data``
-    attrs : extra attributes (e.g. the experiment seed)
-    sample_stats : bool
-        Write the ``sample_stats`` group (False for exact i.i.d. draws, whose acceptance is 1).
+    samples : depth -> object with ``draws (chain, draw, m, n)``, ``log_density``, ``accept_prob``,
+        ``step_size`` (chain,), ``failures`` (kind -> (chain,)), ``target``, ``method``; all depths
+        with the same number of chains and draws
+    stats : depth -> :class:`MatrixStatistics` of those draws (computed once by the caller)
+    exact : independent exact draws (``sample_stats`` holds ``lp`` only: acceptance is 1 by construction)
+    volume_rank, rtol : the stratum and tolerance the statistics were computed with (attributes)
     """
-    if chains is None and endpoints is None:
-        raise dv.errors.InvalidArgumentError("give chains=, endpoints= or both")
-    target = dict(getattr(chains, "target", {}) or {}) if chains is not None else {}
-    if depth is None:
-        depth = target.get("depth", getattr(endpoints, "depth", None))
-    if depth is None:
-        raise dv.errors.InvalidArgumentError("depth= is needed (not found on chains.target or endpoints)")
-    gt = getattr(task, "ground_truth", None) if task is not None else None
-    groups: dict[str, xr.Dataset] = {}
-    all_attrs: dict[str, Any] = {"depth": depth, "dlnvolume_version": dv.__version__, "arviz_version": az.__version__}
-    if chains is not None:
-        draws = check_matrix(chains.draws, name="chains.draws")
-        if draws.ndim != 4:
-            raise dv.errors.ShapeError(f"chains.draws has shape {draws.shape}; expected (chain, draw, m, n)")
-        C, D = draws.shape[:2]
-        coords = {"chain": np.arange(C), "draw": np.arange(D)}
-        pv = _stat_vars(draws, depth, ("chain", "draw"), gt, rtol)
-        pv["X"] = (("chain", "draw", "row", "col"), draws)
-        groups["posterior"] = xr.Dataset(pv, coords=coords)
-        ss = {
-            "lp": (("chain", "draw"), np.asarray(chains.log_density, dtype=np.float64)),
-            "acceptance_rate": (("chain", "draw"), np.asarray(chains.accept_prob, dtype=np.float64)),
-            "step_size": (("chain", "draw"),
-                          np.broadcast_to(np.asarray(chains.step_size, dtype=np.float64).reshape(C, 1), (C, D)).copy()),
-        }
-        for kind, counts in (getattr(chains, "failures", {}) or {}).items():
-            ss[f"failures_{kind}"] = (("chain",), np.asarray(counts, dtype=np.int64).reshape(C))
-        if sample_stats:
-            groups["sample_stats"] = xr.Dataset(ss, coords=coords)
-        all_attrs.update({
-            "measure": target.get("measure"),
-            "target_depth": target.get("depth"),
-            "rank": target.get("rank"),
-            "beta": target.get("beta"),
-            "normalized": target.get("normalized"),
-            "confinement": str(target.get("confinement")),
-            "method": getattr(chains, "method", None),
-            "chain_seeds": np.asarray(getattr(chains, "seeds", np.zeros(C)), dtype=np.uint64).astype(str),
-            "warmup": getattr(chains, "warmup", None),
-            "thin": getattr(chains, "thin", None),
-        })
-    if endpoints is not None:
-        X = check_matrix(endpoints.X, name="endpoints.X")
-        if X.ndim != 3:
-            raise dv.errors.ShapeError(f"endpoints.X has shape {X.shape}; expected (run, m, n)")
-        ev = _stat_vars(X, depth, ("run",), gt, rtol)
-        ev["X"] = (("run", "row", "col"), X)
-        ev["X0"] = (("run", "row", "col"), np.asarray(endpoints.X0, dtype=np.float64))
-        ev["status"] = (("run",), np.asarray(endpoints.status).astype(str))
-        ev["loss"] = (("run",), np.asarray(endpoints.loss, dtype=np.float64))
-        ev["t"] = (("run",), np.asarray(endpoints.t, dtype=np.float64))
-        ev["seeds"] = (("run",), np.asarray(endpoints.seeds).astype(np.uint64).astype(str))
-        groups["endpoints"] = xr.Dataset(ev, coords={"run": np.arange(len(X))}, attrs={
-            "flow_depth": _attr(getattr(endpoints, "depth", None)),
-            "flow_method": _attr(getattr(endpoints, "method", None)),
-            "init_scale": _attr(getattr(endpoints, "init_scale", None)),
-            "task_name": _attr(getattr(endpoints, "task_name", None)),
-        })
+    depths = list(samples)
+    draws = np.stack([np.asarray(samples[d].draws, dtype=np.float64) for d in depths])
+    if draws.ndim != 5:
+        raise dv.errors.ShapeError(f"draws have shape {draws.shape[1:]}; expected (chain, draw, m, n) at every depth")
+    _, C, D, m, n = draws.shape
+    coords: dict[str, Any] = {"depth": _depth_coord(depths), "chain": np.arange(C), "draw": np.arange(D)}
+    dims = ("depth", "chain", "draw")
+    post: dict[str, Any] = {}
+    constant: dict[str, Any] = {}
+    for name, arr in _scalar_stats([stats[d] for d in depths]).items():
+        if bool(_varies(arr, (1, 2))):
+            post[name] = (dims, arr)
+        else:
+            constant[name] = float(np.median(arr)) if np.ptp(arr) <= 1e-10 * max(1.0, float(np.max(np.abs(arr)))) \
+                else "constant in some depth"
+    sigma = np.stack([np.asarray(stats[d].singular_values, dtype=np.float64) for d in depths])
+    keep_k = _varies(sigma, (1, 2))
+    if keep_k.any():
+        post["sigma"] = (dims + ("k",), sigma[..., keep_k])
+        coords["k"] = np.flatnonzero(keep_k) + 1
+    flat = draws.reshape(len(depths), C, D, m * n)
+    keep_e = _varies(flat, (1, 2))
+    entries = [f"X[{i},{j}]" for i in range(m) for j in range(n)]
+    if keep_e.any():
+        post["X"] = (dims + ("entry",), flat[..., keep_e])
+        coords["entry"] = np.asarray([e for e, k in zip(entries, keep_e) if k])
+    if not keep_e.all():
+        constant["X"] = ", ".join(e for e, k in zip(entries, keep_e) if not k)
+    common = {**stratum_attrs(volume_rank, rtol), **{k: _attr(v) for k, v in (attrs or {}).items()}}
+    first = samples[depths[0]]
+    target = dict(getattr(first, "target", {}) or {})
+    common.update({
+        "method": _attr(getattr(first, "method", None)),
+        "measure": _attr(target.get("measure")),
+        "target_rank": _attr(target.get("rank")),
+        "beta": _attr(target.get("beta")),
+        "confinement": _attr(str(target.get("confinement"))),
+        "exact": int(bool(exact)),
+        "dlnvolume_version": dv.__version__,
+    })
+    posterior = xr.Dataset(post, coords={k: v for k, v in coords.items()},
+                           attrs={**common, "constant_variables": json.dumps(constant)})
+    lp = np.stack([np.asarray(samples[d].log_density, dtype=np.float64) for d in depths])
+    ss: dict[str, Any] = {"lp": (dims, lp)}
+    ss_coords = {"depth": coords["depth"], "chain": coords["chain"], "draw": coords["draw"]}
+    if not exact:
+        ss["acceptance_rate"] = (dims, np.stack([np.asarray(samples[d].accept_prob, dtype=np.float64)
+                                                 for d in depths]))
+        step = np.stack([np.asarray(samples[d].step_size, dtype=np.float64).reshape(C) for d in depths])
+        ss["step_size"] = (dims, np.broadcast_to(step[:, :, None], (len(depths), C, D)).copy())
+        kinds = sorted({k for d in depths for k in (getattr(samples[d], "failures", {}) or {})})
+        if kinds:
+            fail = np.zeros((len(depths), C, len(kinds)), dtype=np.int64)
+            for i, d in enumerate(depths):
+                for j, k in enumerate(kinds):
+                    v = (samples[d].failures or {}).get(k)
+                    if v is not None:
+                        fail[i, :, j] = np.asarray(v, dtype=np.int64).reshape(C)
+            ss["failures"] = (("depth", "chain", "failure"), fail)
+            ss_coords["failure"] = np.asarray(kinds)
+    sample_stats = xr.Dataset(ss, coords=ss_coords, attrs=common)
+    return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
+
+
+def endpoints_dataset(
+    endpoints: Mapping[float, Any],
+    stats: Mapping[float, MatrixStatistics],
+    keep: Mapping[float, np.ndarray],
+    *,
+    volume_rank: int | None,
+    rtol: float,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Flow endpoints at several depths (dims ``depth, run``) with the statistics the tests used.
+
+    Every per-run array field of the Endpoints objects (shape ``(runs,)``) is stored too, so fields
+    added to ``Endpoints`` later appear without a change here.
+    """
+    depths = list(endpoints)
+    eps = [endpoints[d] for d in depths]
+    X = np.stack([np.asarray(e.X, dtype=np.float64) for e in eps])
+    _, R, m, n = X.shape
+    coords = {"depth": _depth_coord(depths), "run": np.arange(R), "row": np.arange(m), "col": np.arange(n),
+              "k": np.arange(1, min(m, n) + 1)}
+    dims = ("depth", "run")
+    v: dict[str, Any] = {"X": (dims + ("row", "col"), X),
+                         "X0": (dims + ("row", "col"), np.stack([np.asarray(e.X0, dtype=np.float64) for e in eps])),
+                         "sigma": (dims + ("k",), np.stack([stats[d].singular_values for d in depths])),
+                         "kept": (dims, np.stack([np.asarray(keep[d]).astype(np.int8) for d in depths])),
+                         "status": (dims, np.stack([np.asarray(e.status).astype(str) for e in eps])),
+                         "seeds": (dims, np.stack([np.asarray(e.seeds).astype(np.uint64).astype(str) for e in eps]))}
+    for name, arr in _scalar_stats([stats[d] for d in depths]).items():
+        v[name] = (dims, arr)
+    skip = set(v) | {"X", "X0", "seeds", "status"}
+    names = [f.name for f in fields(eps[0])] if hasattr(eps[0], "__dataclass_fields__") else list(vars(eps[0]))
+    for name in names:
+        if name in skip:
+            continue
+        arrs = [np.asarray(getattr(e, name, None)) for e in eps]
+        if all(a.ndim == 1 and a.shape == (R,) and a.dtype.kind in "biuf" for a in arrs):
+            v[name] = (dims, np.stack(arrs))
+    first = eps[0]
+    return xr.Dataset(v, coords=coords, attrs={
+        **stratum_attrs(volume_rank, rtol),
+        "flow_method": _attr(getattr(first, "method", None)),
+        "init_scale": _attr(getattr(first, "init_scale", None)),
+        "task_name": _attr(getattr(first, "task_name", None)),
+        **{k: _attr(x) for k, x in (attrs or {}).items()},
+    })
+
+
+def task_dataset(task: Any) -> xr.Dataset:
+    """The task as ``constant_data``: values, mask (0/1), ground_truth when known."""
+    m, n = np.asarray(task.values).shape
+    cd = {"values": (("row", "col"), np.asarray(task.values, dtype=np.float64)),
+          "mask": (("row", "col"), np.asarray(task.mask).astype(np.int8))}
+    if getattr(task, "ground_truth", None) is not None:
+        cd["ground_truth"] = (("row", "col"), np.asarray(task.ground_truth, dtype=np.float64))
+    return xr.Dataset(cd, coords={"row": np.arange(m), "col": np.arange(n)},
+                      attrs={"task_name": str(getattr(task, "name", "custom"))})
+
+
+def results_tree(references: Mapping[str, xr.DataTree], endpoints: xr.Dataset | None, task: Any | None,
+                 attrs: Mapping[str, Any] | None = None) -> xr.DataTree:
+    """The whole of ``results.nc`` (layout in the module docstring)."""
+    d: dict[str, Any] = {"/": xr.Dataset(attrs={k: _attr(v) for k, v in (attrs or {}).items()})}
     if task is not None:
-        cd = {"values": (("row", "col"), np.asarray(task.values)), "mask": (("row", "col"), np.asarray(task.mask).astype(np.int8))}
-        if gt is not None:
-            cd["ground_truth"] = (("row", "col"), np.asarray(gt))
-        groups["constant_data"] = xr.Dataset(cd, attrs={"task_name": getattr(task, "name", "custom")})
-    all_attrs.update(attrs or {})
-    idata = az.InferenceData(**groups)
-    clean = {k: _attr(v) for k, v in all_attrs.items()}
-    for name in idata.groups():
-        idata[name].attrs.update(clean)
-    return idata
+        d["constant_data"] = task_dataset(task)
+    if endpoints is not None:
+        d["endpoints"] = endpoints
+    for name, tree in references.items():
+        for g in tree.children:
+            d[f"references/{name}/{g}"] = tree[g].to_dataset()
+    return xr.DataTree.from_dict(d)
 
 
-def merge(idatas: Mapping[str, az.InferenceData]) -> az.InferenceData:
-    """One InferenceData holding several: groups ``<group>_<label>``.
+def to_arviz(tree: xr.DataTree) -> Any:
+    """The object ArviZ's functions take: ``InferenceData`` (0.x) or the ``DataTree`` itself (1.x).
 
-    ``constant_data`` is stored once (unsuffixed, from the first object that has it); the first
-    label's ``posterior`` and ``sample_stats`` are also stored unsuffixed so that arviz functions
-    work on the merged object without a ``group=`` argument.
+    ``tree`` has the groups as children (``posterior``, ``sample_stats``, ...).
     """
-    groups: dict[str, xr.Dataset] = {}
-    first = True
-    for label, idata in idatas.items():
-        for g in idata.groups():
-            ds = idata[g]
-            if g == "constant_data":
-                groups.setdefault(g, ds)
-                continue
-            groups[f"{g}_{label}"] = ds
-            if first and g in ("posterior", "sample_stats"):
-                groups[g] = ds
-        if "posterior" in idata.groups():
-            first = False
+    if ARVIZ_MAJOR >= 1:
+        return tree
+    groups = {g: tree[g].to_dataset() for g in tree.children}
     return az.InferenceData(**groups)
 
 
-def save(idata: az.InferenceData, path: Any) -> None:
-    """Write NetCDF (``arviz.InferenceData.to_netcdf``; the netCDF4 engine when installed, which is
-    ~4x faster than h5netcdf for many groups).
+def select_reference(tree: xr.DataTree, name: str) -> Any:
+    """One reference of a results tree as an ArviZ object, with ``endpoints`` and ``constant_data`` groups."""
+    if "references" not in tree.children or name not in tree["references"].children:
+        have = list(tree["references"].children) if "references" in tree.children else []
+        raise dv.errors.InvalidArgumentError(f"reference={name!r}: not in the results; available: {have}")
+    d = {g: tree[f"references/{name}/{g}"].to_dataset() for g in tree[f"references/{name}"].children}
+    for g in ("endpoints", "constant_data"):
+        if g in tree.children:
+            d[g] = tree[g].to_dataset()
+    return to_arviz(xr.DataTree.from_dict(d))
 
-    Atomic: written to a temporary file in the same folder, then ``os.replace``; on failure a
-    previous file at ``path`` is intact and :class:`dlnvolume.parallel.AtomicWriteError` (an
-    ``OSError`` naming ``path``) is raised.
+
+def save(tree: xr.DataTree, path: Any) -> None:
+    """Write NetCDF-4 (h5netcdf) atomically: temporary file in the same folder, then ``os.replace``.
+
+    On failure a previous file at ``path`` is intact and :class:`dlnvolume.parallel.AtomicWriteError`
+    (an ``OSError`` naming ``path``) is raised.
     """
     from dlnvolume.parallel import atomic_write
 
-    try:
-        import netCDF4  # noqa: F401
-
-        engine = "netcdf4"
-    except ImportError:  # pragma: no cover - depends on the environment
-        engine = "h5netcdf"
-    atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine=engine), suffix=".nc")
+    atomic_write(path, lambda tmp: tree.to_netcdf(str(tmp), engine=ENGINE), suffix=".nc")
 
 
-def load(path: Any) -> az.InferenceData:
-    """Read NetCDF (``arviz.from_netcdf``)."""
-    return az.from_netcdf(str(path))
+def load(path: Any, reference: str | None = None) -> Any:
+    """Read ``results.nc``: the whole ``xarray.DataTree``, or one reference as an ArviZ object
+    (InferenceData with ArviZ 0.x, DataTree with 1.x) when ``reference`` is given."""
+    with xr.open_datatree(str(path), engine=ENGINE) as t:
+        tree = t.load()
+    return tree if reference is None else select_reference(tree, reference)
+
+
+def arrays(tree: xr.DataTree) -> dict[str, np.ndarray]:
+    """Every variable of every group, keyed ``"<group path>/<variable>"`` (for comparisons of runs)."""
+    out = {}
+    for node in tree.subtree:
+        for v in node.ds.data_vars:
+            out[f"{node.path}/{v}"] = node.ds[v].values
+    return out
 
 
 class DiagnosticWarning(UserWarning):
@@ -232,22 +335,24 @@ class Summary:
     problems: tuple[str, ...]
 
 
-def summary(idata: az.InferenceData, *, group: str = "posterior", var_names: list[str] | None = None,
-            warn: bool = True) -> Summary:
-    """``arviz.summary`` of scalar variables (no ``X``, ``sigma``) with R-hat, bulk/tail ESS, MCSE.
+def summary(obj: Any, *, group: str = "posterior", var_names: list[str] | None = None,
+            coords: Mapping[str, Any] | None = None, warn: bool = True) -> Summary:
+    """``arviz.summary`` of the scalar variables (not ``X``, ``sigma``) with R-hat, bulk/tail ESS, MCSE.
 
-    Emits :class:`DiagnosticWarning` (and lists it in ``problems``) for every variable with
+    Emits :class:`DiagnosticWarning` (and lists it in ``problems``) for every row with
     R-hat > 1.01 or bulk/tail ESS < 400 (Vehtari et al. 2021 recommendations).
     """
-    ds = idata[group]
+    ds = obj[group] if ARVIZ_MAJOR >= 1 else getattr(obj, group)
     if var_names is None:
-        var_names = [v for v in ds.data_vars if ds[v].dims == ("chain", "draw")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        table = az.summary(idata, group=group, var_names=var_names, kind="all")
+        var_names = [v for v in ds.data_vars if set(ds[v].dims) <= {"depth", "chain", "draw"}]
+    kw: dict[str, Any] = {"group": group, "var_names": var_names, "kind": "all"}
+    if coords:
+        kw["coords"] = dict(coords)
+    table = az.summary(obj, **kw)
     problems = []
     for name, row in table.iterrows():
         rhat, eb, et = row.get("r_hat"), row.get("ess_bulk"), row.get("ess_tail")
+        rhat, eb, et = (None if x is None else float(x) for x in (rhat, eb, et))
         if rhat is not None and np.isfinite(rhat) and rhat > RHAT_MAX:
             problems.append(f"{group}:{name}: r_hat {rhat:.3f} > {RHAT_MAX}")
         for lab, val in (("ess_bulk", eb), ("ess_tail", et)):
@@ -259,13 +364,34 @@ def summary(idata: az.InferenceData, *, group: str = "posterior", var_names: lis
     return Summary(table, tuple(problems))
 
 
-def plot_trace(idata: az.InferenceData, var_names: list[str], *, group: str = "posterior") -> Any:
-    """``arviz.plot_trace`` (matplotlib backend); returns the Figure."""
-    axes = az.plot_trace(idata[group], var_names=var_names, compact=False)
-    return np.asarray(axes).reshape(-1)[0].figure
+def _figure(result: Any) -> Any:
+    if ARVIZ_MAJOR >= 1:  # arviz_plots PlotCollection
+        return result.viz["figure"].item()
+    return np.asarray(result).reshape(-1)[0].figure
 
 
-def plot_rank(idata: az.InferenceData, var_names: list[str], *, group: str = "posterior") -> Any:
-    """``arviz.plot_rank`` (rank histograms per chain); returns the Figure."""
-    axes = az.plot_rank(idata[group], var_names=var_names)
-    return np.asarray(axes).reshape(-1)[0].figure
+def _plot(fn_name: str, obj: Any, var_names: list[str], coords: Mapping[str, Any] | None, **kw: Any) -> Any:
+    kw = {"var_names": var_names, **kw}
+    if coords:
+        kw["coords"] = {k: list(np.atleast_1d(v)) for k, v in coords.items()}
+    if ARVIZ_MAJOR >= 1:
+        kw["backend"] = "matplotlib"
+    with warnings.catch_warnings():
+        # arviz 0.23 calls a matplotlib >= 3.11 deprecated helper internally; not ours to fix
+        warnings.filterwarnings("ignore", message=".*alias_mapping to normalize_kwargs.*")
+        return _figure(getattr(az, fn_name)(obj, **kw))
+
+
+def plot_trace(obj: Any, var_names: list[str], *, coords: Mapping[str, Any] | None = None) -> Any:
+    """``arviz.plot_trace`` (matplotlib); returns the Figure. ``coords`` selects e.g. one depth."""
+    return _plot("plot_trace", obj, var_names, coords, **({} if ARVIZ_MAJOR >= 1 else {"compact": False}))
+
+
+def plot_rank(obj: Any, var_names: list[str], *, coords: Mapping[str, Any] | None = None) -> Any:
+    """``arviz.plot_rank`` (rank histograms or rank ECDFs per chain); returns the Figure."""
+    return _plot("plot_rank", obj, var_names, coords)
+
+
+def plot_ess(obj: Any, var_names: list[str], *, coords: Mapping[str, Any] | None = None) -> Any:
+    """``arviz.plot_ess`` (local ESS); returns the Figure."""
+    return _plot("plot_ess", obj, var_names, coords)

@@ -74,7 +74,7 @@ def _endpoint_rows(res: ExperimentResult) -> list[list[Any]]:
     return rows
 
 
-def _figures(res: ExperimentResult, out: Path) -> list[tuple[str, str]]:
+def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tuple[str, str]]:
     cfg = res.config
     figs: list[tuple[str, str]] = []
     fdir = out / "figures"
@@ -111,42 +111,65 @@ def _figures(res: ExperimentResult, out: Path) -> list[tuple[str, str]]:
     if cfg.trace_plots:
         from . import diagnostics
 
-        for (name, depth), s in res.samples.items():
-            if s.method == "exact":
+        for name, tree in trees.items():
+            if tree["posterior"].attrs.get("exact"):
                 continue
-            idata = diagnostics.to_inference_data(s, None, depth=depth, task=res.task)
-            vars_ = ["log_volume_density", "nuclear_norm"]
-            for kind, fn in (("trace", diagnostics.plot_trace), ("rank", diagnostics.plot_rank)):
-                try:
-                    fig = fn(idata, vars_)
-                except Exception as exc:  # noqa: BLE001 - a failing plot must not lose the run
-                    res.notes.append(f"{kind} plot {name} {depth_tag(depth)} failed: {exc}")
-                    continue
-                fname = f"{kind}_{name}_{depth_tag(depth)}.png"
-                plots.save(fig, fdir / fname)
-                figs.append((fname, f"ArviZ {kind} plot, {name} at {plots.depth_label(depth)}."))
+            obj = diagnostics.to_arviz(tree)
+            vars_ = [v for v in ("log_volume_density", "nuclear_norm") if v in tree["posterior"].data_vars]
+            for depth in tree["posterior"]["depth"].values:
+                d = float(depth)
+                for kind, fn in (("trace", diagnostics.plot_trace), ("rank", diagnostics.plot_rank)):
+                    try:
+                        fig = fn(obj, vars_, coords={"depth": [d]})
+                    except Exception as exc:  # noqa: BLE001 - a failing plot must not lose the run
+                        res.notes.append(f"{kind} plot {name} {depth_tag(d)} failed: {type(exc).__name__}: {exc}")
+                        continue
+                    fname = f"{kind}_{name}_{depth_tag(d)}.png"
+                    plots.save(fig, fdir / fname)
+                    figs.append((fname, f"ArviZ {kind} plot of the {name} reference at {plots.depth_label(d)}: "
+                                        f"log ρ on {res.endpoint_stats[next(iter(res.endpoint_stats))].stratum} "
+                                        "and nuclear norm, per chain (the arrays of results.nc)."))
     return figs
 
 
-def _inference_data(res: ExperimentResult, out: Path) -> tuple[list[str], dict]:
+def reference_trees(res: ExperimentResult) -> dict[str, Any]:
+    """One ``posterior``/``sample_stats`` tree per reference (dimension ``depth``), from the statistics
+    the tests used (``res.sample_stats``)."""
     from . import diagnostics
 
-    idatas = {}
+    cfg = res.config
+    vr = None if cfg.volume_rank == "numerical" else int(cfg.volume_rank)
+    trees = {}
+    for ref in cfg.references:
+        depths = [d for (n, d) in res.samples if n == ref.name]
+        if not depths:
+            continue
+        samples = {d: res.samples[(ref.name, d)] for d in depths}
+        stats = {d: res.sample_stats[(ref.name, d)] for d in depths}
+        trees[ref.name] = diagnostics.reference_tree(
+            samples, stats, exact=samples[depths[0]].method == "exact", volume_rank=vr, rtol=cfg.rtol,
+            attrs={"reference": ref.name, "seed": cfg.seed})
+    return trees
+
+
+def _inference_data(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> tuple[list[str], dict]:
+    from . import diagnostics
+
+    cfg = res.config
+    vr = None if cfg.volume_rank == "numerical" else int(cfg.volume_rank)
     problems: list[str] = []
     summaries = {}
-    for (name, depth), s in res.samples.items():
-        label = f"{name}_{depth_tag(depth)}"
-        idatas[label] = diagnostics.to_inference_data(
-            s, None, depth=depth, task=res.task, rtol=res.config.rtol, sample_stats=s.method != "exact",
-            attrs={"seed": res.config.seed, "reference": name})
-        if s.method != "exact":
-            summ = diagnostics.summary(idatas[label], warn=False)
-            problems += [f"{label}: {p}" for p in summ.problems]
-            summaries[label] = summ.table
-    for depth, ep in res.endpoints.items():
-        idatas[f"flows_{depth_tag(depth)}"] = diagnostics.to_inference_data(
-            None, ep, depth=depth, task=res.task, rtol=res.config.rtol, attrs={"seed": res.config.seed})
-    diagnostics.save(diagnostics.merge(idatas), out / "results.nc")
+    for name, tree in trees.items():
+        if tree["posterior"].attrs.get("exact"):
+            continue
+        summ = diagnostics.summary(diagnostics.to_arviz(tree), warn=False)
+        problems += [f"{name}: {p}" for p in summ.problems]
+        summaries[name] = summ.table
+    ep = diagnostics.endpoints_dataset(res.endpoints, res.endpoint_stats, res.keep, volume_rank=vr, rtol=cfg.rtol,
+                                       attrs={"seed": cfg.seed}) if res.endpoints else None
+    attrs = {"experiment": cfg.name, "seed": cfg.seed, **diagnostics.stratum_attrs(vr, cfg.rtol),
+             "dlnvolume_version": __import__("dlnvolume").__version__}
+    diagnostics.save(diagnostics.results_tree(trees, ep, res.task, attrs), out / "results.nc")
     return problems, summaries
 
 
@@ -163,18 +186,27 @@ def _save_endpoints(res: ExperimentResult, out: Path) -> None:
     atomic_save_npz(out / "endpoints.npz", **arrays)
 
 
-def _tests_json(res: ExperimentResult) -> str:
-    """Every test result as JSON (``tests.json``): family, reference, depth, name, statistic, p-values,
-    effect size, sample sizes. Floats are written with ``repr`` precision, so two runs can be compared
-    exactly."""
+def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
+    """``tests.json``: the decision settings (``alpha``, ``n_perm``, the permutation floor
+    ``1/(n_perm+1)``, the stratum and tolerance), the verdict rows and every test result (family,
+    reference, depth, name, statistic, p-values, ``reject`` at ``alpha``, effect size, sample sizes).
+    Floats are written with ``repr`` precision, so two runs can be compared exactly."""
+    cfg = res.config
+    floor = 1.0 / (cfg.n_perm + 1)
     rows = []
     for (fam, name, depth), tests in res.tests.items():
         for t in tests:
+            p = t.p_adjusted if t.p_adjusted is not None else t.p_value
             rows.append({"family": fam, "reference": name, "depth": depth_tag(depth), "test": t.name,
                          "statistic": t.statistic, "p_value": t.p_value, "p_adjusted": t.p_adjusted,
+                         "reject": bool(p <= cfg.alpha), "at_permutation_floor": bool(t.p_value <= floor * (1 + 1e-9)
+                                                                                  and "permutation" in t.notes),
                          "effect_size": t.effect_size, "n_x": t.n_x, "n_y": t.n_y, "ess_used": t.ess_used,
-                         "measure_x": t.measure_x, "measure_y": t.measure_y})
-    return json.dumps(rows, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+                         "measure_x": t.measure_x, "measure_y": t.measure_y, "notes": t.notes})
+    doc = {"alpha": cfg.alpha, "n_perm": cfg.n_perm, "permutation_floor": floor,
+           "volume_rank": cfg.volume_rank, "rtol": cfg.rtol,
+           "verdict": [v.to_dict() for v in (verdicts or [])], "tests": rows}
+    return json.dumps(doc, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
 def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list[str], summaries: dict,
@@ -297,11 +329,12 @@ def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: di
     current[0] = "endpoints.npz"
     _save_endpoints(res, stage)
     current[0] = "results.nc"
-    problems, summaries = _inference_data(res, stage)
+    trees = reference_trees(res)
+    problems, summaries = _inference_data(res, stage, trees)
     timings["inference_data"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     current[0] = "figures"
-    figs = _figures(res, stage) if res.config.figures else []
+    figs = _figures(res, stage, trees) if res.config.figures else []
     timings["figures"] = time.perf_counter() - t1
     run_info.setdefault("timings", {}).update(timings)
     run_info["diagnostic_warnings"] = problems

@@ -226,6 +226,58 @@ def hyperbola_position(X: Any) -> HyperbolaPosition:
 
 
 @dataclass(frozen=True)
+class StatisticsContext:
+    """What every statistic of a batch is computed with: the experiment's stratum and tolerance.
+
+    Attributes
+    ----------
+    depth : depth of the volume density
+    rtol : relative tolerance of the numerical rank
+    rank : stratum of the volume density (``None``: each matrix's numerical rank)
+    ground_truth : (m, n) array or None
+    normalized : normalization of the metric
+    sigma : (..., min(m, n)) singular values of the batch (computed once)
+    """
+
+    depth: float
+    rtol: float
+    rank: int | None
+    ground_truth: Any
+    normalized: bool
+    sigma: np.ndarray
+
+
+def _erank_from_sigma(X: np.ndarray, c: StatisticsContext) -> np.ndarray:
+    s = c.sigma
+    total = s.sum(axis=-1, keepdims=True)
+    p = s / np.where(total > 0, total, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return np.where(total[..., 0] > 0, np.exp(-plogp.sum(axis=-1)), 0.0)
+
+
+def _schatten_from_sigma(X: np.ndarray, c: StatisticsContext) -> np.ndarray:
+    if c.depth == math.inf:
+        return np.sum(c.sigma > 0, axis=-1).astype(np.float64)
+    return np.sum(c.sigma ** (2.0 / c.depth), axis=-1)
+
+
+#: The registry of scalar statistics ``{name: function(X, context) -> (...) array}``. Each is computed
+#: once per batch of matrices (:func:`compute_statistics`) with the experiment's stratum and tolerance;
+#: the same arrays feed the tests, the figures, ``results.nc`` and ``tests.json``. A new statistic is one
+#: function plus one line here (and a field of :class:`MatrixStatistics`).
+STATISTICS: dict[str, Any] = {
+    "effective_rank": _erank_from_sigma,
+    "numerical_rank": lambda X, c: np.asarray(numerical_rank(X, c.rtol)).astype(np.int64),
+    "nuclear_norm": lambda X, c: c.sigma.sum(axis=-1),
+    "schatten_quasi_norm": _schatten_from_sigma,
+    "frobenius_norm": lambda X, c: frobenius_norm(X),
+    "log_volume_density": lambda X, c: log_volume_density_on_stratum(X, c.depth, rank=c.rank, rtol=c.rtol,
+                                                                     normalized=c.normalized),
+}
+
+
+@dataclass(frozen=True)
 class MatrixStatistics:
     """Statistics of a batch of matrices; every scalar statistic has the batch shape ``(...)``.
 
@@ -244,6 +296,12 @@ class MatrixStatistics:
     rtol: float
     test_error: np.ndarray | None = None
     hyperbola: HyperbolaPosition | None = None
+    volume_rank: int | None = None
+
+    @property
+    def stratum(self) -> str:
+        """``"M_r"`` (the stratum of the log volume density) or ``"numerical rank"``."""
+        return "numerical rank" if self.volume_rank is None else f"M_{self.volume_rank}"
 
     def scalars(self) -> dict[str, np.ndarray]:
         """Scalar statistics by name (with ``test_error`` and hyperbola coordinates when present)."""
@@ -276,18 +334,14 @@ def compute_statistics(
     N = check_depth(depth, normalized=normalized)
     m, n = X.shape[-2:]
     tol = strata.default_rtol(m, n) if rtol is None else check_positive(rtol, "rtol")
-    s = np.linalg.svd(X, compute_uv=False)
-    total = s.sum(axis=-1)
+    ctx = StatisticsContext(N, tol, rank, ground_truth, normalized, np.linalg.svd(X, compute_uv=False))
+    values = {name: fn(X, ctx) for name, fn in STATISTICS.items()}
     return MatrixStatistics(
-        effective_rank=effective_rank(X),
-        numerical_rank=np.asarray(numerical_rank(X, tol)).astype(np.int64),
-        nuclear_norm=total,
-        schatten_quasi_norm=schatten_quasi_norm(X, N),
-        frobenius_norm=frobenius_norm(X),
-        log_volume_density=log_volume_density_on_stratum(X, N, rank=rank, rtol=tol, normalized=normalized),
-        singular_values=s,
+        **values,
+        singular_values=ctx.sigma,
         depth=N,
         rtol=tol,
         test_error=None if ground_truth is None else test_error(X, ground_truth),
         hyperbola=hyperbola_position(X) if (m, n) == (2, 2) else None,
+        volume_rank=rank,
     )

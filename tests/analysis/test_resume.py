@@ -190,13 +190,13 @@ def _assert_same_results(a: Path, b: Path) -> None:
     assert refs and refs == sorted(p.name for p in (b / "checkpoints").glob("ref_*.npz"))
     for name in refs:
         _assert_same_npz(a / "checkpoints" / name, b / "checkpoints" / name)
-    ia, ib = az.from_netcdf(str(a / "results.nc")), az.from_netcdf(str(b / "results.nc"))
-    assert sorted(ia.groups()) == sorted(ib.groups())
-    for g in ia.groups():
-        da, db = ia[g], ib[g]
-        assert sorted(da.data_vars) == sorted(db.data_vars), g
-        for v in da.data_vars:
-            assert np.array_equal(da[v].values, db[v].values), (g, v)
+    from analysis import diagnostics
+
+    ia = diagnostics.arrays(diagnostics.load(a / "results.nc"))
+    ib = diagnostics.arrays(diagnostics.load(b / "results.nc"))
+    assert sorted(ia) == sorted(ib) and ia
+    for k in ia:
+        assert np.array_equal(ia[k], ib[k]), k
     assert (a / "config.toml").read_bytes() == (b / "config.toml").read_bytes()
 
 

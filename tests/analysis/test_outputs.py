@@ -1,0 +1,75 @@
+"""One statistics path: the numbers in results.nc are the ones the tests, tests.json and the report used."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import diagnostics
+from analysis.experiment import parse_config
+from analysis.report import write_outputs
+from analysis.runner import run_experiment
+
+TINY = {
+    "name": "tiny", "seed": 5, "task": {"kind": "diagonal_2x2"},
+    "flows": {"depths": [2, "inf"], "runs": 16, "init_scale": 1e-3, "keep_status": ["converged"]},
+    "references": [{"name": "solution_set", "measure": "solution_set", "method": "exact", "radius": 3.0,
+                    "draws": 100, "chains": 2}],
+    "statistics": {"rtol": 1e-4, "volume_rank": 1},
+    "tests": {"families": ["distribution", "percentile"], "n_perm": 49, "statistics": ["log_volume_density"]},
+    "output": {"figures": False},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = parse_config(TINY)
+    res = run_experiment(cfg, out, progress=False)
+    write_outputs(res, out, {"quick": False})
+    return cfg, res, out
+
+
+def test_results_nc_holds_the_tested_numbers(tiny_run):
+    cfg, res, out = tiny_run
+    tree = diagnostics.load(out / "results.nc")
+    ep = tree["endpoints"].to_dataset()
+    post = tree["references/solution_set/posterior"].to_dataset()
+    rows = json.loads((out / "tests.json").read_text())["tests"]
+    for i, depth in enumerate(cfg.depths):
+        assert float(ep["depth"].values[i]) == float(depth)
+        lv = ep["log_volume_density"].values[i]
+        np.testing.assert_array_equal(lv, res.endpoint_stats[depth].log_volume_density)
+        kept = ep["kept"].values[i].astype(bool)
+        np.testing.assert_array_equal(kept, res.keep[depth])
+        ref = post["log_volume_density"].sel(depth=float(depth)).values.reshape(-1)
+        # the KS statistic of tests.json, recomputed from the arrays stored in results.nc
+        row = next(r for r in rows if r["test"] == "ks:log_volume_density" and r["depth"] == res_tag(depth))
+        assert row["statistic"] == pytest.approx(stats.ks_2samp(lv[kept], ref).statistic, abs=1e-12)
+        assert row["n_x"] == kept.sum() and row["n_y"] == ref.size
+    for group in (ep, post):
+        assert group.attrs["volume_rank"] == 1 and group.attrs["rtol"] == 1e-4
+    assert tree.attrs["volume_rank"] == 1
+
+
+def test_report_and_tests_json_quote_the_same_numbers(tiny_run):
+    cfg, res, out = tiny_run
+    tree = diagnostics.load(out / "results.nc")
+    ep = tree["endpoints"].to_dataset()
+    md = (out / "report.md").read_text()
+    from analysis.report import _fmt
+
+    for i, depth in enumerate(cfg.depths):
+        kept = ep["kept"].values[i].astype(bool)
+        med = float(np.median(ep["log_volume_density"].values[i][kept]))
+        label = "N=∞" if depth == math.inf else f"N={depth}"
+        line = next(x for x in md.splitlines() if x.startswith(f"| {label} |") and "converged" in x)
+        assert f"| {_fmt(med)} |" in line, (line, med)
+
+
+def res_tag(depth):
+    return "Ninf" if depth == math.inf else f"N{int(depth)}"
