@@ -246,7 +246,12 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
     info = {"experiment": cfg.name, "argv": sys.argv[1:], "seed": cfg.seed, "quick": bool(args.quick),
             "workers": args.workers, "dask": args.dask, "cpu_count": os.cpu_count(), "versions": _versions(),
             "timings": dict(res.timings)}
-    write_outputs(res, out, info, texts={"config.toml": config_text}, t_start=t_start)
+    from .verdict import format_lines, verdicts
+
+    rows = verdicts(res, quick=bool(args.quick))
+    write_outputs(res, out, info, texts={"config.toml": config_text}, t_start=t_start, verdicts=rows)
+    if not getattr(args, "quiet", False):
+        print("\n".join(format_lines(rows, cfg, quick=bool(args.quick))))
     print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
     return 0
 

@@ -58,6 +58,10 @@ class TestResult:
     ess_used : effective sample size of the ``y`` sample before thinning (None for i.i.d. input)
     notes : free text
     p_adjusted : Benjamini–Hochberg adjusted p-value when part of a family, else None
+    effect_name : what ``effect_size`` is ("KS D", "W1/sd", "energy distance", "AUC", "mean percentile")
+    effect_ci : 95 % confidence interval of the effect size (KS D: percentile bootstrap; AUC:
+        Hanley & McNeil 1982 standard error; mean percentile: Student t), or None
+    n_perm : permutations behind a permutation p-value (its floor is ``1/(n_perm+1)``), else None
     """
 
     __test__ = False  # not a pytest class
@@ -73,6 +77,19 @@ class TestResult:
     ess_used: float | None
     notes: str = ""
     p_adjusted: float | None = None
+    effect_name: str = ""
+    effect_ci: tuple[float, float] | None = None
+    n_perm: int | None = None
+
+    @property
+    def p_floor(self) -> float | None:
+        """Smallest attainable p-value ``1/(n_perm+1)`` of a permutation test, else None."""
+        return None if self.n_perm is None else 1.0 / (self.n_perm + 1)
+
+    @property
+    def at_floor(self) -> bool:
+        """The permutation p-value is its floor: no permutation reached the observed statistic."""
+        return self.p_floor is not None and self.p_value <= self.p_floor * (1 + 1e-9)
 
 
 # --------------------------------------------------------------------------- ESS and thinning
@@ -186,8 +203,26 @@ def ks_test(
     labels = _perm_labels(n_x, n_x + n_y, n_perm, g)
     # permuting labels over the pooled sorted sample == permuting the data
     Dp = _ks_stat_labels(labels[:, order], n_x, n_y, ends)
-    return TestResult(name, D, _perm_p(D, Dp), D, n_x, n_y, measure_x, measure_y, ess_used,
-                      f"permutation p-value, {n_perm} permutations")
+    p = _perm_p(D, Dp)
+    return TestResult(name, D, p, D, n_x, n_y, measure_x, measure_y, ess_used,
+                      f"permutation p-value, {n_perm} permutations", effect_name="KS D",
+                      effect_ci=_ks_bootstrap_ci(x, y, g), n_perm=n_perm)
+
+
+def _ks_d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KS D of sorted rows ``x`` (B, n_x) against sorted rows ``y`` (B, n_y)."""
+    pooled = np.concatenate([x, y], axis=1)
+    fx = np.stack([np.searchsorted(a, b, side="right") for a, b in zip(x, pooled)]) / x.shape[1]
+    fy = np.stack([np.searchsorted(a, b, side="right") for a, b in zip(y, pooled)]) / y.shape[1]
+    return np.max(np.abs(fx - fy), axis=1)
+
+
+def _ks_bootstrap_ci(x: np.ndarray, y: np.ndarray, g: np.random.Generator, n_boot: int = 200) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of KS D (both samples resampled with replacement)."""
+    bx = np.sort(x[g.integers(0, x.size, size=(n_boot, x.size))], axis=1)
+    by = np.sort(y[g.integers(0, y.size, size=(n_boot, y.size))], axis=1)
+    lo, hi = np.percentile(_ks_d(bx, by), [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def ad_test(
@@ -216,7 +251,7 @@ def ad_test(
     w1 = float(stats.wasserstein_distance(x, y))
     eff = w1 / pooled_sd if pooled_sd > 0 else 0.0
     return TestResult(name, float(res.statistic), float(res.pvalue), eff, x.size, y.size, measure_x, measure_y,
-                      ess_used, f"permutation p-value, {n_perm} permutations")
+                      ess_used, f"permutation p-value, {n_perm} permutations", effect_name="W1/sd", n_perm=n_perm)
 
 
 def energy_test(
@@ -267,7 +302,7 @@ def energy_test(
     with np.errstate(over="ignore"):
         E = float(np.float64(E) * scale)
     return TestResult(name, E, p, E, n_x, n_y, measure_x, measure_y, ess_used,
-                      f"permutation p-value, {n_perm} permutations")
+                      f"permutation p-value, {n_perm} permutations", effect_name="energy distance", n_perm=n_perm)
 
 
 def benjamini_hochberg(results: Sequence[TestResult]) -> list[TestResult]:
@@ -324,7 +359,8 @@ def distribution_match(
         y = _check_sample(y, f"draws[{key!r}]")
         if np.ptp(np.concatenate([x, y])) == 0:
             out.append(TestResult(f"ks:{key}", 0.0, 1.0, 0.0, x.size, y.size, measure_x, measure_y, e,
-                                  "both samples constant and equal: no test"))
+                                  "both samples constant and equal: no test", effect_name="KS D",
+                                  effect_ci=(0.0, 0.0)))
             continue
         for t in tests:
             fn = {"ks": ks_test, "ad": ad_test}[t]
@@ -420,10 +456,13 @@ def volume_percentile_test(
     ks1 = stats.kstest(u, "uniform", alternative="greater")
     counts, edges = np.histogram(u, bins=bins, range=(0.0, 1.0))
     mean_u = float(u.mean())
+    half = float(stats.t.ppf(0.975, u.size - 1) * np.std(u, ddof=1) / math.sqrt(u.size))
+    ci = (max(0.0, mean_u - half), min(1.0, mean_u + half))
     uni = TestResult("percentile:uniform", float(ks2.statistic), float(ks2.pvalue), mean_u, v.size, n_ref,
-                     measure_x, measure_y, e, note + "; KS vs U(0,1)")
+                     measure_x, measure_y, e, note + "; KS vs U(0,1)", effect_name="mean percentile", effect_ci=ci)
     small = TestResult("percentile:small", float(ks1.statistic), float(ks1.pvalue), mean_u, v.size, n_ref,
-                       measure_x, measure_y, e, note + "; one-sided KS, alternative: percentiles near 0")
+                       measure_x, measure_y, e, note + "; one-sided KS, alternative: percentiles near 0",
+                       effect_name="mean percentile", effect_ci=ci)
     return VolumePercentileResult(u, uni, small, counts, edges)
 
 
@@ -450,5 +489,10 @@ def null_measure_test(
     y = _check_sample(y.reshape(-1), "null_log_volume")
     res = stats.mannwhitneyu(x, y, alternative="greater")
     auc = float(res.statistic) / (x.size * y.size)
+    # Hanley & McNeil (1982) standard error of the AUC
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    se = math.sqrt(max(auc * (1 - auc) + (x.size - 1) * (q1 - auc * auc) + (y.size - 1) * (q2 - auc * auc), 0.0)
+                   / (x.size * y.size))
     return TestResult("mannwhitney:log_volume_density", float(res.statistic), float(res.pvalue), auc, x.size,
-                      y.size, measure_x, measure_y, e, "one-sided (endpoints larger); effect size AUC")
+                      y.size, measure_x, measure_y, e, "one-sided (endpoints larger); effect size AUC",
+                      effect_name="AUC", effect_ci=(max(0.0, auc - 1.96 * se), min(1.0, auc + 1.96 * se)))

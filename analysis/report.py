@@ -209,16 +209,66 @@ def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
     return json.dumps(doc, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
+def _ci(v: Any) -> str:
+    if v.effect_ci is None:
+        return _fmt(v.effect)
+    return f"{_fmt(v.effect)} [{_fmt(v.effect_ci[0])}, {_fmt(v.effect_ci[1])}]"
+
+
+def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
+    from .verdict import EFFECT_COLUMNS, QUESTIONS
+    from .verdict import _short as short_question
+
+    cfg = res.config
+    L = ["## Verdict", ""]
+    if not verdicts:
+        why = ("this experiment has no references" if not cfg.references else
+               "no test family is configured" if not cfg.families else "no depth kept two or more endpoints")
+        return L + [f"**No hypothesis test was run**: {why}. The tables below are descriptive only.", ""]
+    stratum = "each endpoint's numerical rank" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
+    L += [f"At α = {cfg.alpha:g}. Permutation tests use n_perm = {cfg.n_perm} permutations, so their smallest "
+          f"possible p-value (the floor) is 1/(n_perm+1) = {1 / (cfg.n_perm + 1):.2g}; \"p ≤ floor\" means no "
+          f"permutation reached the observed statistic. log ρ is the log g_N-volume density on {stratum} "
+          f"(rank tolerance rtol = {cfg.rtol:g}). References failing R-hat ≤ 1.01 or ESS ≥ 400 are not used for "
+          "an answer (\"inconclusive\"). The questions: *follow the reference?* — "
+          + QUESTIONS["distribution"].format(ref="reference") + " (no = rejected); *higher volume than the reference?* — "
+          + QUESTIONS["percentile"].format(ref="reference") + " *higher volume than Euclidean (N=1)?* — "
+          + QUESTIONS["null"], ""]
+    kinds = [k for k in EFFECT_COLUMNS if any(v.effect_name == k for v in verdicts)]
+    notes: list[str] = []
+    rows = []
+    for v in verdicts:
+        marks = []
+        for c in v.caveats:
+            if c not in notes:
+                notes.append(c)
+            marks.append(str(notes.index(c) + 1))
+        p = v.p_adjusted if v.p_adjusted is not None else v.p_value
+        ptxt = f"≤ {_fmt(v.p_floor)} (floor)" if v.at_floor else ((_fmt(p) if p > 0 else "< 1e-300")
+                                                                 + (" (BH)" if v.p_adjusted is not None else ""))
+        row = [plots.depth_label(v.depth), v.reference, short_question(v.question), f"**{v.answer}**", v.test, ptxt]
+        row += [_ci(v) if v.effect_name == k else "" for k in kinds]
+        row += [v.n_endpoints, v.n_reference, "–" if v.ess is None else f"{v.ess:.0f}",
+                ", ".join(marks) or "none"]
+        rows.append(row)
+    L += [_table(["depth", "reference", "question", "answer", "test", "p"] + [EFFECT_COLUMNS[k] for k in kinds]
+                 + ["n endpoints", "n reference", "ESS", "caveats"], rows), ""]
+    if notes:
+        L += ["Caveats:", ""] + [f"{i + 1}. {c}" for i, c in enumerate(notes)] + [""]
+    return L
+
+
 def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list[str], summaries: dict,
-              run_info: dict) -> str:
+              run_info: dict, verdicts: list | None = None) -> str:
     cfg = res.config
     L = [f"# dlnvolume experiment `{cfg.name}`", "", cfg.description, ""]
+    if run_info.get("quick"):
+        L += ["**Quick run** (`--quick`): reduced sizes; numbers are a smoke test, not evidence.", ""]
+    L += _verdict_section(res, list(verdicts or []))
     L += [f"Task: `{res.task!r}`. Depths: {', '.join(plots.depth_label(d) for d in cfg.depths)}. "
           f"{cfg.runs} flows per depth ({cfg.flow_method}, init scale {cfg.init_scale:g}). Seed {cfg.seed}. "
           f"Numerical rank tolerance rtol = {cfg.rtol:g}; log volume density on the stratum "
           f"{'of each matrix numerical rank' if cfg.volume_rank == 'numerical' else 'M_' + str(cfg.volume_rank)}.", ""]
-    if run_info.get("quick"):
-        L += ["**Quick run** (`--quick`): reduced sizes; numbers are a smoke test, not evidence.", ""]
     L += ["## Flow endpoints", ""]
     header = ["depth", "status", "kept", "median loss", "frac. rank 1", "median erank", "median ‖X‖_*",
               "median log ρ"]
@@ -247,10 +297,13 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
         rows = []
         for (fam, name, depth), tests in res.tests.items():
             for t in tests:
+                p = t.p_adjusted if t.p_adjusted is not None else t.p_value
+                ci = "–" if t.effect_ci is None else f"[{_fmt(t.effect_ci[0])}, {_fmt(t.effect_ci[1])}]"
                 rows.append([fam, plots.depth_label(depth), t.name, t.measure_y, t.n_x, t.n_y, t.statistic,
-                             t.p_value, t.p_adjusted, t.effect_size, t.ess_used])
+                             (f"≤ {_fmt(t.p_floor)} (floor)" if t.at_floor else t.p_value), t.p_adjusted,
+                             "yes" if p <= cfg.alpha else "no", t.effect_name or "–", t.effect_size, ci, t.ess_used])
         L += [_table(["family", "depth", "test", "reference", "n_x", "n_y", "statistic", "p", "p (BH)",
-                      "effect", "ESS"], rows), ""]
+                      f"reject at α={cfg.alpha:g}", "effect type", "effect", "95% CI", "ESS"], rows), ""]
     if res.percentiles:
         L += ["### Volume-percentile histograms (counts per decile bin)", ""]
         rows = [[name, plots.depth_label(d), " ".join(str(int(c)) for c in pr.counts), float(np.mean(pr.percentiles))]
@@ -270,8 +323,9 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
     for fname, cap in figs:
         L += [f"![{cap}](figures/{fname})", "", f"*{cap}*", ""]
     L += ["## Run", "", _table(["stage", "seconds"], [[k, v] for k, v in run_info.get("timings", {}).items()]), ""]
-    L += ["Files: `results.nc` (arviz.from_netcdf), `endpoints.npz`, `tests.json` (every test result), `config.toml`, "
-          "`run.json`, `figures/`.", ""]
+    L += ["Files: `results.nc` (an xarray DataTree: `analysis.diagnostics.load(path, reference=NAME)` gives one "
+          "reference as an ArviZ object), `endpoints.npz`, `tests.json` (the verdict and every test result), "
+          "`config.toml`, `run.json`, `figures/`.", ""]
     return "\n".join(L)
 
 
@@ -280,6 +334,7 @@ def _md_to_html(md: str, out: Path) -> str:
     body: list[str] = []
     lines = md.split("\n")
     i = 0
+    in_verdict = False
 
     def inline(t: str) -> str:
         t = html.escape(t)
@@ -304,23 +359,61 @@ def _md_to_html(md: str, out: Path) -> str:
         m = re.match(r"!\[(.*)\]\((.+)\)", line)
         if m:
             data = base64.b64encode((out / m.group(2)).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}" style="max-width:100%">')
+            body.append(f'<figure><img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{inline(m.group(1))}</figcaption></figure>")
+            i += 1
+            while i < len(lines) and (not lines[i].strip() or lines[i].strip() == f"*{m.group(1)}*"):
+                i += 1  # the Markdown caption line is the figcaption here
+            continue
+        elif re.match(r"\d+\. ", line):
+            items = []
+            while i < len(lines) and re.match(r"\d+\. ", lines[i]):
+                items.append(f"<li>{inline(lines[i].split('. ', 1)[1])}</li>")
+                i += 1
+            body.append("<ol class='caveats'>" + "".join(items) + "</ol>")
+            continue
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
+            if level <= 2 and in_verdict:
+                body.append("</section>")
+                in_verdict = False
+            if line.strip() == "## Verdict":
+                body.append("<section class='verdict'>")
+                in_verdict = True
             body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
         elif line.startswith("- "):
-            body.append(f"<li>{inline(line[2:])}</li>")
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{inline(lines[i][2:])}</li>")
+                i += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+            continue
         elif line.strip():
             body.append(f"<p>{inline(line)}</p>")
         i += 1
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}")
+    style = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:1.5em auto;"
+             "padding:0 1em;color:#222;line-height:1.45}"
+             "h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"
+             "table{border-collapse:collapse;font-size:13px;margin:.6em 0;width:auto}"
+             "th{background:#2f4b7c;color:#fff;text-align:left;position:sticky;top:0}"
+             "td,th{border:1px solid #ccd;padding:3px 8px;vertical-align:top}"
+             "tr:nth-child(even) td{background:#f3f5f9}tr:nth-child(odd) td{background:#fff}"
+             "figure{margin:1em 0;border:1px solid #ddd;padding:.5em;background:#fafafa}"
+             "figure img{max-width:100%}figcaption{font-size:13px;color:#444;margin-top:.3em}"
+             "code{background:#eef;padding:0 3px;border-radius:3px}ol.caveats{font-size:13px}"
+             "section.verdict{background:#fffbe8;border:1px solid #e5d27a;padding:.4em 1em;border-radius:6px}"
+             "b.ans-yes,b.ans-no{color:#a00}b.ans-inconclusive{color:#b36b00}")
+    if in_verdict:
+        body.append("</section>")
+    text = "".join(body)
+    for ans in ("yes", "no", "inconclusive"):
+        text = text.replace(f"<td><b>{ans}</b></td>", f"<td><b class='ans-{ans}'>{ans}</b></td>")
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dlnvolume report</title><style>{style}</style>" \
-           f"</head><body>{''.join(body)}</body></html>"
+           f"</head><body>{text}</body></html>"
 
 
 def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: dict[str, str],
-                   t_start: float | None, current: list[str]) -> dict:
+                   t_start: float | None, current: list[str], verdicts: list | None = None) -> dict:
     """Write all outputs into ``stage``; ``current[0]`` names the output being written (for errors)."""
     import time
 
@@ -338,13 +431,17 @@ def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: di
     timings["figures"] = time.perf_counter() - t1
     run_info.setdefault("timings", {}).update(timings)
     run_info["diagnostic_warnings"] = problems
-    md = _markdown(res, figs, problems, summaries, run_info)
+    if verdicts is None:
+        from .verdict import verdicts as _verdicts
+
+        verdicts = _verdicts(res, quick=bool(run_info.get("quick")))
+    md = _markdown(res, figs, problems, summaries, run_info, verdicts)
     current[0] = "report.md"
     (stage / "report.md").write_text(md, encoding="utf-8")
     current[0] = "report.html"
     (stage / "report.html").write_text(_md_to_html(md, stage), encoding="utf-8")
     current[0] = "tests.json"
-    (stage / "tests.json").write_text(_tests_json(res), encoding="utf-8")
+    (stage / "tests.json").write_text(_tests_json(res, verdicts), encoding="utf-8")
     for name, text in texts.items():
         current[0] = name
         (stage / name).write_text(text, encoding="utf-8")
@@ -385,7 +482,7 @@ def _dest(name: Any, stage: Path | None, out: Path, current: str) -> str:
 
 
 def write_outputs(res: ExperimentResult, out: Path, run_info: dict, *, texts: dict[str, str] | None = None,
-                  t_start: float | None = None) -> dict:
+                  t_start: float | None = None, verdicts: list | None = None) -> dict:
     """Write figures, results.nc, endpoints.npz, report.md, report.html and run.json into ``out``.
 
     Parameters
@@ -400,6 +497,8 @@ def write_outputs(res: ExperimentResult, out: Path, run_info: dict, *, texts: di
         Further text files to write the same way, e.g. ``{"config.toml": ...}``.
     t_start : float, optional
         ``time.perf_counter()`` at the start of the run; sets ``run_info["timings"]["total"]``.
+    verdicts : list of analysis.verdict.Verdict, optional
+        The verdict rows (computed here when not given).
 
     Returns
     -------
@@ -419,7 +518,7 @@ def write_outputs(res: ExperimentResult, out: Path, run_info: dict, *, texts: di
     current = [STAGING_PREFIX + "*"]
     try:
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
-        timings = _stage_outputs(res, stage, run_info, dict(texts or {}), t_start, current)
+        timings = _stage_outputs(res, stage, run_info, dict(texts or {}), t_start, current, verdicts)
         _commit(stage, out)
         return timings
     except AtomicWriteError as exc:

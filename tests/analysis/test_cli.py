@@ -46,6 +46,7 @@ figures = false
 """
 
 
+@pytest.mark.arviz
 def test_quick_builtin_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--quick", "--out", str(out), "--no-progress", "--workers", "2"]) == 0
@@ -65,6 +66,10 @@ def test_quick_builtin_end_to_end(tmp_path, capsys):
     assert info["quick"] is True and info["versions"]["numpy"] == np.__version__ and info["timings"]["total"] > 0
     ep = np.load(out / "endpoints.npz")
     assert ep["X_N2"].shape[1:] == (2, 2)
+    printed = capsys.readouterr().out
+    assert "verdict at α = 0.05 (permutation tests: n_perm = 199, floor p = 0.005" in printed
+    assert "solution_set: follow the reference? NO" in printed and "QUICK RUN" in printed
+    assert md.index("## Verdict") < md.index("## Flow endpoints")
 
 
 def test_refuses_non_empty_out_and_resumes_with_force(tmp_path, capsys):

@@ -34,6 +34,7 @@ def tiny_run(tmp_path_factory):
     return cfg, res, out
 
 
+@pytest.mark.arviz
 def test_results_nc_holds_the_tested_numbers(tiny_run):
     cfg, res, out = tiny_run
     tree = diagnostics.load(out / "results.nc")
@@ -73,3 +74,32 @@ def test_report_and_tests_json_quote_the_same_numbers(tiny_run):
 
 def res_tag(depth):
     return "Ninf" if depth == math.inf else f"N{int(depth)}"
+
+
+# --------------------------------------------------------------------------- the verdict
+def test_tests_json_carries_the_decision_settings(tiny_run):
+    cfg, res, out = tiny_run
+    doc = json.loads((out / "tests.json").read_text())
+    assert doc["alpha"] == cfg.alpha and doc["n_perm"] == 49 and doc["permutation_floor"] == 1 / 50
+    assert doc["volume_rank"] == 1 and doc["rtol"] == 1e-4
+    for r in doc["tests"]:
+        p = r["p_adjusted"] if r["p_adjusted"] is not None else r["p_value"]
+        assert r["reject"] == (p <= cfg.alpha)
+        assert r["at_permutation_floor"] == (r["test"].split(":")[0] in ("ks", "ad", "energy")
+                                             and r["p_value"] <= 1 / 50 + 1e-15)
+    v = doc["verdict"]
+    assert {(x["depth"], x["reference"]) for x in v} == {(2, "solution_set"), ("inf", "solution_set")}
+    for x in v:
+        assert x["answer"] in ("yes", "no", "not shown", "not rejected", "inconclusive")
+        assert x["alpha"] == cfg.alpha and x["effect_ci"] is None or len(x["effect_ci"]) == 2
+        assert x["p_floor"] == (1 / 50 if x["test"].startswith("permutation") else None)
+
+
+def test_verdict_is_first_in_the_report(tiny_run):
+    _, _, out = tiny_run
+    md = (out / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("## Flow endpoints") < md.index("## Tests")
+    assert "mean percentile [95% CI]" in md and "KS D [95% CI]" in md  # one named column per effect type
+    html = (out / "report.html").read_text()
+    assert html.index("<section class='verdict'>") < html.index("<h2>Flow endpoints</h2>")
+    assert "<style>" in html and "th{background" in html

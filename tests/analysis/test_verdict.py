@@ -1,0 +1,102 @@
+"""Verdict rows: answers at alpha, the permutation floor, caveats (off-stratum endpoints, non-converged
+runs, references failing R-hat / ESS), and the effect-size intervals of the tests behind them."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from analysis import hypothesis as hyp
+from analysis.experiment import parse_config
+from analysis.runner import SampleSet
+from analysis.statistics import compute_statistics
+from analysis.verdict import format_lines, reference_checks, verdicts
+
+CFG = {"name": "v", "task": {"kind": "diagonal_2x2"}, "flows": {"depths": [3]},
+       "references": [{"name": "mc", "measure": "solution_set", "method": "mcmc"}],
+       "statistics": {"rtol": 1e-4, "volume_rank": 1}, "tests": {"n_perm": 99, "alpha": 0.05}}
+
+
+def _hyperbola(a):
+    X = np.ones(np.shape(a) + (2, 2))
+    X[..., 0, 1], X[..., 1, 0] = a, 1 / np.asarray(a)
+    return X
+
+
+def _res(stuck=False, n_rank2=0, statuses=None):
+    cfg = parse_config(CFG)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.6, 1.6, size=(4, 500))
+    if stuck:
+        a = a + np.arange(4)[:, None]
+    draws = _hyperbola(a)
+    ss = SampleSet(draws, np.zeros((4, 500)), np.full((4, 500), 0.5), np.full(4, 0.1), {}, {}, "mcmc",
+                   np.arange(4, dtype=np.uint64), 100, 1)
+    X = _hyperbola(rng.uniform(0.9, 1.1, size=30))
+    X[:n_rank2, 0, 1] += 0.5  # det != 0: rank 2, off the rank-1 stratum
+    status = np.array(statuses if statuses is not None else ["converged"] * 30)
+    keep = status == "converged"
+    est = compute_statistics(X, 3, rtol=1e-4, rank=1)
+    sst = compute_statistics(draws, 3, rtol=1e-4, rank=1)
+    tests = {("distribution", "mc", 3): hyp.distribution_match(
+        {"log_volume_density": est.log_volume_density[keep]}, {"log_volume_density": sst.log_volume_density},
+        n_perm=99, rng=1)}
+    pr = hyp.volume_percentile_test(est.log_volume_density[keep], reference_draws=sst.log_volume_density, iid=False)
+    tests[("percentile", "mc", 3)] = [pr.uniform, pr.small]
+    return SimpleNamespace(config=cfg, keep={3: keep}, endpoint_stats={3: est},
+                           endpoints={3: SimpleNamespace(status=status)}, samples={("mc", 3): ss},
+                           sample_stats={("mc", 3): sst}, tests=tests)
+
+
+def test_converged_reference_gives_answers_and_floor():
+    rows = verdicts(_res())
+    assert [r.question for r in rows] == ["do endpoints follow the mc measure?",
+                                          "do endpoints sit at higher g_N-volume than the mc measure?"]
+    follow, high = rows
+    assert follow.trusted and follow.reject and follow.answer == "no"
+    assert follow.p_floor == pytest.approx(0.01) and follow.at_floor and "(floor)" in follow.p_text()
+    assert follow.effect_name == "KS D" and follow.effect_ci[0] <= follow.effect <= follow.effect_ci[1]
+    assert high.effect_name == "mean percentile" and high.p_floor is None
+    assert follow.caveats == ()
+    assert rows[0].ess is not None and rows[0].ess >= 400 and rows[0].rhat <= 1.01
+
+
+def test_unconverged_reference_is_inconclusive_not_silently_used():
+    rows = verdicts(_res(stuck=True))
+    for r in rows:
+        assert r.answer == "inconclusive" and not r.trusted
+        assert any(c.startswith("reference mc failed its convergence check (R-hat") for c in r.caveats)
+    chk = reference_checks(_res(stuck=True))[("mc", 3)]
+    assert not chk.passed and chk.rhat > 1.01
+
+
+def test_off_stratum_and_non_converged_runs_are_caveats():
+    statuses = ["converged"] * 27 + ["max_steps"] * 3
+    rows = verdicts(_res(n_rank2=4, statuses=statuses))
+    cav = rows[0].caveats
+    assert any(c.startswith("N=3: 4 of 27 endpoints are off the tested stratum M_1 (rank 2: 4") for c in cav)
+    assert "N=3: 3 of 30 runs did not converge (max_steps: 3); 3 excluded" in cav
+    lines = format_lines(rows, parse_config(CFG))
+    assert lines[0].startswith("verdict at α = 0.05 (permutation tests: n_perm = 99, floor p = 0.01")
+    assert lines[1] == "  N=3\n    caveat: " + cav[0] + "\n    caveat: " + cav[1]
+
+
+def test_no_tests_says_so():
+    assert format_lines([], parse_config(CFG)) == [
+        "verdict: no hypothesis test was run (no references or no test families in this experiment)"]
+
+
+def test_effect_intervals_of_the_tests():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(0.5, 1, 200), rng.normal(0, 1, 300)
+    ks = hyp.ks_test(x, y, n_perm=99, rng=1)
+    assert ks.effect_name == "KS D" and ks.effect_ci[0] < ks.effect_size < ks.effect_ci[1] and ks.n_perm == 99
+    mw = hyp.null_measure_test(x, y)
+    assert mw.effect_name == "AUC" and mw.effect_ci[0] < mw.effect_size < mw.effect_ci[1]
+    # the AUC of N(0.5, 1) against N(0, 1) is Φ(0.5/√2) = 0.638
+    assert mw.effect_ci[0] < 0.638 < mw.effect_ci[1]
+    same = hyp.ks_test(y[:150], y[150:], n_perm=99, rng=1)
+    assert not same.at_floor and same.p_value > 0.01
