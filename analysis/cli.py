@@ -3,14 +3,17 @@
 Sub-commands::
 
     dlnvolume run [EXPERIMENT|config.toml] --out DIR [--seed S] [--workers K] [--dask ADDRESS|local]
-                  [--quick] [--force | --resume] [--no-progress]
+                  [--quick] [--force | --resume] [--no-progress] [-q | -v]
+    dlnvolume --version
     dlnvolume volume MATRIX.npy --depth N [--rank r] [--unnormalized]
     dlnvolume experiments
     dlnvolume bench
 
 Bad input (malformed TOML, unknown keys, wrong types, existing output folder, ``--resume`` with another
 configuration) prints one line ``dlnvolume: error: ...`` on stderr and exits with code 2, without a
-traceback. A file that cannot be written (disk full, permission denied, read-only file system) prints
+traceback; the whole configuration is checked against its task (references, ranks, depths, windows)
+before any flow runs. Ctrl-C prints one line with the ``--resume`` hint and exits with 130. A file
+that cannot be written (disk full, permission denied, read-only file system) prints
 one line ``dlnvolume: error: cannot write PATH: REASON; ...`` saying what happened to the previous
 results, and exits with code 1.
 
@@ -44,8 +47,15 @@ class _UsageError(Exception):
     """An error reported as one line with exit code 2."""
 
 
+def _version() -> str:
+    import dlnvolume
+
+    return dlnvolume.__version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlnvolume", description="Volume measures of the deep linear network.")
+    p.add_argument("--version", action="version", version=f"dlnvolume {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment (built-in name or TOML file)")
     run.add_argument("experiment", nargs="?", default="cmv-2x2", help="built-in name or path to a TOML file")
@@ -64,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="write into a non-empty output folder, whatever its configuration (checkpoints of "
                             "stages with the same settings are reused; other outputs are replaced)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    talk = run.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print only errors and the final line (no progress bars, no verdict lines)")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also print one line per stage (checkpoint reuse, seconds)")
     vol = sub.add_parser("volume", help="log volume density of a matrix stored as .npy")
     vol.add_argument("matrix")
     vol.add_argument("--depth", required=True, help="integer >= 1 or inf")
@@ -92,6 +107,7 @@ def _cmd_experiments() -> int:
 
 def _cmd_volume(args: argparse.Namespace) -> int:
     import dlnvolume as dv
+    from dlnvolume import strata
 
     depth: Any = args.depth
     depth = math.inf if str(depth).lower() in ("inf", "infinity") else depth
@@ -104,6 +120,23 @@ def _cmd_volume(args: argparse.Namespace) -> int:
         X = np.load(args.matrix, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise _UsageError(f"MATRIX {args.matrix!r}: cannot read a .npy array ({exc})") from None
+    if X.dtype.kind == "c":
+        raise _UsageError(f"MATRIX {args.matrix!r}: complex dtype {X.dtype}; expected a real matrix")
+    if X.dtype.kind not in "biuf":
+        raise _UsageError(f"MATRIX {args.matrix!r}: non-numeric dtype {X.dtype}; expected a real matrix")
+    if X.ndim != 2:
+        raise _UsageError(f"MATRIX {args.matrix!r}: shape {X.shape}; expected one m x n matrix (2-D)")
+    X = X.astype(np.float64)
+    m, n = X.shape
+    want = min(m, n) if args.rank is None else args.rank
+    if np.all(np.isfinite(X)) and 0 <= want <= min(m, n):
+        have = int(strata.numerical_rank(X, None))
+        if have != want:
+            s = np.linalg.svd(X, compute_uv=False)
+            print(f"dlnvolume: warning: the matrix has numerical rank {have} (σ = "
+                  f"{', '.join(f'{v:.3g}' for v in s)}; rtol {strata.default_rtol(m, n):.2g}), not the requested "
+                  f"stratum M_{want}; the value is the density at its best rank-{want} approximation"
+                  + (f" (pass --rank {have} for its own stratum)" if have >= 1 else ""), file=sys.stderr)
     val = np.asarray(dv.log_volume_density(X, depth, rank=args.rank, normalized=not args.unnormalized))
     for v in val.reshape(-1):
         print(f"{float(v):.15g}")
@@ -162,6 +195,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.quick_version()
     if args.workers is not None and args.workers < 1:
         raise _UsageError(f"--workers={args.workers}: expected an integer >= 1")
+    from .runner import prepare
+
+    cfg, task = prepare(cfg)  # the whole configuration against its task, before any flow (seconds)
+    args.task = task
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise _UsageError(f"--out {str(out)!r} exists and is not a folder")
@@ -233,13 +270,16 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
     if not (running.is_file() and running.read_text(encoding="utf-8") == config_text):
         atomic_write_text(running, config_text)
 
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+
     def log(line: str) -> None:
         print(line, flush=True)
 
     executor, close = _executor(args)
     try:
-        res = run_experiment(cfg, out, executor=executor, workers=args.workers, progress=not args.no_progress,
-                             log=None if getattr(args, "fresh", False) else log)
+        res = run_experiment(cfg, out, task=getattr(args, "task", None), executor=executor, workers=args.workers,
+                             progress=not (args.no_progress or quiet),
+                             log=None if quiet or (getattr(args, "fresh", False) and not verbose) else log)
     finally:
         if close is not None:
             close()
@@ -250,7 +290,10 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
 
     rows = verdicts(res, quick=bool(args.quick))
     write_outputs(res, out, info, texts={"config.toml": config_text}, t_start=t_start, verdicts=rows)
-    if not getattr(args, "quiet", False):
+    if verbose:
+        for k, v in info["timings"].items():
+            print(f"stage {k}: {v:.1f} s")
+    if not quiet:
         print("\n".join(format_lines(rows, cfg, quick=bool(args.quick))))
     print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
     return 0
@@ -263,7 +306,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            import signal
+
+            main_pid = os.getpid()
+
+            def on_sigint(signum: int, frame: Any) -> None:
+                if os.getpid() != main_pid:  # a forked worker process: leave quietly, the parent reports
+                    os._exit(130)
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                return _cmd_run(args)
+            except KeyboardInterrupt:
+                print(f"dlnvolume: interrupted; finished batches are kept in {os.path.join(args.out, 'checkpoints')}: "
+                      f"rerun the same command with --resume to continue", file=sys.stderr)
+                return 130
+            finally:
+                signal.signal(signal.SIGINT, previous)
         if args.command == "volume":
             return _cmd_volume(args)
         if args.command == "experiments":
@@ -283,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"dlnvolume: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dlnvolume: interrupted", file=sys.stderr)
+        return 130
     return 0  # pragma: no cover
 
 

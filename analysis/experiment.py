@@ -7,15 +7,17 @@ reported as one :class:`dlnvolume.errors.ConfigError` line naming the key, e.g.
 Schema (all tables optional except ``task``; see the built-ins in ``analysis/experiments/*.toml``)::
 
     name = "cmv-2x2"              description = "..."            seed = 20231
-    [task]        kind = "diagonal_2x2" | "razin_cohen_2x2" | "random_low_rank"
-                  m, n, rank, n_observed, seed         (random_low_rank only)
+    [task]        kind = "diagonal_2x2" | "razin_cohen_2x2" | "random_low_rank" | "custom"
+                  m, n, rank, n_observed, seed         (random_low_rank)
+                  values, mask [, ground_truth, name]  (custom: matrices inline or .npy/.npz paths;
+                                                        analysis.tasks has the registry of kinds)
     [flows]       depths = [2, 5, "inf"]   runs = 200   init_scale = 1e-3
                   method = "end_to_end" | "factor"     batch_size = 25
                   keep_status = ["converged", ...]     [flows.options] (passed to the flow)
     [[references]] name = "solution_set"
                   measure = "solution_set" | "gibbs_limit" | "gibbs"
                   method = "exact" | "mcmc" | "rmala" | "emcee"
-                  radius = 3.0 (Frobenius window / ball)   draws, chains, warmup, thin
+                  radius (Frobenius window / ball; default 1.5 x the task's scale)   draws, chains, warmup, thin
                   beta, rank (gibbs)   depths = [...] (subset; default all flow depths)
     [statistics]  rtol = 1e-6   volume_rank = "numerical" | r
     [tests]       families = ["distribution", "percentile", "null"]
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +40,7 @@ from typing import Any, Callable
 from dlnvolume.errors import ConfigError
 
 from .statistics import SCALAR_STATISTICS
+from .tasks import TASK_KINDS, task_spec
 
 __all__ = [
     "ExperimentConfig",
@@ -164,8 +168,7 @@ def _table(key: str, v: Any, spec: dict[str, Callable[[str, Any], Any]], require
     return out
 
 
-TASK_SPEC = {"kind": _enum("diagonal_2x2", "razin_cohen_2x2", "random_low_rank"), "m": _int(1), "n": _int(1),
-             "rank": _int(1), "n_observed": _int(1), "seed": _int(0)}
+TASK_SPEC = {"kind": _enum(*TASK_KINDS)}  # the keys of each kind: analysis.tasks.TASK_KINDS
 FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "method": _enum("end_to_end", "factor"),
              "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
 REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),
@@ -180,7 +183,7 @@ QUICK_SPEC = {"runs": _int(2), "draws": _int(4), "chains": _int(1), "warmup": _i
               "n_perm": _int(19), "null_draws": _int(10)}
 TOP_SPEC: dict[str, Callable[[str, Any], Any]] = {
     "name": _str, "description": _str, "seed": _int(0),
-    "task": lambda k, v: _table(k, v, TASK_SPEC, ("kind",)),
+    "task": task_spec,
     "flows": lambda k, v: _table(k, v, FLOW_SPEC),
     "references": lambda k, v: _refs(k, v),
     "statistics": lambda k, v: _table(k, v, STAT_SPEC),
@@ -204,7 +207,7 @@ class ReferenceConfig:
     name: str
     measure: str
     method: str = "exact"
-    radius: float = 3.0
+    radius: float | None = None  # None: derived from the task's scale (analysis.tasks.default_radius)
     draws: int = 2000
     chains: int = 4
     warmup: int = 500
@@ -281,8 +284,13 @@ class ExperimentConfig:
         return out
 
 
-def parse_config(doc: Any) -> ExperimentConfig:
+def parse_config(doc: Any, base: str | Path | None = None) -> ExperimentConfig:
     """Validate a parsed TOML document (dict) into an :class:`ExperimentConfig`.
+
+    ``base``: folder that relative paths of a custom task (``task.values``, ``task.mask``) refer to
+    (the configuration file's folder); they are stored resolved. Keys and types are checked here;
+    what depends on the task (ranks, windows, reference methods) is checked by
+    :func:`analysis.runner.prepare` before anything runs.
 
     Raises
     ------
@@ -292,14 +300,10 @@ def parse_config(doc: Any) -> ExperimentConfig:
     """
     top = _table("", doc, TOP_SPEC, ("task",))
     task = top["task"]
-    if task["kind"] == "random_low_rank":
-        for k in ("m", "n", "rank", "n_observed"):
-            if k not in task:
-                raise ConfigError(f"config key 'task.{k}': required for kind 'random_low_rank'")
-    else:
-        for k in ("m", "n", "rank", "n_observed", "seed"):
-            if k in task:
-                raise ConfigError(f"config key 'task.{k}': only accepted for kind 'random_low_rank'")
+    if base is not None:  # paths of a custom task are relative to the configuration file
+        for k in ("values", "mask", "ground_truth"):
+            if isinstance(task.get(k), str) and not Path(task[k]).is_absolute():
+                task[k] = str((Path(base) / task[k]).resolve())
     flows = top.get("flows", {})
     stats_ = top.get("statistics", {})
     tests = top.get("tests", {})
@@ -307,6 +311,9 @@ def parse_config(doc: Any) -> ExperimentConfig:
     names = set()
     refs = []
     for i, r in enumerate(top.get("references", [])):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", r["name"]) or r["name"] in ("euclidean", "endpoints"):
+            raise ConfigError(f"config key 'references[{i}].name': {r['name']!r}; expected letters, digits, '_', "
+                              "'.', '-' (it names files and result groups), not 'euclidean' or 'endpoints'")
         if r["name"] in names:
             raise ConfigError(f"config key 'references[{i}].name': duplicate name {r['name']!r}")
         names.add(r["name"])
@@ -347,6 +354,7 @@ def builtin_experiments() -> dict[str, str]:
 def load_config(source: str) -> tuple[ExperimentConfig, str]:
     """Load a built-in experiment name or a TOML file path; returns ``(config, toml text)``."""
     builtins = builtin_experiments()
+    base = None
     if source in builtins:
         text = builtins[source]
     else:
@@ -355,12 +363,19 @@ def load_config(source: str) -> tuple[ExperimentConfig, str]:
             raise ConfigError(
                 f"experiment {source!r}: not a built-in ({', '.join(builtins)}) and no such file"
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config {source!r}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                              "TOML files must be UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"config {source!r}: cannot read ({exc.strerror or exc})") from None
+        base = path.parent
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {source!r}: malformed TOML: {exc}") from None
-    return parse_config(doc), text
+    return parse_config(doc, base), text
 
 
 # --------------------------------------------------------------------------- TOML writer

@@ -24,14 +24,14 @@ from typing import Any, Callable
 import numpy as np
 
 import dlnvolume as dv
-from dlnvolume.errors import ConfigError, InvalidArgumentError
+from dlnvolume.errors import ConfigError, DLNVolumeError, InvalidArgumentError
 from dlnvolume.parallel import atomic_save_npz, load_npz
 
 from . import hypothesis as hyp
 from .experiment import ExperimentConfig
 from .statistics import MatrixStatistics, compute_statistics
 
-__all__ = ["SampleSet", "ExperimentResult", "run_experiment", "build_task", "depth_tag"]
+__all__ = ["SampleSet", "ExperimentResult", "run_experiment", "prepare", "build_task", "depth_tag"]
 
 STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
 
@@ -75,13 +75,10 @@ def _seed(seed: int, *key: int) -> np.random.SeedSequence:
 
 
 def build_task(cfg: ExperimentConfig) -> dv.CompletionTask:
-    """The task of the ``[task]`` table."""
-    t = cfg.task
-    if t["kind"] == "diagonal_2x2":
-        return dv.tasks.diagonal_2x2()
-    if t["kind"] == "razin_cohen_2x2":
-        return dv.tasks.razin_cohen_2x2()
-    return dv.tasks.random_low_rank(t["m"], t["n"], t["rank"], t["n_observed"], rng=t.get("seed", cfg.seed))
+    """The task of the ``[task]`` table (:data:`analysis.tasks.TASK_KINDS`)."""
+    from .tasks import build_task as _build
+
+    return _build(cfg.task, cfg.seed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,17 +145,100 @@ def _stats(X: np.ndarray, depth: float, cfg: ExperimentConfig, task: dv.Completi
     return compute_statistics(X, depth, rtol=cfg.rtol, ground_truth=task.ground_truth, rank=_volume_rank(cfg))
 
 
-def _check_references(cfg: ExperimentConfig) -> None:
+def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigError:
+    where = f" at depth {depth_tag(depth)}" if depth is not None else ""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ConfigError(f"config key 'references[{i}]' ({ref.name}){where}: {msg}")
+
+
+def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tuple[ExperimentConfig, dv.CompletionTask]:
+    """Validate the whole configuration against its task before anything runs; fill in derived defaults.
+
+    Checks the task, the stratum, every reference (method against measure and task, rank against the
+    stratum, depths among the flow depths, the sampler or target at every depth, a window that contains
+    solutions) and returns ``(config with windows and ranks filled in, task)``. Takes seconds; raises
+    :class:`~dlnvolume.errors.ConfigError` (one line naming the key) on the first problem.
+    """
+    from dataclasses import replace
+
+    import samplers
+
+    from .tasks import TASK_KINDS, default_radius
+
+    if task is None:
+        task = build_task(cfg)
+    elif not isinstance(task, dv.CompletionTask):
+        raise ConfigError(f"task= has type {type(task).__name__}; expected a dlnvolume.CompletionTask")
+    m, n = task.shape
+    kind = TASK_KINDS[cfg.task["kind"]]
+    if cfg.volume_rank != "numerical" and not 1 <= int(cfg.volume_rank) <= min(m, n):
+        raise ConfigError(f"config key 'statistics.volume_rank': {cfg.volume_rank} for a {m}x{n} task; expected "
+                          f"'numerical' or 1..{min(m, n)}")
+    obs_norm = float(np.linalg.norm(np.asarray(task.values)[np.asarray(task.mask)]))
+    refs = []
     for i, r in enumerate(cfg.references):
-        if r.method == "exact" and cfg.task["kind"] != "diagonal_2x2":
-            raise ConfigError(f"config key 'references[{i}].method': 'exact' needs task.kind 'diagonal_2x2'")
-        if r.method == "exact" and r.measure == "gibbs":
-            raise ConfigError(f"config key 'references[{i}].method': 'exact' accepts measures 'solution_set' and "
-                              "'gibbs_limit'; use 'rmala' or 'emcee' for 'gibbs'")
+        radius = r.radius if r.radius is not None else round(default_radius(task), 6)
+        rank = r.rank if r.rank is not None else (1 if cfg.volume_rank == "numerical" else int(cfg.volume_rank))
+        r = replace(r, radius=radius, rank=rank)
+        refs.append(r)
+        if r.method == "exact" and r.measure not in kind.exact_measures:
+            have = (f"kind '{kind.name}' has exact references for {', '.join(kind.exact_measures)}"
+                    if kind.exact_measures else f"kind '{kind.name}' has no exact reference")
+            raise ConfigError(f"config key 'references[{i}].method': 'exact' {r.measure!r} is not available: {have}; "
+                              "use 'mcmc' for 'solution_set' or 'rmala'/'emcee' for 'gibbs'")
         if r.measure == "gibbs_limit" and r.method != "exact":
             raise ConfigError(f"config key 'references[{i}].method': measure 'gibbs_limit' is only available as 'exact'")
-        if r.measure == "gibbs" and r.method == "mcmc":
+        if r.measure == "gibbs" and r.method not in ("rmala", "emcee"):
             raise ConfigError(f"config key 'references[{i}].method': use 'rmala' or 'emcee' for measure 'gibbs'")
+        if r.measure == "solution_set" and r.method not in ("exact", "mcmc"):
+            raise ConfigError(f"config key 'references[{i}].method': use 'exact' or 'mcmc' for measure 'solution_set'")
+        if not 1 <= rank <= min(m, n):
+            raise ConfigError(f"config key 'references[{i}].rank': {rank} for a {m}x{n} task; expected 1..{min(m, n)}")
+        if r.method == "exact" and rank != 1:
+            raise ConfigError(f"config key 'references[{i}].rank': exact references live on the rank-1 hyperbola; "
+                              f"got rank {rank}")
+        if cfg.volume_rank != "numerical" and rank != int(cfg.volume_rank):
+            raise ConfigError(f"config key 'references[{i}].rank': {rank}, but statistics.volume_rank = "
+                              f"{cfg.volume_rank}: the draws lie on M_{rank} and log ρ would be evaluated on "
+                              f"M_{cfg.volume_rank}; use the same stratum")
+        extra = [d for d in (r.depths or ()) if d not in cfg.depths]
+        if extra:
+            raise ConfigError(f"config key 'references[{i}].depths': {[depth_tag(d) for d in extra]} are not flow "
+                              f"depths {[depth_tag(d) for d in cfg.depths]}")
+        if r.measure in ("solution_set", "gibbs_limit") and radius <= obs_norm:
+            raise ConfigError(f"config key 'references[{i}].radius': {radius:g} cannot reach a solution: every "
+                              f"matrix matching the observations has ‖X‖_F >= ‖observed values‖_F = {obs_norm:.4g}; "
+                              f"the task's scale suggests radius = {default_radius(task):.4g}")
+        if r.method == "exact":
+            if radius <= 2.0:
+                raise ConfigError(f"config key 'references[{i}].radius': {radius:g}; the rank-1 solutions of the "
+                                  "2x2 diagonal task have ‖X‖_F >= 2, expected radius > 2")
+            continue
+        window = samplers.FrobeniusBall(radius)
+        for depth in (r.depths or cfg.depths):
+            try:
+                if r.measure == "solution_set":
+                    sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
+                else:
+                    tgt = samplers.GibbsTarget(task, depth, rank, r.beta, window, normalized=True)
+                    if r.method == "rmala":
+                        from samplers.rmala import RMALAKernel
+
+                        RMALAKernel(tgt)
+                    else:
+                        from samplers.ensemble import EmceeKernel
+
+                        EmceeKernel(tgt)
+            except DLNVolumeError as exc:
+                raise _ref_error(i, r, depth, exc) from None
+        if r.measure == "solution_set":
+            try:  # a window that contains no point of S ∩ M_r fails here, not after the flows
+                sampler.find_starts(1, rng=0, n_candidates=1)
+            except DLNVolumeError as exc:
+                raise _ref_error(i, r, None, exc) from None
+    if "null" in cfg.families and cfg.references and not kind.null_family:
+        pass  # reported as a note by run_experiment: the null family needs the 2x2 hyperbola
+    return replace(cfg, references=tuple(refs)), task
 
 
 def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None):
@@ -167,7 +247,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
     for j, depth in enumerate(cfg.depths):
         t0 = time.perf_counter()
         tag = depth_tag(depth)
-        fp = _key(cfg.seed, j, depth, cfg.task, cfg.runs, cfg.init_scale, cfg.flow_method, sorted(cfg.flow_options.items()))
+        fp = _key(cfg.seed, j, depth, cfg.task, task.digest(), cfg.runs, cfg.init_scale, cfg.flow_method, sorted(cfg.flow_options.items()))
         done = out_ckpt / f"endpoints_{tag}_{fp}.npz"
         folder = out_ckpt / f"flows_{tag}_{fp}"
         if done.exists():
@@ -208,10 +288,10 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
         for j, depth in enumerate(depths):
             t0 = time.perf_counter()
             tag = depth_tag(depth)
-            ck = out_ckpt / f"ref_{ref.name}_{tag}_{_key(cfg.seed, i, j, depth, ref, cfg.task)}.npz"
+            ck = out_ckpt / f"ref_{ref.name}_{tag}_{_key(cfg.seed, i, j, depth, ref, cfg.task, task.digest())}.npz"
             folder = ck.with_suffix("")  # per-batch chain checkpoints of MCMC references
             label = f"reference {ref.name} {tag}"
-            rank = ref.rank if ref.rank is not None else 1
+            rank = ref.rank  # filled in by prepare()
             target = {"measure": ref.measure, "depth": depth, "rank": rank, "beta": ref.beta, "normalized": True,
                       "confinement": f"FrobeniusBall({ref.radius})"}
             ss = _seed(cfg.seed, STAGE_REFS, i, j)
@@ -256,7 +336,7 @@ def _null_stage(cfg, task, out_ckpt, res):
     """Null measure of family (c): the Euclidean (depth-1) solution-set volume on the hyperbola window."""
     from .references import GridHyperbolaReference
 
-    radius = next((r.radius for r in cfg.references if r.measure == "solution_set"), cfg.references[0].radius)
+    radius = next((r.radius for r in cfg.references if r.measure == "solution_set"), cfg.references[0].radius) or 3.0
     ck = out_ckpt / f"null_euclidean_{_key(cfg.seed, radius, cfg.null_draws)}.npz"
     if ck.exists():
         X = load_npz(ck)["X"]
@@ -309,17 +389,22 @@ def _tests_stage(cfg, res):
 
 
 def run_experiment(
-    cfg: ExperimentConfig, out: Path, *, executor: Any = None, workers: int | None = None, progress: bool = True,
-    log: Callable[[str], None] | None = None,
+    cfg: ExperimentConfig, out: Path, *, task: dv.CompletionTask | None = None, executor: Any = None,
+    workers: int | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Run all computing stages; outputs are written by :mod:`analysis.report`.
+
+    ``task``: run on this :class:`dlnvolume.CompletionTask` instead of the one the ``[task]`` table
+    builds (any task; use ``kind = "custom"`` there). The whole configuration is validated against the
+    task first (:func:`prepare`), so a bad reference, rank or window fails in seconds, before any flow.
 
     Every stage item is checkpointed under ``out/checkpoints`` (flows and MCMC chains per batch), so
     a rerun into the same ``out`` with the same configuration resumes. ``log``, if given, receives
     one line per flow depth and per reference, e.g. ``"flows N5: resumed 3/8 batches from checkpoints"``.
     """
-    _check_references(cfg)
-    task = build_task(cfg)
+    from .tasks import TASK_KINDS
+
+    cfg, task = prepare(cfg, task)
     ckpt = Path(out) / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     for tmp in ckpt.rglob(".*.tmp"):  # temporary files of a run killed while writing a checkpoint
@@ -332,8 +417,11 @@ def run_experiment(
         t1 = time.perf_counter()
         _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers)
         res.timings["references"] = time.perf_counter() - t1
-        if "null" in cfg.families and cfg.task["kind"] == "diagonal_2x2":
+        if "null" in cfg.families and TASK_KINDS[cfg.task["kind"]].null_family:
             _null_stage(cfg, task, ckpt, res)
+        elif "null" in cfg.families:
+            res.notes.append(f"test family 'null' skipped: the Euclidean null measure is sampled on the hyperbola "
+                             f"of the 2x2 diagonal task only (task kind '{cfg.task['kind']}')")
         t2 = time.perf_counter()
         _tests_stage(cfg, res)
         res.timings["tests"] = time.perf_counter() - t2

@@ -197,3 +197,72 @@ def test_unknown_flow_option_names_the_config_key(tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--no-progress", "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "config key 'flows.options'" in err and "'bogus'" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- the edges a user hits
+def test_volume_rejects_3d_complex_and_non_numeric(tmp_path, capsys):
+    cases = [(np.ones((2, 2, 2)), r"shape \(2, 2, 2\); expected one m x n matrix \(2-D\)"),
+             (np.eye(2) * (1 + 1j), r"complex dtype complex128; expected a real matrix"),
+             (np.array([["a", "b"], ["c", "d"]]), r"non-numeric dtype <U1; expected a real matrix")]
+    import re
+
+    for i, (X, match) in enumerate(cases):
+        f = tmp_path / f"x{i}.npy"
+        np.save(f, X)
+        assert main(["volume", str(f), "--depth", "3"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and re.search(match, err), err
+
+
+def test_volume_warns_with_the_numerical_rank_off_the_stratum(tmp_path, capsys):
+    f = tmp_path / "r1.npy"
+    np.save(f, np.outer([1.0, 2.0], [1.0, 0.5]))  # rank 1
+    assert main(["volume", str(f), "--depth", "3"]) == 0  # full-rank stratum asked for
+    cap = capsys.readouterr()
+    assert cap.err.startswith("dlnvolume: warning: the matrix has numerical rank 1 (σ = 2.5, ")
+    assert "not the requested stratum M_2" in cap.err and "(pass --rank 1 for its own stratum)" in cap.err
+    assert main(["volume", str(f), "--depth", "3", "--rank", "1"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == "" and np.isfinite(float(cap.out))
+
+
+def test_version_quiet_verbose(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"dlnvolume {dv.__version__}"
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(TINY)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "q"), "-q"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("dlnvolume: wrote ")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "v"), "-v", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "flows N3: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
+    with pytest.raises(SystemExit):
+        main(["run", str(cfg), "--out", str(tmp_path / "w"), "-q", "-v"])
+
+
+def test_ctrl_c_is_one_line_with_the_resume_hint(tmp_path, capsys, monkeypatch):
+    import analysis.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_run", interrupted)
+    out = tmp_path / "o"
+    assert main(["run", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err == (f"dlnvolume: interrupted; finished batches are kept in {out / 'checkpoints'}: rerun the same "
+                   "command with --resume to continue\n")
+
+
+def test_python_m_dlnvolume_and_import_stays_free_of_analysis():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dlnvolume", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == f"dlnvolume {dv.__version__}"
+    r = subprocess.run([sys.executable, "-c", "import sys, dlnvolume; print(sorted(m for m in sys.modules "
+                        "if m.split('.')[0] in ('analysis', 'samplers', 'arviz', 'matplotlib')))"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "[]"

@@ -34,7 +34,13 @@ BAD = [
     ({"flows": {}}, r"'task': required key is missing"),
     ({"task": {"kind": "cube"}}, r"'task\.kind': expected one of"),
     ({"task": {"kind": "random_low_rank", "m": 3, "n": 3, "rank": 1}}, r"'task\.n_observed': required"),
-    ({"task": {"kind": "diagonal_2x2", "m": 3}}, r"'task\.m': only accepted"),
+    ({"task": {"kind": "diagonal_2x2", "m": 3}}, r"'task\.m': not accepted for kind 'diagonal_2x2'; accepted: no other"),
+    ({"task": {"kind": "custom", "values": "v.txt"}}, r"'task\.values': expected a matrix .* or a path to a \.npy/\.npz"),
+    ({"task": {"kind": "custom", "values": [[1, 2], [3]]}}, r"'task\.values': expected a matrix \(non-empty array of equally"),
+    ({"task": {"kind": "custom", "mask": [["a"]]}}, r"'task\.mask': expected a matrix"),
+    ({"task": {"kind": "custom", "m": 3}}, r"'task\.m': not accepted for kind 'custom'; accepted: ground_truth, mask, name, values"),
+    ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "a/b", "measure": "solution_set"}]},
+     r"'references\[0\]\.name': 'a/b'; expected letters, digits"),
     ({"task": {"kind": "diagonal_2x2"}, "flows": {"init_scale": -1.0}}, r"'flows\.init_scale': expected a finite number > 0"),
     ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "r", "measure": "gibbs"}]}, r"'references\[0\]\.beta': required"),
     ({"task": {"kind": "diagonal_2x2"}, "references": [{"measure": "gibbs_limit"}]}, r"'references\[0\]\.name': required"),
@@ -58,3 +64,10 @@ def test_malformed_toml_and_missing_file(tmp_path):
         load_config(str(p))
     with pytest.raises(ConfigError, match="not a built-in"):
         load_config(str(tmp_path / "nope.toml"))
+
+
+def test_non_utf8_config_is_one_line(tmp_path):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('name = "caf\xe9"\n[task]\nkind = "diagonal_2x2"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 11: invalid continuation byte\); TOML files must be"):
+        load_config(str(p))

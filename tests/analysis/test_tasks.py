@@ -1,0 +1,131 @@
+"""Any task: the task-kind registry, custom tasks (inline, .npy, .npz, Python), default windows, and the
+whole configuration validated against its task before any flow runs (one ConfigError line each)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+import dlnvolume as dv
+from analysis.cli import main
+from analysis.experiment import load_config, parse_config
+from analysis.runner import prepare, run_experiment
+from analysis.tasks import TASK_KINDS, build_task, default_radius
+from dlnvolume.errors import ConfigError
+
+V3 = [[1.0, -1.0, 0.0], [0.0, 0.0, 4.0], [0.0, 0.0, 1.0]]
+M3 = [[True, True, False], [False, False, True], [False, False, True]]
+
+
+def _doc(**refs):
+    ref = {"name": "s", "measure": "solution_set", "method": "mcmc", "draws": 20, "chains": 2, "warmup": 10}
+    ref.update(refs)
+    return {"task": {"kind": "custom", "values": V3, "mask": M3}, "flows": {"depths": [2, 3], "runs": 4},
+            "references": [ref], "statistics": {"volume_rank": 1}, "tests": {"n_perm": 19}}
+
+
+def test_registry_knows_exact_capability():
+    assert TASK_KINDS["diagonal_2x2"].exact_measures == ("solution_set", "gibbs_limit")
+    assert TASK_KINDS["custom"].exact_measures == () and TASK_KINDS["random_low_rank"].exact_measures == ()
+    assert TASK_KINDS["diagonal_2x2"].null_family and not TASK_KINDS["custom"].null_family
+
+
+def test_custom_task_inline_npy_npz(tmp_path):
+    inline = build_task(parse_config(_doc()).task, 0)
+    np.testing.assert_array_equal(inline.mask, np.array(M3))
+    np.save(tmp_path / "v.npy", np.where(M3, V3, np.nan))
+    np.save(tmp_path / "m.npy", np.array(M3, dtype=np.int8))
+    (tmp_path / "a.toml").write_text('[task]\nkind = "custom"\nvalues = "v.npy"\nmask = "m.npy"\n')
+    cfg, _ = load_config(str(tmp_path / "a.toml"))  # paths relative to the configuration file
+    t = build_task(cfg.task, 0)
+    np.testing.assert_array_equal(t.values, inline.values)
+    np.testing.assert_array_equal(t.mask, inline.mask)
+    np.savez(tmp_path / "t.npz", values=np.array(V3), mask=np.array(M3), ground_truth=np.ones((3, 3)))
+    (tmp_path / "b.toml").write_text('[task]\nkind = "custom"\nvalues = "t.npz"\n')
+    t2 = build_task(load_config(str(tmp_path / "b.toml"))[0].task, 0)
+    np.testing.assert_array_equal(t2.mask, inline.mask)
+    np.testing.assert_array_equal(t2.ground_truth, np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("task,match", [
+    ({"kind": "custom"}, r"'task\.values': required for kind 'custom'"),
+    ({"kind": "custom", "values": V3}, r"'task\.mask': required for kind 'custom'"),
+    ({"kind": "custom", "values": V3, "mask": [[2, 0, 0], [0, 0, 1], [0, 0, 1]]},
+     r"'task\.mask': expected booleans or 0/1 entries"),
+    ({"kind": "custom", "values": V3, "mask": [[True, False]]}, r"'task': values has shape \(3, 3\) but mask has shape"),
+    ({"kind": "custom", "values": "missing.npy", "mask": M3}, r"'task\.values': cannot read"),
+])
+def test_custom_task_errors(task, match):
+    with pytest.raises(ConfigError, match=match):
+        build_task(parse_config({"task": task}).task, 0)
+
+
+def test_default_window_from_the_task_scale():
+    assert default_radius(dv.tasks.diagonal_2x2()) == pytest.approx(3.0)
+    cfg, task = prepare(parse_config(_doc()))
+    assert cfg.references[0].radius == pytest.approx(1.5 * math.sqrt(19) * 1.5, rel=1e-6)
+    assert cfg.references[0].rank == 1
+
+
+@pytest.mark.parametrize("doc,match", [
+    ({"task": {"kind": "custom", "values": V3, "mask": M3},
+      "references": [{"name": "e", "measure": "solution_set", "method": "exact"}]},
+     r"'references\[0\]\.method': 'exact' 'solution_set' is not available: kind 'custom' has no exact reference"),
+    (_doc(radius=2.0), r"'references\[0\]\.radius': 2 cannot reach a solution: .* ‖observed values‖_F = 4\.359"),
+    (_doc(rank=2), r"'references\[0\]\.rank': 2, but statistics\.volume_rank = 1"),
+    ({**_doc(), "task": {"kind": "custom", "values": V3, "mask": [[1, 1, 0], [0, 1, 1], [0, 0, 1]]}},
+     r"'references\[0\]' \(s\) at depth N2: rank=1 with 5 observed entries of a 3x3 matrix: .* = 0; expected >= 1"),
+    ({**_doc(), "flows": {"depths": [2, "inf"]}}, r"'references\[0\]' \(s\) at depth Ninf: depth inf with rank=1"),
+    (_doc(depths=[7]), r"'references\[0\]\.depths': \['N7'\] are not flow depths"),
+    (_doc(measure="gibbs", method="rmala", beta=1.0), r"'references\[0\]' \(s\) at depth N2: method='rmala' samples"),
+    (_doc(measure="gibbs", method="mcmc", beta=1.0), r"'references\[0\]\.method': use 'rmala' or 'emcee'"),
+    (_doc(measure="solution_set", method="emcee"), r"'references\[0\]\.method': use 'exact' or 'mcmc'"),
+    (_doc(measure="gibbs_limit", method="mcmc"), r"'references\[0\]\.method': measure 'gibbs_limit' is only"),
+    ({**_doc(), "statistics": {"volume_rank": 4}}, r"'statistics\.volume_rank': 4 for a 3x3 task; expected"),
+    ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "e", "measure": "solution_set", "radius": 1.2}]},
+     r"'references\[0\]\.radius': 1\.2 cannot reach a solution"),
+    ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "e", "measure": "solution_set", "radius": 2.0}]},
+     r"'references\[0\]\.radius': 2; the rank-1 solutions of the 2x2 diagonal task have ‖X‖_F >= 2"),
+])
+def test_whole_config_checked_before_flows(doc, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        prepare(parse_config(doc))
+    assert "\n" not in str(info.value)
+
+
+def test_unreachable_window_found_by_the_sampler():
+    # radius <= ‖P_Ω M‖_F = 4.359: refused by the bound; just above it, the sampler finds no rank-1 solution
+    doc = _doc(radius=4.3)
+    with pytest.raises(ConfigError, match=r"cannot reach a solution"):
+        prepare(parse_config(doc))
+    doc = _doc(radius=4.4)
+    with pytest.raises(ConfigError, match=r"'references\[0\]' \(s\): no point of S ∩ M_r \(rank 1\) found inside"):
+        prepare(parse_config(doc))
+
+
+def test_cli_config_error_exits_2_before_any_flow(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text('[task]\nkind = "custom"\nvalues = [[1.0, 0.0], [0.0, 1.0]]\nmask = [[1, 0], [0, 1]]\n'
+                 '[flows]\ndepths = [2, "inf"]\nruns = 500\n'
+                 '[[references]]\nname = "s"\nmeasure = "solution_set"\nmethod = "mcmc"\n'
+                 '[statistics]\nvolume_rank = 1\n')
+    out = tmp_path / "out"
+    assert main(["run", str(p), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dlnvolume: error: config key 'references[0]' (s) at depth Ninf: depth inf with rank=1 on shape "
+                   "2x2: the mixed multipliers of Ā_inf vanish, so g_inf is infinite on T(S ∩ M_r) (MATH.md §2.3, "
+                   "§3.4); use a finite depth (samplers.reference.HyperbolaReference gives the N -> inf limit for "
+                   "the 2x2 example)"]
+    assert not out.exists()  # nothing was started
+
+
+def test_run_experiment_with_a_python_task(tmp_path):
+    task = dv.CompletionTask(np.array(V3), np.array(M3), name="mine")
+    cfg = parse_config({"task": {"kind": "custom"}, "flows": {"depths": [2], "runs": 4}, "tests": {"families": []}})
+    res = run_experiment(cfg, tmp_path, task=task, progress=False)
+    assert res.task is task and res.endpoints[2].X.shape == (4, 3, 3)
+    with pytest.raises(ConfigError, match=r"task= has type ndarray; expected a dlnvolume\.CompletionTask"):
+        run_experiment(cfg, tmp_path, task=np.eye(3), progress=False)
