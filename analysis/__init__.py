@@ -3,9 +3,9 @@
 Imports :mod:`dlnvolume` and :mod:`samplers` (ARCHITECTURE.md: ``analysis → samplers → dlnvolume``).
 
 * :mod:`analysis.statistics` — effective rank, numerical rank, norms, log-volume density on the
-  numerical-rank stratum, test error, position on the 2×2 hyperbola (MATH.md §3, §5.2, §6.2).
+  numerical-rank stratum, test error, position on the 2×2 hyperbola (docs/math.md §3, §5.2, §6.2).
 * :mod:`analysis.hypothesis` — :class:`TestResult`; distribution match (permutation KS / AD, energy
-  distance, Benjamini–Hochberg), volume percentiles, Mann–Whitney against a null measure (MATH.md §7).
+  distance, Benjamini–Hochberg), volume percentiles, Mann–Whitney against a null measure (docs/math.md §7).
 * :mod:`analysis.diagnostics` — the only arviz user: InferenceData export, R-hat / ESS summaries.
 * :mod:`analysis.plots` — volume histograms, the hyperbola picture, spectra.
 * :mod:`analysis.references` — vectorized grid version of the exact 2×2 hyperbola references.

@@ -80,7 +80,7 @@ def dense_log_volume_density(X: np.ndarray, depth: int, normalized: bool = True)
     """Dense reference: ``−½ log det`` of ``A_{N,X}`` built as an mn×mn matrix (square full rank).
 
     ``A = Σ_p (XXᵀ)^{(N−p)/N} ⊗ (XᵀX)^{(p−1)/N}`` (row-major vec) with fractional powers from ``eigh``;
-    this is what one would write without the SVD-basis formulas (MATH.md §1.3).
+    this is what one would write without the SVD-basis formulas (docs/math.md §1.3).
     """
     N = depth
     P = X @ X.T

@@ -202,7 +202,7 @@ def _refs(key: str, v: Any) -> list[dict]:
 # --------------------------------------------------------------------------- config objects
 @dataclass(frozen=True)
 class ReferenceConfig:
-    """One reference measure (MATH.md §5.2, ARCHITECTURE.md "The measures")."""
+    """One reference measure (docs/math.md §5.2, ARCHITECTURE.md "The measures")."""
 
     name: str
     measure: str

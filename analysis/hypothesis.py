@@ -1,4 +1,4 @@
-"""Hypothesis tests: do flow endpoints follow a volume measure? (MATH.md §7)
+"""Hypothesis tests: do flow endpoints follow a volume measure? (docs/math.md §7)
 
 Three families:
 

@@ -69,7 +69,7 @@ def volume_histograms(
 def hyperbola_picture(
     panels: Sequence[dict[str, Any]], *, limit: float = 3.0, grid: int = 121, rank: int = 1
 ) -> Figure:
-    """The 2×2 diagonal task (MATH.md §5.2, CMV Fig. 4): endpoints on the ``(a, b) = (X12, X21)`` plane.
+    """The 2×2 diagonal task (docs/math.md §5.2, CMV Fig. 4): endpoints on the ``(a, b) = (X12, X21)`` plane.
 
     Shading: ``log ρ_N`` on the solution set ``[[1, a], [b, 1]]`` evaluated on the rank-``rank``
     stratum (rank 1: at the best rank-1 approximation, so the shading is finite off the hyperbola);

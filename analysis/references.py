@@ -4,7 +4,7 @@ The samplers' reference computes every draw by adaptive quadrature plus root fin
 per draw and 2–4 s per construction here), which is exact but too slow for thousands of reference
 draws at five depths within the run-time budget. :class:`GridHyperbolaReference` evaluates the
 *same unnormalized densities* (formulas in the samplers.reference module docstring: g_N-arclength for
-``"solution_set"``, ``ρ_N^{(1)} ‖X'‖_F / √det G`` for ``"gibbs_limit"``; MATH.md §5.2, ARCHITECTURE.md
+``"solution_set"``, ``ρ_N^{(1)} ‖X'‖_F / √det G`` for ``"gibbs_limit"``; docs/math.md §5.2, ARCHITECTURE.md
 "The measures") batched on a grid of ``u = log|a|`` and integrates with the trapezoid rule.
 ``tests/analysis/test_references.py`` checks pdf, cdf and ``log_volume_cdf`` against the samplers'
 quadrature to 1e-6.

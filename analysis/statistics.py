@@ -3,9 +3,9 @@
 Everything broadcasts over leading batch axes: ``(runs, m, n)`` endpoints give ``(runs,)`` arrays,
 ``(chain, draw, m, n)`` draws give ``(chain, draw)`` arrays. Output shapes never depend on values.
 
-References: effective rank (Roy & Vetterli 2007; MATH.md §6.2), volume density on the rank-``r``
-stratum (MATH.md §3.2–3.4), the 2×2 diagonal task and its hyperbola ``ab = 1`` (MATH.md §5.2),
-closed-form checks MATH.md §8 items 25–26.
+References: effective rank (Roy & Vetterli 2007; docs/math.md §6.2), volume density on the rank-``r``
+stratum (docs/math.md §3.2–3.4), the 2×2 diagonal task and its hyperbola ``ab = 1`` (docs/math.md §5.2),
+closed-form checks docs/math.md §8 items 25–26.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def singular_values(X: Any) -> np.ndarray:
 
 
 def effective_rank(X: Any) -> np.ndarray:
-    """Effective rank ``exp(H(p))``, ``p_i = σ_i / Σ_j σ_j`` (Roy & Vetterli 2007; MATH.md §6.2).
+    """Effective rank ``exp(H(p))``, ``p_i = σ_i / Σ_j σ_j`` (Roy & Vetterli 2007; docs/math.md §6.2).
 
     Uses ``0 log 0 = 0`` (no ``1e-10`` fudge as in the Arora et al. code). ``1 ≤ erank ≤ rank`` for
     nonzero ``X``; the zero matrix gets 0 by convention. Shape ``(...)``.
@@ -91,7 +91,7 @@ def frobenius_norm(X: Any) -> np.ndarray:
 
 
 def schatten_quasi_norm(X: Any, depth: float) -> np.ndarray:
-    """``Σ σ_i^{2/N}`` (the Schatten-``2/N`` quasi-norm to the power ``2/N``; MATH.md §8 item 2).
+    """``Σ σ_i^{2/N}`` (the Schatten-``2/N`` quasi-norm to the power ``2/N``; docs/math.md §8 item 2).
 
     ``N·g_N(X)(X, X)`` unnormalized. For ``depth = inf`` the limit ``σ^{0}`` is 1 for ``σ > 0`` and
     0 for ``σ = 0``: the value is the number of exactly nonzero singular values.
@@ -106,7 +106,7 @@ def schatten_quasi_norm(X: Any, depth: float) -> np.ndarray:
 def log_volume_density_on_stratum(
     X: Any, depth: float, *, rank: int | None = None, rtol: float | None = None, normalized: bool = True
 ) -> np.ndarray:
-    """``log ρ_N^{(r)}`` at the rank-``r`` projection of ``X`` (MATH.md §3.2–3.4).
+    """``log ρ_N^{(r)}`` at the rank-``r`` projection of ``X`` (docs/math.md §3.2–3.4).
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ def log_volume_density_on_stratum(
 
 
 def test_error(X: Any, ground_truth: Any) -> np.ndarray:
-    """Mean over all entries of ``(X − W*)²`` (Arora et al. 2019; MATH.md §6.2), shape ``(...)``."""
+    """Mean over all entries of ``(X − W*)²`` (Arora et al. 2019; docs/math.md §6.2), shape ``(...)``."""
     X = check_matrix(X)
     W = check_matrix(ground_truth, name="ground_truth", batch=False)
     if W.shape != X.shape[-2:]:
@@ -152,7 +152,7 @@ test_error.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 @dataclass(frozen=True)
 class HyperbolaPosition:
-    """Position of 2×2 matrices ``[[x11, a], [b, x22]]`` relative to the rank-1 solutions (MATH.md §5.2).
+    """Position of 2×2 matrices ``[[x11, a], [b, x22]]`` relative to the rank-1 solutions (docs/math.md §5.2).
 
     All arrays have the batch shape of the input.
 
@@ -327,7 +327,7 @@ def compute_statistics(
     """All statistics of :class:`MatrixStatistics` for ``X`` of shape ``(..., m, n)``.
 
     The log-volume density is taken on the stratum of each matrix's numerical rank (or ``rank``),
-    at depth ``depth`` (MATH.md §3); ``rtol`` is the stated relative tolerance of the numerical rank
+    at depth ``depth`` (docs/math.md §3); ``rtol`` is the stated relative tolerance of the numerical rank
     (default ``max(m, n)·eps``).
     """
     X = check_matrix(X)

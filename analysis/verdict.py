@@ -186,6 +186,27 @@ def _endpoint_caveats(res: Any, depth: float) -> list[str]:
     return out
 
 
+def _on_stratum_percentiles(res: Any, name: str, depth: float) -> str:
+    """The percentile answer restricted to the kept endpoints ON the tested stratum (same percentiles)."""
+    from scipy import stats
+
+    cfg = res.config
+    pr = getattr(res, "percentiles", {}).get((name, depth))
+    if pr is None or cfg.volume_rank == "numerical":
+        return ""
+    keep = np.asarray(res.keep[depth])
+    on = (np.asarray(res.endpoint_stats[depth].numerical_rank) == int(cfg.volume_rank))[keep]
+    if on.all():
+        return ""
+    u = np.asarray(pr.percentiles)[on]
+    if u.size < 2:
+        return f"only {u.size} kept endpoint(s) on M_{cfg.volume_rank}: no test on the stratum alone"
+    p = float(stats.kstest(u, "uniform", alternative="greater").pvalue)
+    ptxt = f"p = {p:.3g}" if p > 0 else "p < 1e-300"
+    return (f"on the {u.size} endpoints on M_{cfg.volume_rank} alone: mean percentile {u.mean():.3g}, one-sided KS "
+            f"{ptxt} ({'reject' if p <= cfg.alpha else 'not rejected'} at α = {cfg.alpha:g})")
+
+
 def _pick(fam: str, tests: list[TestResult]) -> TestResult:
     if fam == "percentile":
         return next(t for t in tests if t.name == "percentile:small")
@@ -219,6 +240,10 @@ def verdicts(res: Any, *, quick: bool = False) -> list[Verdict]:
                                "answer")
             if t.notes and "only" in t.notes:
                 caveats.append(t.notes.split("; ")[-1])
+            if fam == "percentile":
+                sub = _on_stratum_percentiles(res, name, depth)
+                if sub:
+                    caveats.append(sub)
             if fam == "distribution":
                 answer = "no" if reject else "not rejected"
             else:

@@ -127,5 +127,10 @@ def test_run_experiment_with_a_python_task(tmp_path):
     cfg = parse_config({"task": {"kind": "custom"}, "flows": {"depths": [2], "runs": 4}, "tests": {"families": []}})
     res = run_experiment(cfg, tmp_path, task=task, progress=False)
     assert res.task is task and res.endpoints[2].X.shape == (4, 3, 3)
+    from analysis.report import write_outputs
+
+    write_outputs(res, tmp_path, {})
+    md = (tmp_path / "report.md").read_text()
+    assert "**No hypothesis test was run**: this experiment has no references." in md  # says so, first
     with pytest.raises(ConfigError, match=r"task= has type ndarray; expected a dlnvolume\.CompletionTask"):
         run_experiment(cfg, tmp_path, task=np.eye(3), progress=False)

@@ -48,7 +48,7 @@ def _res(stuck=False, n_rank2=0, statuses=None):
     tests[("percentile", "mc", 3)] = [pr.uniform, pr.small]
     return SimpleNamespace(config=cfg, keep={3: keep}, endpoint_stats={3: est},
                            endpoints={3: SimpleNamespace(status=status)}, samples={("mc", 3): ss},
-                           sample_stats={("mc", 3): sst}, tests=tests)
+                           sample_stats={("mc", 3): sst}, tests=tests, percentiles={("mc", 3): pr})
 
 
 def test_converged_reference_gives_answers_and_floor():
@@ -79,6 +79,9 @@ def test_off_stratum_and_non_converged_runs_are_caveats():
     cav = rows[0].caveats
     assert any(c.startswith("N=3: 4 of 27 endpoints are off the tested stratum M_1 (rank 2: 4") for c in cav)
     assert "N=3: 3 of 30 runs did not converge (max_steps: 3); 3 excluded" in cav
+    high = rows[1]
+    on = [c for c in high.caveats if c.startswith("on the 23 endpoints on M_1 alone: mean percentile ")]
+    assert len(on) == 1 and on[0].endswith("at α = 0.05)")
     lines = format_lines(rows, parse_config(CFG))
     assert lines[0].startswith("verdict at α = 0.05 (permutation tests: n_perm = 99, floor p = 0.01")
     assert lines[1] == "  N=3\n    caveat: " + cav[0] + "\n    caveat: " + cav[1]
