@@ -168,7 +168,8 @@ def _table(key: str, v: Any, spec: dict[str, Callable[[str, Any], Any]], require
     return out
 
 
-TASK_SPEC = {"kind": _enum(*TASK_KINDS)}  # the keys of each kind: analysis.tasks.TASK_KINDS
+# every key some task kind accepts (which kind accepts which: analysis.tasks.TASK_KINDS)
+TASK_SPEC = {"kind": _enum(*TASK_KINDS), **{k: v for kind in TASK_KINDS.values() for k, v in kind.keys.items()}}
 FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "method": _enum("end_to_end", "factor"),
              "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
 REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),

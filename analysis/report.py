@@ -74,15 +74,11 @@ def _endpoint_rows(res: ExperimentResult) -> list[list[Any]]:
     return rows
 
 
-def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tuple[str, str]]:
-    cfg = res.config
-    figs: list[tuple[str, str]] = []
-    fdir = out / "figures"
-    fdir.mkdir(exist_ok=True)
-    depths = list(res.endpoints)
-    # volume histograms
+def histogram_panels(res: ExperimentResult) -> list[dict]:
+    """The data of the volume-histogram figure, per depth: the kept endpoints' log ρ and each
+    reference's log ρ — the arrays the tests used (``res.endpoint_stats``, ``res.sample_stats``)."""
     panels = []
-    for depth in depths:
+    for depth in res.endpoints:
         keep = res.keep[depth]
         refs = {n: res.sample_stats[(n, d)].log_volume_density for (n, d) in res.sample_stats if d == depth}
         if depth in res.null_log_volume:
@@ -97,6 +93,16 @@ def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tu
                     legend[key] = legend.get(key, "") + f"; {t.name.split(':')[0]} p={_fmt(t.p_value)}"
         panels.append({"depth": depth, "endpoints": res.endpoint_stats[depth].log_volume_density[keep],
                        "references": refs, "legend": legend})
+    return panels
+
+
+def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tuple[str, str]]:
+    cfg = res.config
+    figs: list[tuple[str, str]] = []
+    fdir = out / "figures"
+    fdir.mkdir(exist_ok=True)
+    depths = list(res.endpoints)
+    panels = histogram_panels(res)
     fig = plots.volume_histograms(panels)
     plots.save(fig, fdir / "volume_histograms.png")
     figs.append(("volume_histograms.png", "Log volume density of flow endpoints vs reference draws, per depth."))

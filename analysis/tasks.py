@@ -171,7 +171,7 @@ def task_spec(key: str, v: Any) -> dict:
     if "kind" not in v:
         raise ConfigError(f"config key '{key}.kind': required key is missing")
     kind = v["kind"]
-    if kind not in TASK_KINDS:
+    if not isinstance(kind, str) or kind not in TASK_KINDS:
         raise _fail(f"{key}.kind", "one of " + ", ".join(repr(k) for k in TASK_KINDS), kind)
     tk = TASK_KINDS[kind]
     out = {"kind": kind}

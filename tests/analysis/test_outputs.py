@@ -103,3 +103,18 @@ def test_verdict_is_first_in_the_report(tiny_run):
     html = (out / "report.html").read_text()
     assert html.index("<section class='verdict'>") < html.index("<h2>Flow endpoints</h2>")
     assert "<style>" in html and "th{background" in html
+
+
+@pytest.mark.arviz
+def test_figure_data_are_the_results_nc_arrays(tiny_run):
+    from analysis.report import histogram_panels
+
+    cfg, res, out = tiny_run
+    tree = diagnostics.load(out / "results.nc")
+    ep = tree["endpoints"].to_dataset()
+    post = tree["references/solution_set/posterior"].to_dataset()
+    for i, panel in enumerate(histogram_panels(res)):
+        kept = ep["kept"].values[i].astype(bool)
+        np.testing.assert_array_equal(panel["endpoints"], ep["log_volume_density"].values[i][kept])
+        np.testing.assert_array_equal(np.ravel(panel["references"]["solution_set"]),
+                                      post["log_volume_density"].values[i].reshape(-1))
