@@ -2,11 +2,17 @@
 
 Imports :mod:`dlnvolume` and :mod:`samplers` (ARCHITECTURE.md: ``analysis → samplers → dlnvolume``).
 
-* :mod:`analysis.statistics` — effective rank, numerical rank, norms, log-volume density on the
-  numerical-rank stratum, test error, position on the 2×2 hyperbola (docs/math.md §3, §5.2, §6.2).
+* :mod:`analysis.statistics` — the registry of statistics (effective rank, numerical rank, norms,
+  log-volume density on the configured stratum, test error, position on the 2×2 hyperbola; docs/math.md
+  §3, §5.2, §6.2), computed once per set of matrices.
 * :mod:`analysis.hypothesis` — :class:`TestResult`; distribution match (permutation KS / AD, energy
   distance, Benjamini–Hochberg), volume percentiles, Mann–Whitney against a null measure (docs/math.md §7).
-* :mod:`analysis.diagnostics` — the only arviz user: InferenceData export, R-hat / ESS summaries.
+* :mod:`analysis.verdict` — per depth and reference: the question, the answer at α, p-value and its
+  permutation floor, effect size with its interval, ESS, caveats.
+* :mod:`analysis.diagnostics` — the only arviz user: ``results.nc`` as an xarray DataTree, one
+  posterior/sample_stats per reference (ArviZ 0.23 InferenceData or 1.x DataTree), R-hat / ESS summaries.
+* :mod:`analysis.tasks` — the registry of task kinds (built-ins and ``custom``) with their exact-reference
+  capability.
 * :mod:`analysis.plots` — volume histograms, the hyperbola picture, spectra.
 * :mod:`analysis.references` — vectorized grid version of the exact 2×2 hyperbola references.
 * :mod:`analysis.experiment`, :mod:`analysis.runner`, :mod:`analysis.report`, :mod:`analysis.cli` —
