@@ -254,7 +254,8 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
                                                                  + (" (BH)" if v.p_adjusted is not None else ""))
         row = [plots.depth_label(v.depth), v.reference, short_question(v.question), f"**{v.answer}**", v.test, ptxt]
         row += [_ci(v) if v.effect_name == k else "" for k in kinds]
-        row += [v.n_endpoints, v.n_reference, "–" if v.ess is None else f"{v.ess:.0f}",
+        row += [v.n_endpoints, "exact CDF" if v.n_reference == 0 else v.n_reference,
+                "–" if v.ess is None else f"{v.ess:.0f}",
                 ", ".join(marks) or "none"]
         rows.append(row)
     L += [_table(["depth", "reference", "question", "answer", "test", "p"] + [EFFECT_COLUMNS[k] for k in kinds]

@@ -72,9 +72,13 @@ def reference_checks(res: Any) -> dict[tuple[str, float], ReferenceCheck]:
         if s.method == "exact":
             out[key] = ReferenceCheck("exact", n, float(n), None, True)
             continue
-        ess = float(getattr(s, "ess", None) or sdiag.ess(v)) if v.shape[-1] >= 4 else 1.0
-        rhat = float(getattr(s, "rhat", None) or sdiag.rhat(v)) if v.shape[-1] >= 4 else math.inf
         reasons = []
+        if v.ndim != 2 or v.shape[-1] < 4 or not np.all(np.isfinite(v)):
+            out[key] = ReferenceCheck(s.method, n, 1.0, math.inf, False,
+                                      "fewer than 4 draws per chain or non-finite log ρ: no R-hat/ESS")
+            continue
+        ess = float(getattr(s, "ess", None) or sdiag.ess(v))
+        rhat = float(getattr(s, "rhat", None) or sdiag.rhat(v))
         if v.shape[0] < 2:
             reasons.append("one chain: R-hat cannot see non-mixing")
         if not rhat <= RHAT_MAX:
@@ -106,7 +110,7 @@ class Verdict:
     effect: float
     effect_ci: tuple[float, float] | None
     n_endpoints: int
-    n_reference: int
+    n_reference: int            # reference draws the test used (0: the exact reference CDF)
     ess: float | None
     rhat: float | None
     trusted: bool
@@ -125,9 +129,9 @@ class Verdict:
     def line(self, skip: tuple[str, ...] = ()) -> str:
         """One terminal line; caveats not in ``skip`` on their own indented lines."""
         ess = "" if self.ess is None else f", ESS {self.ess:.0f}"
+        ref = "the exact reference CDF" if self.n_reference == 0 else f"{self.n_reference} reference draws"
         head = (f"{self.reference}: {_short(self.question)} {self.answer.upper()} — {self.test}, "
-                f"{self.p_text()}; {self.effect_text()}; n = {self.n_endpoints} endpoints / "
-                f"{self.n_reference} reference draws{ess}")
+                f"{self.p_text()}; {self.effect_text()}; n = {self.n_endpoints} endpoints / {ref}{ess}")
         return "\n".join([head] + [f"    caveat: {c}" for c in self.caveats if c not in skip])
 
     def to_dict(self) -> dict:
@@ -255,7 +259,7 @@ def verdicts(res: Any, *, quick: bool = False) -> list[Verdict]:
                 alpha=cfg.alpha, test=_test_label(t), p_value=t.p_value, p_adjusted=t.p_adjusted,
                 p_floor=t.p_floor, at_floor=t.at_floor, effect_name=eff.effect_name or "effect",
                 effect=float(eff.effect_size), effect_ci=eff.effect_ci, n_endpoints=t.n_x,
-                n_reference=(chk.n_draws if chk is not None else t.n_y),
+                n_reference=t.n_y,
                 ess=(chk.ess if chk is not None else None), rhat=(chk.rhat if chk is not None else None),
                 trusted=trusted, caveats=tuple(caveats)))
     return rows

@@ -103,3 +103,15 @@ def test_effect_intervals_of_the_tests():
     assert mw.effect_ci[0] < 0.638 < mw.effect_ci[1]
     same = hyp.ks_test(y[:150], y[150:], n_perm=99, rng=1)
     assert not same.at_floor and same.p_value > 0.01
+
+
+def test_too_short_reference_fails_its_check():
+    res = _res()
+    ss = res.samples[("mc", 3)]
+    short = SampleSet(ss.draws[:, :3], ss.log_density[:, :3], ss.accept_prob[:, :3], ss.step_size, {}, {}, "mcmc",
+                      ss.seeds, 0, 1)
+    res.samples[("mc", 3)] = short
+    res.sample_stats[("mc", 3)] = compute_statistics(short.draws, 3, rtol=1e-4, rank=1)
+    chk = reference_checks(res)[("mc", 3)]
+    assert not chk.passed and chk.reason == "fewer than 4 draws per chain or non-finite log ρ: no R-hat/ESS"
+    assert all(r.answer == "inconclusive" for r in verdicts(res))
