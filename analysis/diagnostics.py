@@ -196,6 +196,13 @@ def reference_tree(
                         fail[i, :, j] = np.asarray(v, dtype=np.int64).reshape(C)
             ss["failures"] = (("depth", "chain", "failure"), fail)
             ss_coords["failure"] = np.asarray(kinds)
+        # numeric fields a sampler adds later (weights per draw, per-chain R-hat, ...): per draw or per chain
+        for k in sorted(set.intersection(*(set(getattr(samples[d], "extras", {}) or {}) for d in depths))):
+            vals = [np.asarray(samples[d].extras[k], dtype=np.float64) for d in depths]
+            if all(v.shape == (C, D) for v in vals):
+                ss[k] = (dims, np.stack(vals))
+            elif all(v.shape == (C,) for v in vals):
+                ss[k] = (("depth", "chain"), np.stack(vals))
     sample_stats = xr.Dataset(ss, coords=ss_coords, attrs=common)
     return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
 

@@ -248,15 +248,21 @@ class ExperimentConfig:
     quick: dict = field(default_factory=dict)
 
     def quick_version(self) -> "ExperimentConfig":
-        """The ``--quick`` variant: values of the ``[quick]`` table replace runs/draws/... ."""
+        """The ``--quick`` variant: values of the ``[quick]`` table replace runs/draws/... ; a reference
+        restricted to depths that ``--quick`` does not run is left out."""
         from dataclasses import replace
 
         q = self.quick
-        refs = tuple(
-            replace(r, draws=q.get("draws", r.draws), chains=q.get("chains", r.chains), warmup=q.get("warmup", r.warmup))
-            for r in self.references
-        )
-        return replace(self, runs=q.get("runs", self.runs), depths=tuple(q.get("depths", self.depths)),
+        depths = tuple(q.get("depths", self.depths))
+        refs = []
+        for r in self.references:
+            keep = None if r.depths is None else tuple(d for d in r.depths if d in depths)
+            if keep == ():
+                continue  # none of its depths is run by --quick
+            refs.append(replace(r, draws=q.get("draws", r.draws), chains=q.get("chains", r.chains),
+                                warmup=q.get("warmup", r.warmup), depths=keep))
+        refs = tuple(refs)
+        return replace(self, runs=q.get("runs", self.runs), depths=depths,
                        n_perm=q.get("n_perm", self.n_perm), null_draws=q.get("null_draws", self.null_draws),
                        references=refs, quick={})
 

@@ -83,7 +83,12 @@ def build_task(cfg: ExperimentConfig) -> dv.CompletionTask:
 
 @dataclass(frozen=True, eq=False)
 class SampleSet:
-    """Draws in the Chains layout (contracts.md); used for exact i.i.d. reference draws too."""
+    """Draws in the Chains layout (contracts.md); used for exact i.i.d. reference draws too.
+
+    ``extras``: numeric fields of the sampler's result beyond the ones above (e.g. per-chain R-hat, ESS,
+    ``converged``, weights, component masses once the samplers provide them), kept and checkpointed
+    so the report and the verdict can surface them without a change here.
+    """
 
     draws: np.ndarray
     log_density: np.ndarray
@@ -95,11 +100,14 @@ class SampleSet:
     seeds: np.ndarray
     warmup: int
     thin: int
+    extras: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {k: np.asarray(getattr(self, k)) for k in ("draws", "log_density", "accept_prob", "step_size", "seeds")}
         for k, v in self.failures.items():
             arrays[f"failures__{k}"] = np.asarray(v)
+        for k, v in self.extras.items():
+            arrays[f"extras__{k}"] = np.asarray(v)
         arrays["meta"] = np.array(repr({"target": {k: str(v) for k, v in self.target.items()}, "method": self.method,
                                          "warmup": self.warmup, "thin": self.thin}))
         atomic_save_npz(path, **arrays)
@@ -108,14 +116,25 @@ class SampleSet:
     def load(cls, path: Path, target: dict, method: str, warmup: int, thin: int) -> "SampleSet":
         d = load_npz(path)
         failures = {k.split("__", 1)[1]: v for k, v in d.items() if k.startswith("failures__")}
+        extras = {k.split("__", 1)[1]: v for k, v in d.items() if k.startswith("extras__")}
         return cls(d["draws"], d["log_density"], d["accept_prob"], d["step_size"], failures, target, method,
-                   d["seeds"], warmup, thin)
+                   d["seeds"], warmup, thin, extras)
 
     @classmethod
     def from_chains(cls, ch: Any) -> "SampleSet":
+        known = {"draws", "log_density", "accept_prob", "step_size", "failures", "target", "method", "seeds",
+                 "warmup", "thin"}
+        names = list(getattr(ch, "__dataclass_fields__", {}) or vars(ch))
+        extras = {}
+        for name in names:
+            if name in known or name.startswith("_"):
+                continue
+            v = getattr(ch, name, None)
+            if isinstance(v, (bool, int, float, np.ndarray, np.number, np.bool_)) and np.asarray(v).dtype.kind in "biuf":
+                extras[name] = np.asarray(v)
         return cls(np.asarray(ch.draws), np.asarray(ch.log_density), np.asarray(ch.accept_prob),
                    np.asarray(ch.step_size), dict(ch.failures), dict(ch.target), str(ch.method),
-                   np.asarray(ch.seeds), int(ch.warmup), int(ch.thin))
+                   np.asarray(ch.seeds), int(ch.warmup), int(ch.thin), extras)
 
 
 @dataclass

@@ -77,15 +77,21 @@ def reference_checks(res: Any) -> dict[tuple[str, float], ReferenceCheck]:
             out[key] = ReferenceCheck(s.method, n, 1.0, math.inf, False,
                                       "fewer than 4 draws per chain or non-finite log ρ: no R-hat/ESS")
             continue
-        ess = float(getattr(s, "ess", None) or sdiag.ess(v))
-        rhat = float(getattr(s, "rhat", None) or sdiag.rhat(v))
+        extra = getattr(s, "extras", {}) or {}
+        ess = float(sdiag.ess(v))
+        rhat = float(sdiag.rhat(v))
+        for key_, val in (("rhat", extra.get("rhat")), ("ess", extra.get("ess"))):  # a sampler's own numbers
+            if val is not None and np.size(val):
+                worst = float(np.max(val)) if key_ == "rhat" else float(np.min(val))
+                rhat, ess = (max(rhat, worst), ess) if key_ == "rhat" else (rhat, min(ess, worst))
         if v.shape[0] < 2:
             reasons.append("one chain: R-hat cannot see non-mixing")
         if not rhat <= RHAT_MAX:
             reasons.append(f"R-hat {rhat:.3f} > {RHAT_MAX}")
         if ess < ESS_MIN:
             reasons.append(f"ESS {ess:.0f} < {ESS_MIN:.0f}")
-        if getattr(s, "converged", True) is False:
+        conv = extra.get("converged")
+        if conv is not None and not bool(np.all(conv)):
             reasons.append("the sampler reports it did not converge")
         out[key] = ReferenceCheck(s.method, n, ess, rhat, not reasons, "; ".join(reasons))
     return out

@@ -71,3 +71,12 @@ def test_non_utf8_config_is_one_line(tmp_path):
     p.write_bytes('name = "caf\xe9"\n[task]\nkind = "diagonal_2x2"\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 11: invalid continuation byte\); TOML files must be"):
         load_config(str(p))
+
+
+def test_quick_drops_references_whose_depths_it_does_not_run():
+    cfg = parse_config({"task": {"kind": "diagonal_2x2"}, "flows": {"depths": [2, 5, 10]},
+                        "references": [{"name": "a", "measure": "solution_set", "depths": [10]},
+                                       {"name": "b", "measure": "solution_set", "depths": [5, 10]}],
+                        "quick": {"depths": [2, 5]}})
+    q = cfg.quick_version()
+    assert [r.name for r in q.references] == ["b"] and q.references[0].depths == (5,)

@@ -4,7 +4,6 @@ whole configuration validated against its task before any flow runs (one ConfigE
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -134,3 +133,20 @@ def test_run_experiment_with_a_python_task(tmp_path):
     assert "**No hypothesis test was run**: this experiment has no references." in md  # says so, first
     with pytest.raises(ConfigError, match=r"task= has type ndarray; expected a dlnvolume\.CompletionTask"):
         run_experiment(cfg, tmp_path, task=np.eye(3), progress=False)
+
+
+EXAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples" / "custom-3x3.toml"
+
+
+def test_docs_example_config_is_valid():
+    cfg, task = prepare(load_config(str(EXAMPLE))[0])
+    assert task.shape == (3, 3) and task.n_observed == 4 and task.ground_truth is not None
+    assert cfg.references[0].radius == pytest.approx(default_radius(task), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_docs_example_runs_end_to_end_with_a_verdict(tmp_path, capsys):
+    assert main(["run", str(EXAMPLE), "--quick", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict at α = 0.05" in out and "solution_set: follow the reference?" in out
+    assert "solution_set: higher volume than the reference?" in out

@@ -115,3 +115,40 @@ def test_too_short_reference_fails_its_check():
     chk = reference_checks(res)[("mc", 3)]
     assert not chk.passed and chk.reason == "fewer than 4 draws per chain or non-finite log ρ: no R-hat/ESS"
     assert all(r.answer == "inconclusive" for r in verdicts(res))
+
+
+def test_fields_a_sampler_adds_later_are_used(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class FutureChains:  # Chains with the fields the samplers will add
+        draws: np.ndarray
+        log_density: np.ndarray
+        accept_prob: np.ndarray
+        step_size: np.ndarray
+        failures: dict
+        target: dict
+        method: str
+        seeds: np.ndarray
+        warmup: int
+        thin: int
+        rhat: np.ndarray
+        converged: np.ndarray
+        weights: np.ndarray
+
+    res = _res()
+    ss = res.samples[("mc", 3)]
+    ch = FutureChains(ss.draws, ss.log_density, ss.accept_prob, ss.step_size, {}, {}, "mcmc", ss.seeds, 1, 1,
+                      np.array([1.05]), np.array([True, False, True, True]), np.ones((4, 500)))
+    s2 = SampleSet.from_chains(ch)
+    assert set(s2.extras) == {"rhat", "converged", "weights"}
+    s2.save(tmp_path / "s.npz")
+    back = SampleSet.load(tmp_path / "s.npz", {}, "mcmc", 1, 1)
+    np.testing.assert_array_equal(back.extras["converged"], ch.converged)
+    res.samples[("mc", 3)] = back
+    chk = reference_checks(res)[("mc", 3)]
+    assert not chk.passed and "R-hat 1.050 > 1.01" in chk.reason and "the sampler reports it did not converge" in chk.reason
+    from analysis.diagnostics import reference_tree
+
+    tree = reference_tree({3: back}, {3: res.sample_stats[("mc", 3)]}, exact=False, volume_rank=1, rtol=1e-4)
+    assert tree["sample_stats"]["weights"].dims == ("depth", "chain", "draw")
