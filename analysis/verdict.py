@@ -210,10 +210,10 @@ def _on_stratum_percentiles(res: Any, name: str, depth: float) -> str:
         return ""
     u = np.asarray(pr.percentiles)[on]
     if u.size < 2:
-        return f"only {u.size} kept endpoint(s) on M_{cfg.volume_rank}: no test on the stratum alone"
+        return f"{_tag(depth)}, {name}: only {u.size} kept endpoint(s) on M_{cfg.volume_rank}: no test on the stratum alone"
     p = float(stats.kstest(u, "uniform", alternative="greater").pvalue)
     ptxt = f"p = {p:.3g}" if p > 0 else "p < 1e-300"
-    return (f"on the {u.size} endpoints on M_{cfg.volume_rank} alone: mean percentile {u.mean():.3g}, one-sided KS "
+    return (f"{_tag(depth)}, {name}: on the {u.size} endpoints on M_{cfg.volume_rank} alone: mean percentile {u.mean():.3g}, one-sided KS "
             f"{ptxt} ({'reject' if p <= cfg.alpha else 'not rejected'} at α = {cfg.alpha:g})")
 
 

@@ -80,7 +80,7 @@ def test_off_stratum_and_non_converged_runs_are_caveats():
     assert any(c.startswith("N=3: 4 of 27 endpoints are off the tested stratum M_1 (rank 2: 4") for c in cav)
     assert "N=3: 3 of 30 runs did not converge (max_steps: 3); 3 excluded" in cav
     high = rows[1]
-    on = [c for c in high.caveats if c.startswith("on the 23 endpoints on M_1 alone: mean percentile ")]
+    on = [c for c in high.caveats if c.startswith("N=3, mc: on the 23 endpoints on M_1 alone: mean percentile ")]
     assert len(on) == 1 and on[0].endswith("at α = 0.05)")
     lines = format_lines(rows, parse_config(CFG))
     assert lines[0].startswith("verdict at α = 0.05 (permutation tests: n_perm = 99, floor p = 0.01")
