@@ -374,7 +374,9 @@ def summary(obj: Any, *, group: str = "posterior", var_names: list[str] | None =
 def _figure(result: Any) -> Any:
     if ARVIZ_MAJOR >= 1:  # arviz_plots PlotCollection
         return result.viz["figure"].item()
-    return np.asarray(result).reshape(-1)[0].figure
+    fig = np.asarray(result).reshape(-1)[0].figure
+    fig.tight_layout()
+    return fig
 
 
 def _plot(fn_name: str, obj: Any, var_names: list[str], coords: Mapping[str, Any] | None, **kw: Any) -> Any:
