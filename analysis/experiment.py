@@ -19,6 +19,7 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
                   method = "exact" | "mcmc" | "rmala" | "emcee"
                   radius (Frobenius window / ball; default 1.5 x the task's scale)   draws, chains, warmup, thin
                   beta, rank (gibbs)   depths = [...] (subset; default all flow depths)
+                  note = "..." (a caveat printed with every verdict row of this reference)
     [statistics]  rtol = 1e-6   volume_rank = "numerical" | r
     [tests]       families = ["distribution", "percentile", "null"]
                   n_perm = 499   max_n = 1000   statistics = [...]   null_draws = 2000   alpha = 0.05
@@ -174,7 +175,8 @@ FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "
              "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
 REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),
             "method": _enum("exact", "mcmc", "rmala", "emcee"), "radius": _float(), "draws": _int(4), "chains": _int(1),
-            "warmup": _int(0), "thin": _int(1), "beta": _float(), "rank": _int(1), "depths": _list(_depth)}
+            "warmup": _int(0), "thin": _int(1), "beta": _float(), "rank": _int(1), "depths": _list(_depth),
+            "note": _str}
 STAT_SPEC = {"rtol": _float(), "volume_rank": _volume_rank}
 TEST_SPEC = {"families": _list(_enum(*FAMILIES), nonempty=False), "n_perm": _int(19), "max_n": _int(10),
              "statistics": _list(_enum(*STAT_NAMES)), "null_draws": _int(10), "alpha": _float(0.0, True, 1.0),
@@ -216,6 +218,7 @@ class ReferenceConfig:
     beta: float | None = None
     rank: int | None = None
     depths: tuple | None = None
+    note: str | None = None  # printed as a caveat with every verdict row of this reference
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,9 @@ def verdicts(res: Any, *, quick: bool = False) -> list[Verdict]:
             reject = bool(p <= cfg.alpha)
             chk = checks.get((name, depth))
             caveats = list(base)
+            note = next((r.note for r in cfg.references if r.name == name and getattr(r, "note", None)), None)
+            if note:
+                caveats.append(f"reference {name}: {note}")
             trusted = True
             if chk is not None and not chk.passed:
                 trusted = False

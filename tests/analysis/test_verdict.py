@@ -152,3 +152,10 @@ def test_fields_a_sampler_adds_later_are_used(tmp_path):
 
     tree = reference_tree({3: back}, {3: res.sample_stats[("mc", 3)]}, exact=False, volume_rank=1, rtol=1e-4)
     assert tree["sample_stats"]["weights"].dims == ("depth", "chain", "draw")
+
+
+def test_reference_note_is_a_caveat():
+    res = _res()
+    cfg = parse_config({**CFG, "references": [{**CFG["references"][0], "note": "not validated beyond 2x2"}]})
+    res.config = cfg
+    assert all("reference mc: not validated beyond 2x2" in r.caveats for r in verdicts(res))
