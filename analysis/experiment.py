@@ -29,6 +29,7 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -397,10 +398,22 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    """A bare key when TOML allows one, else a quoted key (e.g. the empty key)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", k):
+        return k
+    return _toml_string(k)
+
+
+def _toml_string(v: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, and DEL must be escaped too."""
+    return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def to_toml(doc: dict, _prefix: str = "") -> str:
@@ -415,9 +428,9 @@ def to_toml(doc: dict, _prefix: str = "") -> str:
         elif isinstance(v, list) and not v and k == "references":
             continue
         else:
-            lines.append(f"{k} = {_toml_value(v)}")
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
     for k, v in tables:
-        name = f"{_prefix}{k}"
+        name = f"{_prefix}{_toml_key(k)}"
         if isinstance(v, dict):
             lines.append(f"\n[{name}]")
             lines.append(to_toml(v, name + ".").rstrip("\n"))

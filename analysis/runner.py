@@ -127,8 +127,8 @@ class SampleSet:
         names = list(getattr(ch, "__dataclass_fields__", {}) or vars(ch))
         extras = {}
         for name in names:
-            if name in known or name.startswith("_"):
-                continue
+            if name in known or name.startswith("_") or any(w in name for w in ("elapsed", "time", "seconds")):
+                continue  # wall-clock fields would make two identical runs differ
             v = getattr(ch, name, None)
             if isinstance(v, (bool, int, float, np.ndarray, np.number, np.bool_)) and np.asarray(v).dtype.kind in "biuf":
                 extras[name] = np.asarray(v)

@@ -270,9 +270,11 @@ def config_docs(draw):
             key = draw(st.sampled_from(sorted(exp.TOP_SPEC) + ["bogus"]))
             table = doc
         elif section == "references":
-            if not doc.get("references"):
-                continue
+            if not isinstance(doc.get("references"), list) or not doc["references"]:
+                continue  # absent, or replaced by another value in an earlier step
             table = draw(st.sampled_from(doc["references"]))
+            if not isinstance(table, dict):
+                continue
             key = draw(st.sampled_from(sorted(exp.REF_SPEC) + ["bogus"]))
         else:
             table = doc.setdefault(section, {})

@@ -135,11 +135,12 @@ def test_fields_a_sampler_adds_later_are_used(tmp_path):
         rhat: np.ndarray
         converged: np.ndarray
         weights: np.ndarray
+        elapsed: np.ndarray  # wall-clock seconds per chain: never kept (two identical runs would differ)
 
     res = _res()
     ss = res.samples[("mc", 3)]
     ch = FutureChains(ss.draws, ss.log_density, ss.accept_prob, ss.step_size, {}, {}, "mcmc", ss.seeds, 1, 1,
-                      np.array([1.05]), np.array([True, False, True, True]), np.ones((4, 500)))
+                      np.array([1.05]), np.array([True, False, True, True]), np.ones((4, 500)), np.ones(4))
     s2 = SampleSet.from_chains(ch)
     assert set(s2.extras) == {"rhat", "converged", "weights"}
     s2.save(tmp_path / "s.npz")
