@@ -434,3 +434,37 @@ def test_real_read_only_folder(complete, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Permission denied" in err and f"previous results in {out} are intact" in err
     assert _bytes(out) == before
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_worker_processes_then_resume(tmp_path, capsys):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does) while 2 worker processes run flows:
+    one line with the --resume hint, exit 130, no process left behind; --resume then completes the run."""
+    exp = tmp_path / "small.toml"
+    exp.write_text(SMALL)
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(ref), "--no-progress", "--workers", "1"]) == 0
+    capsys.readouterr()
+    cmd = [sys.executable, "-m", "analysis.cli", "run", str(exp), "--out", str(out), "--no-progress", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.monotonic()
+    while not _batches("flows_N3_*", out):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 90, "no flow batch written in time"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err == (f"dlnvolume: interrupted; finished batches are kept in {out / 'checkpoints'}: rerun the same "
+                   "command with --resume to continue\n")
+    for _ in range(200):  # the workers leave with the parent
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("worker processes left behind")
+    assert main(["run", str(exp), "--out", str(out), "--no-progress", "--workers", "1", "--resume"]) == 0
+    _assert_same_results(ref, out)
