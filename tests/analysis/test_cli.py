@@ -266,3 +266,12 @@ def test_python_m_dlnvolume_and_import_stays_free_of_analysis():
                         "if m.split('.')[0] in ('analysis', 'samplers', 'arviz', 'matplotlib')))"],
                        capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]"
+
+
+def test_non_utf8_config_exits_2_with_one_line(tmp_path, capsys):
+    p = tmp_path / "latin1.toml"
+    p.write_bytes('name = "caf\xe9"\n[task]\nkind = "diagonal_2x2"\n'.encode("latin-1"))
+    assert main(["run", str(p), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"dlnvolume: error: config {str(p)!r}: not UTF-8 text (byte 11: invalid continuation byte); "
+                   "TOML files must be UTF-8\n")
