@@ -288,7 +288,7 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
             "timings": dict(res.timings)}
     from .verdict import format_lines, verdicts
 
-    rows = verdicts(res, quick=bool(args.quick))
+    rows = verdicts(res)
     write_outputs(res, out, info, texts={"config.toml": config_text}, t_start=t_start, verdicts=rows)
     if verbose:
         for k, v in info["timings"].items():

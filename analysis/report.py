@@ -441,7 +441,7 @@ def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: di
     if verdicts is None:
         from .verdict import verdicts as _verdicts
 
-        verdicts = _verdicts(res, quick=bool(run_info.get("quick")))
+        verdicts = _verdicts(res)
     md = _markdown(res, figs, problems, summaries, run_info, verdicts)
     current[0] = "report.md"
     (stage / "report.md").write_text(md, encoding="utf-8")

@@ -31,7 +31,7 @@ from . import hypothesis as hyp
 from .experiment import ExperimentConfig
 from .statistics import MatrixStatistics, compute_statistics
 
-__all__ = ["SampleSet", "ExperimentResult", "run_experiment", "prepare", "build_task", "depth_tag"]
+__all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag"]
 
 STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
 
@@ -154,6 +154,43 @@ class ExperimentResult:
     percentiles: dict = field(default_factory=dict)        # (ref name, depth) -> VolumePercentileResult
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+
+    def comparisons(self) -> list["Comparison"]:
+        """The tested pairs as typed records, in the order depth, reference (the null measure last)."""
+        out = []
+        for depth in self.config.depths:
+            names = [r.name for r in self.config.references if (r.name, depth) in self.samples]
+            if any(k == ("null", "euclidean", depth) for k in self.tests):
+                names.append("euclidean")
+            for name in names:
+                tests = {fam: list(t) for (fam, n, d), t in self.tests.items() if n == name and d == depth}
+                if not tests or depth not in self.endpoints:
+                    continue
+                out.append(Comparison(depth, name, self.endpoints[depth], self.endpoint_stats[depth],
+                                      self.keep[depth], self.samples.get((name, depth)),
+                                      self.sample_stats.get((name, depth)), tests,
+                                      self.percentiles.get((name, depth))))
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """Flow endpoints at one depth against one reference measure, with everything the tests used.
+
+    ``samples``/``reference_stats`` are None for the Euclidean null measure (its log volume densities
+    are ``ExperimentResult.null_log_volume[depth]``); ``tests`` maps a family ("distribution",
+    "percentile", "null") to its results.
+    """
+
+    depth: float
+    reference: str
+    endpoints: Any
+    endpoint_stats: MatrixStatistics
+    keep: np.ndarray
+    samples: SampleSet | None
+    reference_stats: MatrixStatistics | None
+    tests: dict
+    percentiles: Any = None
 
 
 def _volume_rank(cfg: ExperimentConfig) -> int | None:

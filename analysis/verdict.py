@@ -226,15 +226,19 @@ def _pick(fam: str, tests: list[TestResult]) -> TestResult:
                                      t.name != "ks:log_volume_density"))
 
 
-def verdicts(res: Any, *, quick: bool = False) -> list[Verdict]:
+def verdicts(res: Any) -> list[Verdict]:
     """The verdict rows of a run, in the order depth, reference, question."""
     cfg = res.config
     checks = reference_checks(res)
     rows = []
-    for depth in cfg.depths:
-        base = _endpoint_caveats(res, depth) if depth in res.keep else []
-        for (fam, name, d), tests in res.tests.items():
-            if d != depth or not tests or fam not in QUESTIONS:
+    comps = res.comparisons() if hasattr(res, "comparisons") else _comparisons(res)
+    base_by_depth = {d: _endpoint_caveats(res, d) for d in dict.fromkeys(c.depth for c in comps)}
+    for comp in comps:
+        depth, name = comp.depth, comp.reference
+        base = base_by_depth[depth]
+        for fam in ("distribution", "percentile", "null"):
+            tests = comp.tests.get(fam)
+            if not tests:
                 continue
             t = _pick(fam, tests)
             ks = next((x for x in tests if x.name == "ks:log_volume_density"), None) if fam == "distribution" else t
@@ -272,6 +276,19 @@ def verdicts(res: Any, *, quick: bool = False) -> list[Verdict]:
                 ess=(chk.ess if chk is not None else None), rhat=(chk.rhat if chk is not None else None),
                 trusted=trusted, caveats=tuple(caveats)))
     return rows
+
+
+def _comparisons(res: Any) -> list[Any]:
+    """Comparison-like records from a result object without ``comparisons()`` (duck typing for tests)."""
+    from types import SimpleNamespace
+
+    out = []
+    for depth in res.config.depths:
+        names = list(dict.fromkeys(n for (_, n, d) in res.tests if d == depth))
+        for name in names:
+            tests = {fam: list(t) for (fam, n, d), t in res.tests.items() if n == name and d == depth}
+            out.append(SimpleNamespace(depth=depth, reference=name, tests=tests))
+    return out
 
 
 def _test_label(t: TestResult) -> str:

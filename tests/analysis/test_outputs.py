@@ -118,3 +118,12 @@ def test_figure_data_are_the_results_nc_arrays(tiny_run):
         np.testing.assert_array_equal(panel["endpoints"], ep["log_volume_density"].values[i][kept])
         np.testing.assert_array_equal(np.ravel(panel["references"]["solution_set"]),
                                       post["log_volume_density"].values[i].reshape(-1))
+
+
+def test_comparisons_are_typed_records_of_what_was_tested(tiny_run):
+    cfg, res, out = tiny_run
+    comps = res.comparisons()
+    assert [(c.depth, c.reference) for c in comps] == [(2, "solution_set"), (math.inf, "solution_set")]
+    c = comps[0]
+    assert set(c.tests) == {"distribution", "percentile"} and c.samples is res.samples[("solution_set", 2)]
+    assert c.reference_stats is res.sample_stats[("solution_set", 2)] and c.percentiles is not None
