@@ -217,8 +217,8 @@ def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
 
 def _ci(v: Any) -> str:
     if v.effect_ci is None:
-        return _fmt(v.effect)
-    return f"{_fmt(v.effect)} [{_fmt(v.effect_ci[0])}, {_fmt(v.effect_ci[1])}]"
+        return f"{v.effect:.3g}"
+    return f"{v.effect:.3g} [{v.effect_ci[0]:.3g}, {v.effect_ci[1]:.3g}]"
 
 
 def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
@@ -239,7 +239,8 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
           "an answer (\"inconclusive\"). The questions: *follow the reference?* — "
           + QUESTIONS["distribution"].format(ref="reference") + " (no = rejected); *higher volume than the reference?* — "
           + QUESTIONS["percentile"].format(ref="reference") + " *higher volume than Euclidean (N=1)?* — "
-          + QUESTIONS["null"], ""]
+          + QUESTIONS["null"] + " Tests on log ρ use permutation p-values except the percentile KS and "
+          "Mann–Whitney tests.", ""]
     kinds = [k for k in EFFECT_COLUMNS if any(v.effect_name == k for v in verdicts)]
     notes: list[str] = []
     rows = []
@@ -252,7 +253,9 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
         p = v.p_adjusted if v.p_adjusted is not None else v.p_value
         ptxt = f"≤ {_fmt(v.p_floor)} (floor)" if v.at_floor else ((_fmt(p) if p > 0 else "< 1e-300")
                                                                  + (" (BH)" if v.p_adjusted is not None else ""))
-        row = [plots.depth_label(v.depth), v.reference, short_question(v.question), f"**{v.answer}**", v.test, ptxt]
+        test = (v.test.replace("one-sided KS of the volume percentiles against U(0,1)", "percentile KS, one-sided")
+                .replace("permutation ", "").replace("log_volume_density", "log ρ"))
+        row = [plots.depth_label(v.depth), v.reference, short_question(v.question), f"**{v.answer}**", test, ptxt]
         row += [_ci(v) if v.effect_name == k else "" for k in kinds]
         row += [v.n_endpoints, "exact CDF" if v.n_reference == 0 else v.n_reference,
                 "–" if v.ess is None else f"{v.ess:.0f}",
@@ -409,7 +412,8 @@ def _md_to_html(md: str, out: Path) -> str:
              "figure img{max-width:100%}figcaption{font-size:13px;color:#444;margin-top:.3em}"
              "code{background:#eef;padding:0 3px;border-radius:3px}ol.caveats{font-size:13px}"
              "section.verdict{background:#fffbe8;border:1px solid #e5d27a;padding:.4em 1em;border-radius:6px}"
-             "b.ans-yes,b.ans-no{color:#a00}b.ans-inconclusive{color:#b36b00}")
+             "b.ans-yes,b.ans-no{color:#a00}b.ans-inconclusive{color:#b36b00}"
+             "section.verdict td:nth-child(6){white-space:nowrap}")
     if in_verdict:
         body.append("</section>")
     text = "".join(body)
