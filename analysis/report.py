@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dlnvolume import __version__ as dlnvolume_version
 from dlnvolume.parallel import AtomicWriteError, atomic_save_npz
 
 STAGING_PREFIX = ".staging-"
@@ -72,6 +73,10 @@ def _endpoint_rows(res: ExperimentResult) -> list[list[Any]]:
             row.append(float(np.median(st.test_error[sel])))
         rows.append(row)
     return rows
+
+
+def _stratum(cfg: Any) -> str:
+    return "each matrix's numerical-rank stratum" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
 
 
 def histogram_panels(res: ExperimentResult) -> list[dict]:
@@ -133,7 +138,7 @@ def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tu
                     fname = f"{kind}_{name}_{depth_tag(d)}.png"
                     plots.save(fig, fdir / fname)
                     figs.append((fname, f"ArviZ {kind} plot of the {name} reference at {plots.depth_label(d)}: "
-                                        f"log ρ on {res.endpoint_stats[next(iter(res.endpoint_stats))].stratum} "
+                                        f"log ρ on {_stratum(cfg)} "
                                         "and nuclear norm, per chain (the arrays of results.nc)."))
     return figs
 
@@ -174,7 +179,7 @@ def _inference_data(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> 
     ep = diagnostics.endpoints_dataset(res.endpoints, res.endpoint_stats, res.keep, volume_rank=vr, rtol=cfg.rtol,
                                        attrs={"seed": cfg.seed}) if res.endpoints else None
     attrs = {"experiment": cfg.name, "seed": cfg.seed, **diagnostics.stratum_attrs(vr, cfg.rtol),
-             "dlnvolume_version": __import__("dlnvolume").__version__}
+             "dlnvolume_version": dlnvolume_version}
     diagnostics.save(diagnostics.results_tree(trees, ep, res.task, attrs), out / "results.nc")
     return problems, summaries
 
@@ -207,7 +212,9 @@ def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
                          "statistic": t.statistic, "p_value": t.p_value, "p_adjusted": t.p_adjusted,
                          "reject": bool(p <= cfg.alpha), "at_permutation_floor": bool(t.p_value <= floor * (1 + 1e-9)
                                                                                   and "permutation" in t.notes),
-                         "effect_size": t.effect_size, "n_x": t.n_x, "n_y": t.n_y, "ess_used": t.ess_used,
+                         "effect_name": t.effect_name, "effect_size": t.effect_size,
+                         "effect_ci": list(t.effect_ci) if t.effect_ci is not None else None,
+                         "n_x": t.n_x, "n_y": t.n_y, "ess_used": t.ess_used,
                          "measure_x": t.measure_x, "measure_y": t.measure_y, "notes": t.notes})
     doc = {"alpha": cfg.alpha, "n_perm": cfg.n_perm, "permutation_floor": floor,
            "volume_rank": cfg.volume_rank, "rtol": cfg.rtol,
