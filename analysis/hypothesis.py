@@ -59,7 +59,8 @@ class TestResult:
     notes : free text
     p_adjusted : Benjamini–Hochberg adjusted p-value when part of a family, else None
     effect_name : what ``effect_size`` is ("KS D", "W1/sd", "energy distance", "AUC", "mean percentile")
-    effect_ci : 95 % confidence interval of the effect size (KS D: percentile bootstrap; AUC:
+    effect_ci : 95 % confidence interval of the effect size (KS D: percentile bootstrap, 200 resamples,
+        biased upward when the two distributions are close, so D itself may lie below it; AUC:
         Hanley & McNeil 1982 standard error; mean percentile: Student t), or None
     n_perm : permutations behind a permutation p-value (its floor is ``1/(n_perm+1)``), else None
     """

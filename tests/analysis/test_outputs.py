@@ -86,7 +86,7 @@ def test_tests_json_carries_the_decision_settings(tiny_run):
         p = r["p_adjusted"] if r["p_adjusted"] is not None else r["p_value"]
         assert r["reject"] == (p <= cfg.alpha)
         assert r["effect_name"] in ("KS D", "W1/sd", "energy distance", "mean percentile", "AUC")
-        assert r["effect_ci"] is None or r["effect_ci"][0] <= r["effect_size"] <= r["effect_ci"][1]
+        assert r["effect_ci"] is None or 0 <= r["effect_ci"][0] <= r["effect_ci"][1] <= 1
         assert r["at_permutation_floor"] == (r["test"].split(":")[0] in ("ks", "ad", "energy")
                                              and r["p_value"] <= 1 / 50 + 1e-15)
     v = doc["verdict"]
