@@ -189,13 +189,27 @@ def task_spec(key: str, v: Any) -> dict:
 
 
 def build_task(table: dict, seed: int, base: Path | None = None) -> dv.CompletionTask:
-    """The :class:`dlnvolume.CompletionTask` of a validated ``[task]`` table."""
+    """The :class:`dlnvolume.CompletionTask` of a validated ``[task]`` table.
+
+    Examples
+    --------
+    >>> t = build_task(task_spec("task", {"kind": "custom", "values": [[1.0, 0.0], [0.0, 2.0]],
+    ...                                   "mask": [[True, False], [False, True]]}), seed=0)
+    >>> t.shape, t.n_observed
+    ((2, 2), 2)
+    """
     return TASK_KINDS[table["kind"]].build(table, seed, base)
 
 
 def default_radius(task: dv.CompletionTask) -> float:
     """Default Frobenius window of the references: 1.5 × the task's scale ``‖P_Ω M‖_F · √(mn/|Ω|)``
-    (an estimate of ‖M‖_F from the observed entries; 3.0 for the 2×2 diagonal task)."""
+    (an estimate of ‖M‖_F from the observed entries; 3.0 for the 2×2 diagonal task).
+
+    Examples
+    --------
+    >>> round(default_radius(dv.tasks.diagonal_2x2()), 12)
+    3.0
+    """
     m, n = task.shape
     obs = np.asarray(task.values)[np.asarray(task.mask)]
     scale = float(np.linalg.norm(obs)) * math.sqrt(m * n / obs.size)

@@ -304,7 +304,14 @@ def _test_label(t: TestResult) -> str:
 
 def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False) -> list[str]:
     """The verdict as printed by ``dlnvolume run``: a header, then per depth the caveats shared by its
-    rows and one line per reference and question."""
+    rows and one line per reference and question.
+
+    Examples
+    --------
+    >>> from analysis.experiment import parse_config
+    >>> format_lines([], parse_config({"task": {"kind": "diagonal_2x2"}}))
+    ['verdict: no hypothesis test was run (no references or no test families in this experiment)']
+    """
     if not rows:
         return ["verdict: no hypothesis test was run (no references or no test families in this experiment)"]
     stratum = "each endpoint's numerical rank" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
