@@ -255,7 +255,7 @@ class SolutionSetSampler:
         ext = np.concatenate([ls, np.full((P, min(m, n) - r), -np.inf)], axis=1)
         lm = log_multipliers(ext, (m, n), r, self.depth, self.normalized)
         ii, jj = np.arange(m)[:, None] < r, np.arange(n)[None, :] < r
-        H = np.einsum("pai,pkab,pbj->pkij", U, T, V)
+        H = np.swapaxes(U, -1, -2)[:, None] @ T @ V[:, None]
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if self._limit:
                 w_in = np.where(ii & jj, np.exp(-np.where(ii & jj, lm, 0.0)), 0.0)
@@ -296,7 +296,7 @@ class SolutionSetSampler:
         A11inv = _inv(Yh[:, :r, :r])
         left = Yh[:, r:, :r] @ A11inv
         right = A11inv @ Yh[:, :r, r:]
-        Dh = np.einsum("pai,pkab,pbj->pkij", U, dirs, V)
+        Dh = np.swapaxes(U, -1, -2)[:, None] @ dirs @ V[:, None]
         d11, d12, d21, d22 = Dh[:, :, :r, :r], Dh[:, :, :r, r:], Dh[:, :, r:, :r], Dh[:, :, r:, r:]
         dschur = d22 - d21 @ right[:, None] - left[:, None] @ d12 + left[:, None] @ d11 @ right[:, None]
         P, k = dirs.shape[:2]
@@ -312,11 +312,16 @@ class SolutionSetSampler:
         done = np.zeros(P, dtype=bool)
         failed = ~active | ~np.isfinite(scale)
         Y = Z
+        prev = np.full(P, np.inf)
         with np.errstate(all="ignore"):
-            for _ in range(self.newton_max_iter):
+            for it in range(self.newton_max_iter):
                 Y = Z + np.einsum("pk,pkij->pij", c, Nb)
                 qv = self._batch_q(Y, U, V)
                 failed |= ~np.all(np.isfinite(qv), axis=1) & ~done
+                res = np.max(np.abs(qv), axis=1)
+                if it >= 6:  # Newton converges quadratically here; a residual that stopped shrinking fails
+                    failed |= (res > 0.5 * prev) & ~done & (res >= self.newton_tol * scale)
+                prev = res
                 done |= (np.max(np.abs(qv), axis=1) < self.newton_tol * scale) & ~failed
                 todo = ~done & ~failed
                 if not todo.any():
