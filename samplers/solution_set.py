@@ -702,20 +702,31 @@ class SolutionSetSampler:
             payloads = [{"sampler": self, "seeds": [int(seeds[i]) for i in idx], "n": n_draws,
                          "opts": {"beta_max": beta_max, "n_mcmc": n_mcmc, "n_walk": n_walk}}
                         for idx in make_batches(n_chains, bs)]
+            meta = None
+            if checkpoint is not None:
+                meta = {"kind": "samplers.SolutionSetSampler.smc", "target": {k: str(v) for k, v in self.describe().items()},
+                        "task": self.task.digest(), "n_draws": n_draws, "warmup": warmup, "thin": thin,
+                        "seeds": [int(v) for v in seeds], "opts": {k: repr(v) for k, v in payloads[0]["opts"].items()},
+                        "newton": [self.newton_tol, self.newton_max_iter]}
+
+            def same(i: int, arrays: dict[str, np.ndarray]) -> bool:
+                got = arrays.get("chain_seeds")
+                return got is not None and np.array_equal(got, np.array(payloads[i]["seeds"], dtype=np.uint64))
+
             results = run_batches(_smc_batch, payloads, executor=executor, workers=workers, progress=progress,
-                                  desc="smc replicates")
-            rows = [row for batch in results for row in batch["rows"]]
-            labels = sorted({k for row in rows for k in row["fractions"]})
-            cat = {k: np.stack([np.asarray(row[k]) for row in rows]) for k in rows[0] if k != "fractions"}
+                                  desc="smc replicates", checkpoint=checkpoint, meta=meta, validate=same)
+            cat = {k: np.concatenate([r[k] for r in results]) for k in results[0] if not k.startswith("piece")}
+            labels = sorted({str(k) for r in results for k in r["piece_labels"]})
+            pieces = {k: np.concatenate([np.where(r["piece_labels"] == k, r["piece_fractions"], 0.0).sum(axis=1)
+                                         if r["piece_labels"].size else np.zeros(r["draws"].shape[0])
+                                         for r in results]) for k in labels}
             chains = Chains(
                 draws=cat["draws"], log_density=cat["log_density"], accept_prob=cat["accept_prob"],
                 step_size=cat["step_size"],
                 failures={k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")},
                 target=self.describe(), method="smc", seeds=np.asarray(seeds, dtype=np.uint64), warmup=0, thin=1,
                 n_evaluations=cat["n_evaluations"], elapsed=cat["elapsed"], log_evidence=cat["log_evidence"],
-                weight_ess=cat["weight_ess"],
-                pieces={k: np.array([row["fractions"].get(k, 0.0) for row in rows]) for k in labels},
-                dimension=self.dim,
+                weight_ess=cat["weight_ess"], pieces=pieces, dimension=self.dim,
             )
             return attach_diagnostics(chains, free=~self.task.mask)
         if initial is None:
@@ -745,10 +756,24 @@ class SolutionSetSampler:
         }
 
 
-def _smc_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    """Picklable batch function: SMC replicates for a list of seeds."""
+def _smc_batch(payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Picklable batch function: SMC replicates for a list of seeds, stacked into arrays (checkpointable).
+
+    Piece fractions are stored as ``piece_labels`` (chains, L) strings and ``piece_fractions`` (chains, L).
+    """
     sampler: SolutionSetSampler = payload["sampler"]
-    return {"rows": [sampler.smc_replicate(payload["n"], seed, **payload["opts"]) for seed in payload["seeds"]]}
+    rows = [sampler.smc_replicate(payload["n"], seed, **payload["opts"]) for seed in payload["seeds"]]
+    out = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0] if k != "fractions"}
+    L = max(len(r["fractions"]) for r in rows)
+    labels = np.full((len(rows), L), "", dtype=object)
+    fr = np.zeros((len(rows), L))
+    for i, r in enumerate(rows):
+        for j, (k, v) in enumerate(sorted(r["fractions"].items())):
+            labels[i, j], fr[i, j] = k, v
+    out["piece_labels"] = labels.astype(str)
+    out["piece_fractions"] = fr
+    out["chain_seeds"] = np.array(payload["seeds"], dtype=np.uint64)
+    return out
 
 
 class ConstrainedWalkKernel:
