@@ -716,7 +716,7 @@ class SolutionSetSampler:
             results = run_batches(_smc_batch, payloads, executor=executor, workers=workers, progress=progress,
                                   desc="smc replicates", checkpoint=checkpoint, meta=meta, validate=same)
             cat = {k: np.concatenate([r[k] for r in results]) for k in results[0] if not k.startswith("piece")}
-            labels = sorted({str(k) for r in results for k in r["piece_labels"]})
+            labels = sorted({str(k) for r in results for k in np.asarray(r["piece_labels"]).ravel() if str(k)})
             pieces = {k: np.concatenate([np.where(r["piece_labels"] == k, r["piece_fractions"], 0.0).sum(axis=1)
                                          if r["piece_labels"].size else np.zeros(r["draws"].shape[0])
                                          for r in results]) for k in labels}
