@@ -18,13 +18,14 @@ codimension, so clean but non-transversal intersections (dependent observations,
 (r+1)×(r+1) block) have their actual dimension ``mn - rank J`` (:attr:`SolutionSetSampler.dim`), which
 can exceed the nominal ``r(m+n-r) - |Ω|`` (:attr:`SolutionSetSampler.nominal_dim`).
 
-Default algorithm, ``method="smc"`` (docs/samplers.md §3): one tempered SMC replicate per chain on the
-Gibbs path ``π_β ∝ e^{-βE} ρ_N^{(r)} window`` up to ``β_max`` (:mod:`samplers.smc`); particles are
-projected onto ``𝓜`` (Newton along the normal space) and reweighted by ``f / g`` with ``g`` the Gibbs
-limit density ``ρ_N^{(r)} window / √pdet(L Lᵀ)`` (``L`` = observation map on ``T M_r``; for finite ``N``
-``f/g = √pdet(L Ā Lᵀ)``), resampled (systematic, ancestor order kept), and moved by sweeps of the
-constrained random walk below, which leaves every component's law invariant. Component masses are
-carried by the weights; nothing depends on where particles started.
+Default algorithm, ``method="smc"`` (docs/samplers.md §3–§4), one replicate per chain: tempered SMC on the
+Gibbs path ``π_β ∝ e^{-βE} ρ_N^{(r)} window`` up to a moderate ``β_max`` (:mod:`samplers.smc`) places
+particles on every component; they are projected onto ``𝓜`` (Newton along the normal space), reweighted
+by ``f/g`` (``g`` the Gibbs-limit density ``ρ window/√pdet(L Lᵀ)``, ``f/g = √pdet(L Ā Lᵀ)`` at finite
+``N``) and resampled to kernel centres. The draws then come from importance sampling of ``f`` with a kernel
+mixture on those centres whose density is explicit (:meth:`SolutionSetSampler._mixture_is`), so component
+masses are carried by exact weights and do not depend on where particles started or how well the SMC
+balanced them; finally resampling and sweeps of the constrained random walk below.
 
 ``method="walk"``: the constrained random walk of Zappa, Holmes-Cerfon & Goodman, "Monte Carlo on
 manifolds", CPAM 71(12), 2018 (Algorithm 1; tangent Gaussian step, Newton projection along the normal
