@@ -654,13 +654,14 @@ class SolutionSetSampler:
         Parameters
         ----------
         method : {"smc", "walk"}, default "smc" ("walk" when ``initial`` is given)
-            ``"smc"``: one tempered SMC replicate of ``n_draws`` particles per chain (module docstring);
-            the draws of a chain are its resampled particles in ancestor order. ``warmup``, ``thin``,
-            ``step_size``, ``initial`` and ``checkpoint`` are not used. ``"walk"``: the constrained random
-            walk from ``initial`` or :meth:`find_starts` (stays in the components of its starts).
+            ``"smc"``: one replicate per chain (:meth:`smc_replicate`, module docstring); the draws of a
+            chain are its resampled importance draws after ``n_walk`` walk sweeps, sibling groups
+            adjacent. ``thin``, ``step_size`` and ``initial`` are not used; ``checkpoint`` stores one file
+            per batch of replicates. ``"walk"``: the constrained random walk from ``initial`` or
+            :meth:`find_starts` (stays in the components of its starts).
         beta_max : float, optional
-            Last inverse temperature of the SMC path (default ``1e5 / max(1, mean M_Ω²)``; the projected
-            Gibbs law differs from its limit by ``O(1/β_max)``).
+            Last inverse temperature of the SMC stage that places the kernel centres (default
+            ``10 / max(1, mean M_Ω²)``); it affects efficiency only, the importance weights are exact.
         n_mcmc : int, default 10
             MALA steps per tempering stage.
         n_walk : int, default 20
