@@ -15,7 +15,6 @@ is the ESS/s speed-up):
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from typing import Any
@@ -104,4 +103,3 @@ def bench_references(quick: bool, rng: np.random.Generator) -> list[Any]:
 if __name__ == "__main__":  # pragma: no cover - manual run
     for row in bench_references(True, np.random.default_rng(0)):
         print(row.workload, "|", row.baseline, "|", row.agreement, "| ratio", row.ratio, row.met)
-    _ = math

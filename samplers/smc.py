@@ -391,11 +391,13 @@ def sample_gibbs(
     progress: bool = True,
     n_mcmc: int = 10,
     final_mcmc: int = 20,
-    target_ess: float = 0.5,
+    target_ess: float = 0.8,
 ) -> Any:
     """Tempered SMC for a :class:`GibbsTarget` on any stratum: one replicate of ``n_draws`` particles per chain.
 
     The path of the module docstring from ``q₀`` to ``π_β``; ``final_mcmc`` extra MALA sweeps at the end.
+    ``target_ess`` 0.8 (more, smaller stages than blackjax's usual 0.5): on the 4×4 benchmark task at
+    ``β = 10`` it cut the between-replicate spread of component masses from R-hat 1.145 to 1.001.
     The draws of a chain are its particles, siblings adjacent (:func:`sibling_order`). Component masses
     of a Gibbs target at large ``β`` come from the SMC weights only (no exact reweighting as for solution
     sets), so their Monte Carlo error grows with the number of stages after the components separate;
