@@ -547,7 +547,7 @@ class SolutionSetSampler:
 
     def smc_replicate(self, n_draws: int, seed: int, *, n_particles: int | None = None, beta_max: float | None = None,
                       n_mcmc: int = 10, n_walk: int = 20, target_ess: float = 0.5, n_centers: int | None = None,
-                      n_proposals: int | None = None) -> dict[str, Any]:
+                      n_proposals: int | None = None, n_rounds: int = 2) -> dict[str, Any]:
         """One replicate (module docstring): ``n_draws`` equally weighted draws and their record.
 
         1. tempered SMC on ``π_β`` to ``β_max`` with ``n_particles`` (default 1000) particles, projected
@@ -555,7 +555,9 @@ class SolutionSetSampler:
            (default ``max(n_draws, 500)``) kernel centres (resampled, then ``n_walk`` walk sweeps);
         2. importance sampling of ``f`` with the kernel mixture on those centres (:meth:`_mixture_is`,
            ``n_proposals`` draws, default ``4 n_draws``): exact weights, so the component masses do not
-           depend on how well step 1 balanced them;
+           depend on how well step 1 balanced them; ``n_rounds`` (default 2) rounds of population Monte
+           Carlo, the centres of a round resampled from the weighted draws of the previous one (only the
+           last round's draws and weights are used);
         3. ``n_draws`` draws resampled (systematic, sorted by piece) and moved by ``n_walk`` sweeps.
         """
         import time
@@ -591,14 +593,25 @@ class SolutionSetSampler:
         order = np.argsort(pieces0, kind="stable")
         Cn = G.take(order[systematic_resample(logw0[order], rng, n_centers)])
         Cn, _, s_walk, fails = self._walk(Cn, max(n_walk // 2, 1), rng)
-        # bandwidth: median distance to the 3rd nearest centre (at most a quarter of the median norm)
-        flat = Cn.X.reshape(n_centers, -1)
-        sub = flat[rng.choice(n_centers, size=min(n_centers, 300), replace=False)]
-        dist = np.linalg.norm(sub[:, None] - flat[None], axis=2)
-        dist.sort(axis=1)
-        h = float(np.median(dist[:, min(3, n_centers - 1)]))
-        h = min(max(h, 1e-6), 0.25 * float(np.median(np.linalg.norm(flat, axis=1))))
-        Gis, logw, n_fail = self._mixture_is(Cn, n_proposals, h, rng)
+        n_fail = 0
+        for rnd in range(n_rounds):
+            if rnd:  # population Monte Carlo: the next centres follow the weighted draws of this round
+                order = np.argsort(sign_pieces(self.task, Gis.X), kind="stable")
+                Cn = Gis.take(order[systematic_resample(logw[order], rng, n_centers)])
+                Cn, _, s_walk, f1 = self._walk(Cn, max(n_walk // 2, 1), rng, s0=s_walk)
+                for k in fails:
+                    fails[k] += f1[k]
+            # bandwidth: median distance to the 3rd nearest centre (at most a quarter of the median norm)
+            flat = Cn.X.reshape(n_centers, -1)
+            sub = flat[rng.choice(n_centers, size=min(n_centers, 300), replace=False)]
+            dist = np.linalg.norm(sub[:, None] - flat[None], axis=2)
+            dist.sort(axis=1)
+            h = float(np.median(dist[:, min(3, n_centers - 1)]))
+            h = min(max(h, 1e-6), 0.25 * float(np.median(np.linalg.norm(flat, axis=1))))
+            Gis, logw, nf = self._mixture_is(Cn, n_proposals, h, rng)
+            n_fail += nf
+            if not np.any(np.isfinite(logw)):
+                break
         if not np.any(np.isfinite(logw)):
             raise InvalidArgumentError("every importance-sampling draw failed to project; enlarge the window")
         pieces = sign_pieces(self.task, Gis.X)
