@@ -167,27 +167,6 @@ def mala_sweep(
     return theta, lp, g, acc
 
 
-def independence_sweep(
-    logp: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    theta: np.ndarray, lp: np.ndarray, g: np.ndarray, mean: np.ndarray, sd: np.ndarray, rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Independence Metropolis–Hastings for every particle with the proposal ``N(mean, diag sd²)`` (fixed
-    within the stage, fitted to the particle cloud): global jumps between basins while they still
-    overlap. Returns ``(theta, lp, g, accepted)``."""
-    prop = mean + sd * rng.standard_normal(theta.shape)
-    lp2, g2 = logp(prop)
-
-    def log_q(x: np.ndarray) -> np.ndarray:
-        z = (x - mean) / sd
-        return -0.5 * np.sum(z * z, axis=1)
-
-    with np.errstate(invalid="ignore", over="ignore"):
-        log_a = lp2 - lp + log_q(theta) - log_q(prop)
-    log_a = np.where(np.isnan(log_a), -np.inf, log_a)
-    take = np.log(rng.uniform(size=lp.shape)) < log_a
-    return (np.where(take[:, None], prop, theta), np.where(take, lp2, lp), np.where(take[:, None], g2, g), take)
-
-
 @dataclass
 class SMCRun:
     """One replicate of tempered SMC: equally weighted particles (ancestor order) and its record."""
@@ -200,7 +179,6 @@ class SMCRun:
     step_size: float = float("nan")
     n_evaluations: int = 0
     stage_ess: list[float] = field(default_factory=list)
-    jumps: list[float] = field(default_factory=list)  # acceptance of the independence proposals per stage
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # last resampling
 
 
@@ -245,7 +223,6 @@ def run_tempered_smc(
     final_mcmc: int = 0,
     target_ess: float = 0.5,
     max_stages: int = 500,
-    independence: bool = False,
 ) -> SMCRun:
     """Run adaptive tempered SMC along ``path`` to its end; see the module docstring."""
     if not 0 < target_ess < 1:
@@ -284,21 +261,14 @@ def run_tempered_smc(
         scale = np.where(scale > 0, scale, 1.0)
         steps = n_mcmc + (final_mcmc if s >= path.s_end else 0)
         accs = []
-        centre = np.mean(theta, axis=0)
-        jumps = 0.0
         for _ in range(steps):
             theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
             n_eval += 2 * P
-            if independence:
-                theta, lp, g, took = independence_sweep(fn, theta, lp, g, centre, 1.2 * scale, rng)
-                jumps += float(np.mean(took))
-                n_eval += 2 * P
             a = float(np.mean(acc))
             accs.append(a)
             h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
         run.schedule.append((lam, beta))
         run.accept.append(float(np.mean(accs)) if accs else float("nan"))
-        run.jumps.append(jumps / max(steps, 1))
         if s >= path.s_end:
             break
     else:
