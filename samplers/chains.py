@@ -49,6 +49,18 @@ class Chains:
         Target (log density) evaluations including warm-up; emcee counts every walker.
     elapsed : (n_chains,) float array
         Wall-clock seconds per chain (warm-up included).
+    log_evidence : (n_chains,) float array
+        Population methods: log normalizing constant estimated by each replicate (``nan`` otherwise).
+    weight_ess : (n_chains,) float array
+        Population methods: Kish ESS ``(Σw)²/Σw²`` of the final importance weights of each replicate.
+    pieces : dict[str, (n_chains,) array]
+        Population methods: weighted fraction of each piece (sign group of the unobserved entries) per
+        replicate; :meth:`piece_masses` gives mean and Monte Carlo standard error across replicates.
+    dimension : int or None
+        Actual dimension of the sampled manifold (solution sets).
+    diagnostics : dict
+        :func:`samplers.diagnostics.summarize`: ``rhat``, ``ess_bulk``, ``ess_tail`` (worst over the
+        diagnosed statistics), per-statistic values and ``converged``.
     """
 
     draws: np.ndarray
@@ -63,6 +75,25 @@ class Chains:
     thin: int
     n_evaluations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     elapsed: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    log_evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weight_ess: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pieces: dict[str, np.ndarray] = field(default_factory=dict)
+    dimension: int | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """``R-hat <= 1.01`` and bulk and tail ESS ``>= 400`` on every diagnosed statistic (False if not diagnosed)."""
+        return bool(self.diagnostics.get("converged", False))
+
+    def piece_masses(self) -> dict[str, tuple[float, float]]:
+        """``{piece: (mean fraction, Monte Carlo standard error)}`` across independent replicates (chains)."""
+        out = {}
+        for k, v in self.pieces.items():
+            v = np.asarray(v, dtype=np.float64)
+            se = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+            out[k] = (float(np.mean(v)), se)
+        return out
 
     @property
     def n_chains(self) -> int:

@@ -72,7 +72,11 @@ class Confinement:
         r = check_rank(rank, *X.shape[-2:])
         U, s, Vh = np.linalg.svd(X, full_matrices=False)
         g = self.grad_sigma(s[..., :r])
-        return (U[..., :, :r] * g[..., None, :]) @ Vh[..., :r, :]
+        # Σ_i g_i u_i v_iᵀ term by term: an infinite g_i (overflow) times an exactly-zero entry of u_i v_iᵀ is 0, not nan
+        outer = U[..., :, None, :r] * np.swapaxes(Vh[..., :r, :], -1, -2)[..., None, :, :]
+        with np.errstate(invalid="ignore", over="ignore"):
+            terms = np.where(outer == 0, 0.0, outer * g[..., None, None, :])
+            return np.sum(terms, axis=-1)
 
     # ---------------------------------------------------------------- composition
     @staticmethod

@@ -23,7 +23,7 @@ import numpy as np
 
 from dlnvolume.errors import ShapeError
 
-__all__ = ["ess", "rhat", "thin_to_ess", "arviz_major"]
+__all__ = ["ess", "rhat", "thin_to_ess", "arviz_major", "summarize", "attach_diagnostics", "ConvergenceWarning"]
 
 _METHODS = ("bulk", "tail")
 
@@ -144,3 +144,67 @@ def thin_to_ess(x: Any, *, ess_value: float | None = None) -> np.ndarray:
     e = ess(x.reshape(C, n, -1)[..., 0]) if ess_value is None else float(ess_value)
     k = max(1, int(np.ceil(C * n / max(e, 1.0))))
     return x[:, ::k].reshape((-1,) + x.shape[2:])
+
+
+class ConvergenceWarning(UserWarning):
+    """A sampler result with R-hat > 1.01 or ESS < 400 on some diagnosed statistic."""
+
+
+RHAT_MAX = 1.01
+ESS_MIN = 400.0
+
+
+def summarize(draws: Any, statistics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """R-hat and bulk/tail ESS of every statistic; the worst values and a ``converged`` flag.
+
+    Parameters
+    ----------
+    draws : (chains, draws, m, n) array
+        Default statistics: every entry ``X_ij`` (signed, so they tell components apart).
+    statistics : dict[str, (chains, draws) array], optional
+        Replaces the default statistics.
+
+    Returns
+    -------
+    dict with ``rhat`` (max), ``ess_bulk``, ``ess_tail`` (min), ``per_statistic`` ``{name: (rhat, bulk,
+    tail)}`` and ``converged`` (``rhat <= 1.01`` and both ESS ``>= 400``). Statistics that are constant
+    (e.g. observed entries) are skipped.
+    """
+    x = np.asarray(draws, dtype=np.float64)
+    if statistics is None:
+        statistics = {f"X[{i},{j}]": x[:, :, i, j] for i in range(x.shape[2]) for j in range(x.shape[3])}
+    per: dict[str, tuple[float, float, float]] = {}
+    for name, v in statistics.items():
+        v = np.asarray(v, dtype=np.float64)
+        if v.ndim != 2 or v.shape[1] < 4 or not np.all(np.isfinite(v)) or np.ptp(v) == 0:
+            continue
+        per[name] = (rhat(v), ess(v, "bulk"), ess(v, "tail"))
+    if not per:
+        return {"rhat": float("nan"), "ess_bulk": float("nan"), "ess_tail": float("nan"), "per_statistic": {},
+                "converged": False}
+    r = max(p[0] for p in per.values())
+    b = min(p[1] for p in per.values())
+    t = min(p[2] for p in per.values())
+    return {"rhat": r, "ess_bulk": b, "ess_tail": t, "per_statistic": per,
+            "converged": bool(r <= RHAT_MAX and b >= ESS_MIN and t >= ESS_MIN)}
+
+
+def attach_diagnostics(chains: Any, *, free: Any = None, warn: bool = True) -> Any:
+    """Return ``chains`` with :func:`summarize` of its free entries (``free`` (m, n) bool; default all)
+    stored in ``chains.diagnostics``; warn in one line (:class:`ConvergenceWarning`) if not converged."""
+    from dataclasses import replace
+
+    x = np.asarray(chains.draws)
+    m, n = x.shape[2:]
+    free = np.ones((m, n), dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    stats = {f"X[{i},{j}]": x[:, :, i, j] for i in range(m) for j in range(n) if free[i, j]}
+    if not stats:
+        stats = {f"X[{i},{j}]": x[:, :, i, j] for i in range(m) for j in range(n)}
+    d = summarize(x, stats)
+    if warn and not d["converged"]:
+        warnings.warn(
+            f"{chains.method}: not converged (R-hat {d['rhat']:.3g} > {RHAT_MAX} or ESS bulk/tail "
+            f"{d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}); see Chains.diagnostics",
+            ConvergenceWarning, stacklevel=3,
+        )
+    return replace(chains, diagnostics=d)

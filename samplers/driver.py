@@ -28,7 +28,7 @@ from .targets import GibbsTarget
 
 __all__ = ["sample", "run_chains", "run_chain", "METHODS"]
 
-METHODS = ("rmala", "emcee")
+METHODS = ("rmala", "emcee", "smc")  # the Gibbs-target methods of samplers.registry.REGISTRY
 FAILURE_KINDS = ("projection", "reverse_check", "divergent", "outside")
 
 
@@ -239,15 +239,19 @@ def sample(
     local_step: bool = True,
     coordinates: str = "theta",
     checkpoint: str | os.PathLike | None = None,
+    **options: Any,
 ) -> Chains:
-    """Sample a :class:`GibbsTarget` with ``method="rmala"`` or ``"emcee"``.
+    """Sample a :class:`GibbsTarget` with ``method="rmala"``, ``"emcee"`` or ``"smc"``.
 
     Parameters
     ----------
     target : GibbsTarget
-    method : {"rmala", "emcee"}
+    method : {"rmala", "emcee", "smc"}
         ``"rmala"``: Riemannian MALA in ``X`` (full-rank targets only, :mod:`samplers.rmala`);
-        ``"emcee"``: one emcee ensemble per chain on ``θ`` (:mod:`samplers.ensemble`).
+        ``"emcee"``: one emcee ensemble per chain on ``θ`` (:mod:`samplers.ensemble`);
+        ``"smc"``: one tempered-SMC replicate of ``n_draws`` particles per chain, batched MALA on ``θ``,
+        any stratum (:func:`samplers.smc.sample_gibbs`; ``options`` ``n_mcmc``, ``final_mcmc``,
+        ``target_ess``). See :mod:`samplers.registry` for what each method supports.
     n_draws : int >= 1
         Draws kept per chain (after thinning).
     n_chains : int >= 1
@@ -286,7 +290,11 @@ def sample(
     Returns
     -------
     Chains
+        With :func:`samplers.diagnostics.summarize` in ``diagnostics`` (R-hat, bulk/tail ESS of every
+        entry, ``converged``); one :class:`~samplers.diagnostics.ConvergenceWarning` line if not converged.
     """
+    from .diagnostics import attach_diagnostics
+
     if not isinstance(target, GibbsTarget):
         raise InvalidArgumentError(
             f"target has type {type(target).__name__}; expected a samplers.GibbsTarget "
@@ -298,6 +306,16 @@ def sample(
     thin = check_int(thin, "thin", minimum=1)
     if warmup is None:
         warmup = n_draws * thin // 2
+    if method == "smc":
+        from .registry import REGISTRY
+
+        bad = sorted(set(options) - set(REGISTRY["smc"].options))
+        if bad:
+            raise InvalidArgumentError(f"options {bad} are not accepted by method='smc'; accepted: {REGISTRY['smc'].options}")
+        return REGISTRY["smc"].run(target, n_draws, n_chains=n_chains, rng=rng, executor=executor, workers=workers,
+                                   batch_size=batch_size, progress=progress, **options)
+    if options:
+        raise InvalidArgumentError(f"options {sorted(options)} are not accepted by method={method!r}")
     if method == "rmala":
         from .rmala import RMALAKernel
 
@@ -315,10 +333,12 @@ def sample(
         kernel = _GibbsKernel(EmceeKernel(target, n_walkers, coordinates), target)
     kernel_meta = {"task": target.task.digest(), "step_size": step_size, "local_step": local_step,
                    "n_walkers": n_walkers, "coordinates": coordinates}
-    return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=rng, executor=executor,
-                      progress=progress, target=target.describe(), initial=initial, workers=workers,
-                      batch_size=batch_size, shape=target.shape, checkpoint=checkpoint,
-                      kernel_meta=kernel_meta if checkpoint is not None else None)
+    chains = run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=rng, executor=executor,
+                        progress=progress, target=target.describe(), initial=initial, workers=workers,
+                        batch_size=batch_size, shape=target.shape, checkpoint=checkpoint,
+                        kernel_meta=kernel_meta if checkpoint is not None else None)
+    free = ~target.task.mask if not np.all(target.task.mask) else None
+    return attach_diagnostics(chains, free=free)
 
 
 class _GibbsKernel:

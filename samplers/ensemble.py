@@ -82,6 +82,8 @@ class EmceeKernel:
 
     name = "emcee"
     adaptive = False
+    target_accept = float("nan")
+    stats = ("accept_prob",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, GibbsTarget):

@@ -90,6 +90,7 @@ class RMALAKernel:
     name = "rmala"
     adaptive = True
     target_accept = 0.57
+    stats = ("accept_prob", "divergent", "outside")
 
     def __post_init__(self) -> None:
         t = self.target

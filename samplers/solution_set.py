@@ -1,43 +1,43 @@
-"""Sampling the g_N-volume of the solution set ``S ∩ M_r`` inside a window (ARCHITECTURE.md "The measures").
+"""The g_N-volume of the solution set ``S ∩ M_r`` inside a window (ARCHITECTURE.md "The measures").
 
-Algorithm: the constrained random walk of Zappa, Holmes-Cerfon & Goodman, "Monte Carlo on manifolds:
-sampling densities and integrating functions", Comm. Pure Appl. Math. 71(12), 2018 (Algorithm 1):
+Target. The g_N-Hausdorff measure of ``𝓜 = S ∩ M_r`` restricted to the window. W.r.t. the Euclidean
+Hausdorff measure of ``𝓜`` its density is (docs/samplers.md §1)::
 
-1. at ``X ∈ 𝓜 = S ∩ M_r`` draw a Gaussian step ``v = s·Tξ`` in the tangent space ``T_X𝓜``
-   (``T`` an orthonormal Frobenius basis, ``ξ ~ N(0, I_d)``, ``d = dim 𝓜 = r(m+n-r) - |Ω|``);
-2. project ``X + v`` back onto ``𝓜`` along the normal space ``N_X𝓜``: find ``w ∈ N_X𝓜`` with
-   ``q_X(X + v + w) = 0`` by Newton's method (failure: reject, counted as "projection");
-3. Metropolis–Hastings with ``f(Y) p(v') / (f(X) p(v))`` where ``v' = P_{T_Y}(X - Y)`` is the
-   reverse tangent step and ``p`` the Gaussian step density;
-4. the reverse projection check: an accepted move is kept only if projecting ``Y + v'`` along
-   ``N_Y𝓜`` returns to ``X`` (counted as "reverse_check"); this makes the chain reversible although
-   the projection is not unique.
+    f(X) = √det(Tᵀ 𝒢 T) · window(X),      𝒢 = Ā_X^{-1} on T_X M_r,
 
-Constraints. ``q_X(Y) = (P_Ω(Y - M), Ŷ_22 - Ŷ_21 Ŷ_11^{-1} Ŷ_12)`` with ``Ŷ = [Q Q_⊥]ᵀ Y [R R_⊥]`` in the
-singular frames of the base point ``X``: the Schur complement vanishes exactly on rank-``r`` matrices
-near ``X`` (where ``Ŷ_11`` is invertible), so ``{q_X = 0}`` is ``𝓜`` near ``X``. Its gradient at ``X``
-spans ``N_X𝓜 = span{E_ij : (i,j) ∈ Ω} + span{Q_⊥ e_a e_bᵀ R_⊥ᵀ}`` (the defining function only
-enters Newton's method; tangent and normal spaces are geometric).
+``T`` a Frobenius-orthonormal basis of ``T_X 𝓜 = T_X S ∩ T_X M_r``, evaluated in the SVD basis where ``Ā``
+is diagonal (MATH.md §2.1). At ``N = ∞`` on a lower stratum or rectangular shape the mixed multipliers
+of ``Ā`` vanish like ``σ²/N``: the Gram matrix is ``P + N M`` (``M`` from the mixed block with
+renormalized multipliers ``σ_i²``), and the law is the ``N → ∞`` limit of the normalized laws, with
+density ``√(pdet M · det(Kᵀ P K))`` (``K`` spans ``ker M``; MATH.md §3.4 for the stratum itself).
 
-Density. The target is the g_N-Hausdorff measure of ``𝓜``; w.r.t. the Euclidean Hausdorff measure
-of ``𝓜`` its density is ``f(X) = √det(Tᵀ 𝒢 T)``, ``𝒢 = Ā_X^{-1}`` on ``T_X M_r`` (``T ⊂ T_X M_r``),
-evaluated in the SVD basis where ``Ā`` is diagonal (MATH.md §2.1, §7 item 3).
+Dimension. The constraints are the observed entries and the normal space of ``M_r`` at ``X``; the
+tangent space is the kernel of their Jacobian ``J`` (rows ``E_ij``, ``(i,j) ∈ Ω``, and
+``Q_⊥ e_a e_bᵀ R_⊥ᵀ``). Its numerical rank (singular values above ``1e-9`` relative) gives the
+codimension, so clean but non-transversal intersections (dependent observations, e.g. a fully observed
+(r+1)×(r+1) block) have their actual dimension ``mn - rank J`` (:attr:`SolutionSetSampler.dim`), which
+can exceed the nominal ``r(m+n-r) - |Ω|`` (:attr:`SolutionSetSampler.nominal_dim`).
 
-Starting points and connected components. Candidates are found by alternating projections
-(truncated SVD to rank ``r``, then onto ``S``) from random matrices, finished by the Newton
-projection, and kept if inside the window. Candidates are grouped by the sign pattern of their
-unobserved entries, a cheap proxy for connected components (on the 2×2 hyperbola it separates
-exactly the two branches ``a > 0`` and ``a < 0``); chains are assigned to the groups round-robin,
-so with two groups half the chains start on each. The random walk never leaves a component, so
-the pooled draws weight the groups equally: this is the target only when the components have
-equal mass (true for the hyperbola by the isometry ``X ↦ diag(1,-1) X diag(1,-1)``); in general it is
-a known limitation.
+Default algorithm, ``method="smc"`` (docs/samplers.md §3–§4), one replicate per chain: tempered SMC on the
+Gibbs path ``π_β ∝ e^{-βE} ρ_N^{(r)} window`` up to a moderate ``β_max`` (:mod:`samplers.smc`) places
+particles on every component; they are projected onto ``𝓜`` (Newton along the normal space), reweighted
+by ``f/g`` (``g`` the Gibbs-limit density ``ρ window/√pdet(L Lᵀ)``, ``f/g = √pdet(L Ā Lᵀ)`` at finite
+``N``) and resampled to kernel centres. The draws then come from importance sampling of ``f`` with a kernel
+mixture on those centres whose density is explicit (:meth:`SolutionSetSampler._mixture_is`), so component
+masses are carried by exact weights and do not depend on where particles started or how well the SMC
+balanced them; finally resampling and sweeps of the constrained random walk below.
+
+``method="walk"``: the constrained random walk of Zappa, Holmes-Cerfon & Goodman, "Monte Carlo on
+manifolds", CPAM 71(12), 2018 (Algorithm 1; tangent Gaussian step, Newton projection along the normal
+space, Metropolis–Hastings, reverse projection check) from given or found starts. It never leaves the
+component of its start: use it only for within-component questions or from ``initial`` matrices.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,12 +47,23 @@ from dlnvolume import CompletionTask
 from dlnvolume._validation import check_depth, check_int, check_matrix, check_positive, check_rank, check_rng
 from dlnvolume.errors import DegenerateMetricError, ImproperTargetError, InvalidArgumentError, InvalidRankError, ShapeError
 from dlnvolume.parallel import as_seed_sequence, spawn_seeds
-from dlnvolume.spectral import log_multipliers
+from dlnvolume.spectral import log_multipliers, log_volume_density_from_log_sigma
 
 from .chains import Chains, StepInfo
-from .confinement import Confinement, as_confinement
+from .confinement import Confinement, SingularValueFloor, as_confinement
 
-__all__ = ["SolutionSetSampler", "SolutionSetState"]
+__all__ = ["SolutionSetSampler", "SolutionSetState", "ConstrainedWalkKernel", "sign_pieces"]
+
+_RANK_TOL = 1e-9
+
+
+def sign_pieces(task: CompletionTask, X: np.ndarray) -> np.ndarray:
+    """Labels ``(...)`` of the sign pattern of the unobserved entries (strings like ``"+-"``).
+
+    Sign groups are *pieces*, not necessarily connected components: one component can cross a sign change.
+    """
+    sg = np.where(np.asarray(X)[..., ~task.mask] >= 0, "+", "-")
+    return np.apply_along_axis(lambda a: "".join(a), -1, sg) if sg.shape[-1] else np.full(sg.shape[:-1], "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,31 +78,78 @@ class SolutionSetState:
 
 
 @dataclass(frozen=True, eq=False)
-class _Geometry:
+class _Batch:
+    """Geometry of ``P`` points of ``𝓜`` (leading axis P); ``ok`` marks points where it is defined."""
+
+    X: np.ndarray  # (P, m, n)
+    log_f: np.ndarray  # (P,)
     U: np.ndarray
     V: np.ndarray
-    T: np.ndarray
-    Nb: np.ndarray
-    log_f: float
+    T: np.ndarray  # (P, d, m, n)
+    Nb: np.ndarray  # (P, k, m, n)
+    ok: np.ndarray  # (P,) bool
+    log_limit: np.ndarray  # (P,) log of the Gibbs-limit density g (w.r.t. Euclidean Hausdorff measure)
+
+    def take(self, idx: np.ndarray) -> "_Batch":
+        return _Batch(*(getattr(self, f)[idx] for f in ("X", "log_f", "U", "V", "T", "Nb", "ok", "log_limit")))
+
+    def where(self, mask: np.ndarray, other: "_Batch") -> "_Batch":
+        def pick(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+        return _Batch(*(pick(getattr(self, f), getattr(other, f)) for f in ("X", "log_f", "U", "V", "T", "Nb", "ok", "log_limit")))
+
+
+def _inv(A: np.ndarray) -> np.ndarray:
+    """Batched inverse; pseudo-inverse if some matrix of the batch is singular."""
+    try:
+        return np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(A)
+
+
+def _lsq(J: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Batched least-squares solution of ``J x = q`` (square: ``solve``; otherwise or if singular: ``pinv``)."""
+    if J.shape[-1] == J.shape[-2]:
+        try:
+            return np.linalg.solve(J, q)
+        except np.linalg.LinAlgError:
+            pass
+    return np.linalg.pinv(J) @ q
+
+
+def _logdet_limit(H: np.ndarray, w_in: np.ndarray, w_mix: np.ndarray) -> np.ndarray:
+    """``log(pdet M · det KᵀPK)`` for Gram parts ``P`` (inside weights) and ``M`` (mixed), batched."""
+    P = np.einsum("pkij,plij,pij->pkl", H, H, w_in)
+    M = np.einsum("pkij,plij,pij->pkl", H, H, w_mix)
+    ev, vec = np.linalg.eigh(M)
+    top = np.maximum(ev[:, -1:], 1e-300)
+    big = ev > _RANK_TOL * top
+    out = np.sum(np.where(big, np.log(np.where(big, ev, 1.0)), 0.0), axis=1)
+    for i in range(H.shape[0]):  # the null space of M differs per point; usually empty (then no loop work)
+        K = vec[i][:, ~big[i]]
+        if K.shape[1]:
+            sign, ld = np.linalg.slogdet(K.T @ P[i] @ K)
+            out[i] = out[i] + (ld if sign > 0 else -np.inf)
+    return out
 
 
 @dataclass(eq=False)
 class SolutionSetSampler:
-    """Constrained random walk on ``S ∩ M_r`` targeting its g_N-volume inside ``window``.
+    """Sampler of the g_N-volume of ``S ∩ M_r`` inside ``window`` (see the module docstring).
 
     Parameters
     ----------
     task : dlnvolume.CompletionTask
     depth : int >= 1 or math.inf
-        ``inf`` only for square full-rank ``r`` (elsewhere ``g_∞`` is infinite on the mixed directions).
+        ``inf`` on a lower stratum or rectangular shape gives the ``N → ∞`` limit of the normalized laws.
     rank : int in 1..min(m, n)
     window : Confinement or list
         Must contain a :class:`FrobeniusBall` or :class:`GaussianPrior` (the solution set is unbounded);
-        other factors multiply the density.
+        other factors multiply the density. At depth ``inf`` with rank >= 2 it must also contain a
+        :class:`SingularValueFloor` (the tempering path passes near lower strata, where ``ρ_∞`` is not
+        integrable, MATH.md §3.5).
     normalized : bool, default True
     newton_tol, newton_max_iter : projection tolerance (relative to ``1 + ‖X‖_F``) and iterations.
-
-    See the module docstring for the algorithm, the density and the starting points.
     """
 
     task: CompletionTask
@@ -119,121 +177,191 @@ class SolutionSetSampler:
         self.window = as_confinement(self.window, "window")
         self.newton_tol = check_positive(self.newton_tol, "newton_tol")
         self.newton_max_iter = check_int(self.newton_max_iter, "newton_max_iter", minimum=1)
-        self.dim = self.rank * (m + n - self.rank) - self.task.n_observed
-        if self.dim < 1:
-            raise InvalidArgumentError(
-                f"rank={self.rank} with {self.task.n_observed} observed entries of a {m}x{n} matrix: the transversal "
-                f"dimension of S ∩ M_r is r(m+n-r) - |Ω| = {self.dim}; expected >= 1 (a curve or larger)"
-            )
-        if math.isinf(self.depth) and (m != n or self.rank != m):
-            raise DegenerateMetricError(
-                f"depth inf with rank={self.rank} on shape {m}x{n}: the mixed multipliers of Ā_inf vanish, so g_inf is "
-                "infinite on T(S ∩ M_r) (MATH.md §2.3, §3.4); use a finite depth (samplers.reference.HyperbolaReference "
-                "gives the N -> inf limit for the 2x2 example)"
-            )
         if not self.window.bounded:
             raise ImproperTargetError(
                 f"window={self.window.describe()}: the solution set S ∩ M_r is unbounded, so its volume is infinite "
                 "without a bounded window; pass window=FrobeniusBall(radius) (or a GaussianPrior)"
             )
         self._obs_rows = np.eye(m * n)[self.task.mask.ravel()]
+        self._codim: int | None = None
+        self._limit = math.isinf(self.depth) and (m != n or self.rank != m)
 
-    # ------------------------------------------------------------------ geometry
-    def _geometry(self, X: np.ndarray) -> _Geometry | None:
+    # ------------------------------------------------------------------ dimension
+    @property
+    def nominal_dim(self) -> int:
+        """``r(m+n-r) - |Ω|``: the dimension of ``S ∩ M_r`` if the intersection is transversal."""
+        m, n = self.task.shape
+        return self.rank * (m + n - self.rank) - self.task.n_observed
+
+    @property
+    def dim(self) -> int:
+        """Actual dimension ``mn - rank J`` of ``S ∩ M_r`` (found at a point of the set; see the module docstring)."""
+        if self._codim is None:
+            self.find_starts(1, rng=0)
+        m, n = self.task.shape
+        return m * n - int(self._codim)  # type: ignore[arg-type]
+
+    def _set_codim(self, X: np.ndarray) -> None:
+        """Fix the codimension from a point of the set (numerical rank of J there)."""
+        k = self._jacobian_rank(X)
+        m, n = self.task.shape
+        if k >= m * n:
+            raise InvalidArgumentError(
+                f"S ∩ M_r (rank {self.rank}, {self.task.n_observed} observed entries of a {m}x{n} matrix) has "
+                f"dimension 0 at the points found (nominal r(m+n-r) - |Ω| = {self.nominal_dim}): it is a finite set, "
+                "which has no volume measure; observe fewer entries or raise the rank"
+            )
+        self._codim = k
+
+    def _rank_rows(self, U: np.ndarray, V: np.ndarray) -> np.ndarray:
         m, n = self.task.shape
         r = self.rank
-        U, s, Vh = np.linalg.svd(X, full_matrices=True)
-        V = Vh.T
-        if s[r - 1] <= 1e-12 * max(s[0], 1e-300):
-            return None
-        rank_part = np.einsum("ia,jb->abij", U[:, r:], V[:, r:]).reshape((m - r) * (n - r), m * n)
-        J = np.concatenate([self._obs_rows, rank_part], axis=0)
-        W, S, Zt = np.linalg.svd(J, full_matrices=True)
-        p = J.shape[0]
-        if S[-1] < 1e-10 * S[0]:
-            return None  # not transversal here
-        Nb = Zt[:p].reshape(p, m, n)
-        T = Zt[p:].reshape(m * n - p, m, n)
-        ls = np.log(s[:r])
-        lm = log_multipliers(np.concatenate([ls, np.full(min(m, n) - r, -np.inf)]), (m, n), r, self.depth,
-                             self.normalized)
-        mask = (np.arange(m)[:, None] < r) | (np.arange(n)[None, :] < r)
-        inv = np.where(mask, np.exp(-np.where(mask, lm, 0.0)), 0.0)
-        H = np.einsum("ai,kab,bj->kij", U, T, V)
-        G = np.einsum("kij,lij,ij->kl", H, H, inv)
-        sign, logdet = np.linalg.slogdet(G)
-        if sign <= 0:
-            return None
-        log_f = 0.5 * logdet + float(self.window.log_density_sigma(s[:r]))
-        return _Geometry(U, V, T, Nb, log_f)
+        P = U.shape[0]
+        return np.einsum("pia,pjb->pabij", U[:, :, r:], V[:, :, r:]).reshape(P, (m - r) * (n - r), m * n)
 
-    def _q(self, Y: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    def _jacobian_rank(self, X: np.ndarray) -> int:
+        U, s, Vh = np.linalg.svd(X[None], full_matrices=True)
+        J = np.concatenate([self._obs_rows[None], self._rank_rows(U, np.swapaxes(Vh, -1, -2))], axis=1)[0]
+        S = np.linalg.svd(J, compute_uv=False)
+        return int(np.sum(S > _RANK_TOL * S[0]))
+
+    # ------------------------------------------------------------------ geometry (batched over points)
+    def _batch_geometry(self, X: np.ndarray, force_codim: bool = False) -> _Batch:
+        """Frames, tangent/normal bases, ``log f`` and the Gibbs-limit ``log g`` (without window) at ``X`` (P, m, n).
+
+        ``force_codim``: take the normal basis as the top ``codim`` right singular vectors of ``J`` even
+        where the numerical rank differs (points off the set, the start of a projection).
+        """
+        m, n = self.task.shape
         r = self.rank
-        Yh = U.T @ Y @ V
-        A11, A12, A21, A22 = Yh[:r, :r], Yh[:r, r:], Yh[r:, :r], Yh[r:, r:]
-        schur = A22 - A21 @ (np.linalg.inv(A11) @ A12)
-        obs = (Y - self.task.values)[self.task.mask]
-        return np.concatenate([obs, schur.ravel()])
+        P = X.shape[0]
+        with np.errstate(all="ignore"):
+            U, s, Vh = np.linalg.svd(X, full_matrices=True)
+        V = np.swapaxes(Vh, -1, -2)
+        ok = np.all(np.isfinite(s), axis=1) & (s[:, r - 1] > 1e-12 * np.maximum(s[:, 0], 1e-300))
+        rank_rows = self._rank_rows(U, V)
+        J = np.concatenate([np.broadcast_to(self._obs_rows, (P,) + self._obs_rows.shape), rank_rows], axis=1)
+        _, S, Zt = np.linalg.svd(J, full_matrices=True)
+        k_pt = np.sum(S > _RANK_TOL * S[:, :1], axis=1)
+        if self._codim is not None:
+            k = self._codim
+        else:  # before a point of the set fixed it (find_starts): the rank at the given points
+            k = int(np.max(k_pt[ok])) if ok.any() else int(J.shape[1])
+        if not force_codim:
+            ok &= k_pt == k
+        Nb = Zt[:, :k].reshape(P, k, m, n)
+        T = Zt[:, k:].reshape(P, m * n - k, m, n)
+        with np.errstate(divide="ignore"):
+            ls = np.log(np.where(ok[:, None], s[:, :r], 1.0))
+        ext = np.concatenate([ls, np.full((P, min(m, n) - r), -np.inf)], axis=1)
+        lm = log_multipliers(ext, (m, n), r, self.depth, self.normalized)
+        ii, jj = np.arange(m)[:, None] < r, np.arange(n)[None, :] < r
+        H = np.swapaxes(U, -1, -2)[:, None] @ T @ V[:, None]
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if self._limit:
+                w_in = np.where(ii & jj, np.exp(-np.where(ii & jj, lm, 0.0)), 0.0)
+                lo = np.minimum(np.arange(m)[:, None], np.arange(n)[None, :])
+                lo = np.minimum(lo, r - 1)
+                w_mix = np.where(ii ^ jj, np.exp(-2.0 * ls[:, lo]), 0.0)
+                logdet = _logdet_limit(H, w_in, w_mix)
+            else:
+                mask = ii | jj
+                inv = np.where(mask, np.exp(-np.where(mask, lm, 0.0)), 0.0)
+                G = np.einsum("pkij,plij,pij->pkl", H, H, inv)
+                sign, logdet = np.linalg.slogdet(G)
+                logdet = np.where(sign > 0, logdet, -np.inf)
+            log_f = 0.5 * logdet + self.window.log_density_sigma(np.where(ok[:, None], s[:, :r], 1.0))
+            log_rho = log_volume_density_from_log_sigma(ls, (m, n), r, self.depth, self.normalized)
+            O = self._obs_rows
+            ON = np.einsum("kx,pqx->pkq", O, rank_rows)
+            Gobs = O @ O.T - ON @ np.swapaxes(ON, -1, -2)
+            ev = np.linalg.eigvalsh(Gobs)
+            big = ev > _RANK_TOL * np.maximum(ev[:, -1:], 1e-300)
+            log_pdet = np.sum(np.where(big, np.log(np.where(big, ev, 1.0)), 0.0), axis=1)
+            log_limit = log_rho - 0.5 * log_pdet
+        log_f = np.where(ok & np.isfinite(log_f), log_f, -np.inf)
+        return _Batch(X, log_f, U, V, T, Nb, ok, np.where(ok, log_limit, -np.inf))
 
-    def _q_jac(self, Y: np.ndarray, U: np.ndarray, V: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        """Jacobian of ``q`` at ``Y`` along ``dirs`` (k, m, n): shape (p, k)."""
+    def _batch_q(self, Y: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
         r = self.rank
-        Yh = U.T @ Y @ V
-        A11inv = np.linalg.inv(Yh[:r, :r])
-        left = Yh[r:, :r] @ A11inv  # A21 A11^{-1}
-        right = A11inv @ Yh[:r, r:]  # A11^{-1} A12
-        Dh = np.einsum("ai,kab,bj->kij", U, dirs, V)
-        d11, d12, d21, d22 = Dh[:, :r, :r], Dh[:, :r, r:], Dh[:, r:, :r], Dh[:, r:, r:]
-        dschur = d22 - d21 @ right - left @ d12 + left @ d11 @ right
-        k = dirs.shape[0]
-        return np.concatenate([dirs[:, self.task.mask], dschur.reshape(k, -1)], axis=1).T
+        Yh = np.swapaxes(U, -1, -2) @ Y @ V
+        A11inv = _inv(Yh[:, :r, :r])
+        schur = Yh[:, r:, r:] - Yh[:, r:, :r] @ (A11inv @ Yh[:, :r, r:])
+        obs = (Y - self.task.values)[:, self.task.mask]
+        return np.concatenate([obs, schur.reshape(Y.shape[0], -1)], axis=1)
 
-    def _project(self, Z: np.ndarray, geo: _Geometry | SolutionSetState) -> np.ndarray | None:
-        """Newton solve of ``q(Z + Σ c_k Nb_k) = 0`` with frames of the base point; ``None`` on failure."""
-        c = np.zeros(geo.Nb.shape[0])
-        scale = 1.0 + float(np.linalg.norm(Z))
+    def _batch_q_jac(self, Y: np.ndarray, U: np.ndarray, V: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+        """Jacobian of ``q`` at ``Y`` (P, m, n) along ``dirs`` (P, k, m, n): shape (P, p, k)."""
+        r = self.rank
+        Yh = np.swapaxes(U, -1, -2) @ Y @ V
+        A11inv = _inv(Yh[:, :r, :r])
+        left = Yh[:, r:, :r] @ A11inv
+        right = A11inv @ Yh[:, :r, r:]
+        Dh = np.swapaxes(U, -1, -2)[:, None] @ dirs @ V[:, None]
+        d11, d12, d21, d22 = Dh[:, :, :r, :r], Dh[:, :, :r, r:], Dh[:, :, r:, :r], Dh[:, :, r:, r:]
+        dschur = d22 - d21 @ right[:, None] - left[:, None] @ d12 + left[:, None] @ d11 @ right[:, None]
+        P, k = dirs.shape[:2]
+        return np.concatenate([dirs[:, :, self.task.mask], dschur.reshape(P, k, -1)], axis=2).transpose(0, 2, 1)
+
+    def _batch_project(self, Z: np.ndarray, U: np.ndarray, V: np.ndarray, Nb: np.ndarray,
+                       active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton (least squares) solve of ``q(Z + Σ c_k Nb_k) = 0`` with the frames ``U, V``; ``(Y, ok)``."""
+        P, k = Nb.shape[:2]
+        c = np.zeros((P, k))
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = 1.0 + np.linalg.norm(Z.reshape(P, -1), axis=1)
+        done = np.zeros(P, dtype=bool)
+        failed = ~active | ~np.isfinite(scale)
         Y = Z
-        for _ in range(self.newton_max_iter):
-            Y = Z + np.tensordot(c, geo.Nb, axes=1)
-            try:
-                qv = self._q(Y, geo.U, geo.V)
-            except np.linalg.LinAlgError:
-                return None
-            if not np.all(np.isfinite(qv)):
-                return None
-            if np.max(np.abs(qv)) < self.newton_tol * scale:
-                return Y
-            try:
-                Jc = self._q_jac(Y, geo.U, geo.V, geo.Nb)
-                c = c - np.linalg.solve(Jc, qv)
-            except np.linalg.LinAlgError:
-                return None
-            if not np.all(np.isfinite(c)) or np.linalg.norm(c) > 1e3 * scale:
-                return None
-        return None
+        prev = np.full(P, np.inf)
+        with np.errstate(all="ignore"):
+            for it in range(self.newton_max_iter):
+                Y = Z + np.einsum("pk,pkij->pij", c, Nb)
+                qv = self._batch_q(Y, U, V)
+                failed |= ~np.all(np.isfinite(qv), axis=1) & ~done
+                res = np.max(np.abs(qv), axis=1)
+                if it >= 6:  # Newton converges quadratically here; a residual that stopped shrinking fails
+                    failed |= (res > 0.5 * prev) & ~done & (res >= self.newton_tol * scale)
+                prev = res
+                done |= (np.max(np.abs(qv), axis=1) < self.newton_tol * scale) & ~failed
+                todo = ~done & ~failed
+                if not todo.any():
+                    break
+                Jc = self._batch_q_jac(Y[todo], U[todo], V[todo], Nb[todo])
+                step = _lsq(Jc, qv[todo][:, :, None])
+                c[todo] = c[todo] - step[:, :, 0]
+                blow = ~np.all(np.isfinite(c), axis=1) | (np.linalg.norm(c, axis=1) > 1e3 * scale)
+                failed |= blow & todo
+        ok = done & ~failed
+        return np.where(ok[:, None, None], Y, Z), ok
+
+    def _geometry(self, X: np.ndarray) -> _Batch | None:
+        g = self._batch_geometry(np.asarray(X, dtype=np.float64)[None])
+        return g if bool(g.ok[0]) and math.isfinite(float(g.log_f[0])) else None
+
+    def _project(self, Z: np.ndarray, geo: _Batch) -> np.ndarray | None:
+        Y, ok = self._batch_project(np.asarray(Z, dtype=np.float64)[None], geo.U, geo.V, geo.Nb, np.ones(1, dtype=bool))
+        return Y[0] if ok[0] else None
 
     def log_density(self, X: Any) -> float:
-        """``log √det(Tᵀ𝒢T)`` (plus the window's log density) at a point ``X`` of ``S ∩ M_r``."""
+        """``log f(X)`` (Gram determinant plus the window's log density) at a point ``X`` of ``S ∩ M_r``."""
         X = check_matrix(X, batch=False)
         if X.shape != self.task.shape:
             raise ShapeError(f"X has shape {X.shape}; expected {self.task.shape} for this task")
         geo = self._geometry(X)
-        return -math.inf if geo is None else geo.log_f
+        return -math.inf if geo is None else float(geo.log_f[0])
 
-    # ------------------------------------------------------------------ kernel interface
+    def log_gibbs_ratio(self, X: Any) -> float:
+        """``log(f/g)`` at a point of ``S ∩ M_r``: the reweighting from the Gibbs limit to the solution-set
+        volume (``= ½ log pdet(L Ā Lᵀ)`` at finite depth; docs/samplers.md §2), window excluded."""
+        X = check_matrix(X, batch=False)
+        geo = self._batch_geometry(np.asarray(X, dtype=np.float64)[None])
+        s = np.linalg.svd(X, compute_uv=False)[: self.rank]
+        return float(geo.log_f[0] - self.window.log_density_sigma(s) - geo.log_limit[0])
+
+    # ------------------------------------------------------------------ kernel interface (one chain)
     def init(self, X0: np.ndarray, rng: Any = None) -> SolutionSetState:
-        geo = self._geometry(np.asarray(X0, dtype=np.float64))
-        if geo is None or not math.isfinite(geo.log_f):
-            raise InvalidArgumentError(
-                "initial matrix is not a regular point of S ∩ M_r inside the window; use find_starts or pass "
-                "matrices of rank r that match the observations"
-            )
-        X = self._project(np.asarray(X0, dtype=np.float64), geo)
-        if X is None or np.max(np.abs(X - X0)) > 1e-6 * (1 + np.linalg.norm(X0)):
-            raise InvalidArgumentError("initial matrix is not on S ∩ M_r (residual of the constraints too large)")
-        geo = self._geometry(X)
-        assert geo is not None
-        return SolutionSetState(X, geo.log_f, geo.U, geo.V, geo.T, geo.Nb, 0.1 * (1.0 + float(np.linalg.norm(X))) / 4)
+        return ConstrainedWalkKernel(self).init(X0, rng)
 
     @staticmethod
     def with_step_size(state: SolutionSetState, step_size: float) -> SolutionSetState:
@@ -244,46 +372,40 @@ class SolutionSetSampler:
         return state.X
 
     def step(self, state: SolutionSetState, rng: np.random.Generator) -> tuple[SolutionSetState, StepInfo]:
-        s = state.step_size
-        d = state.T.shape[0]
-        xi = rng.standard_normal(d)
-        log_u = math.log(rng.uniform())
-        failures = {"projection": 0, "reverse_check": 0, "outside": 0}
-        v = s * np.tensordot(xi, state.T, axes=1)
-        Y = self._project(state.X + v, state)
-        if Y is None:
-            failures["projection"] = 1
-            return state, StepInfo(0.0, state.log_density, failures)
-        geo = self._geometry(Y)
-        if geo is None or not math.isfinite(geo.log_f):
-            failures["outside"] = 1
-            return state, StepInfo(0.0, state.log_density, failures)
-        D = state.X - Y
-        coef = np.tensordot(geo.T, D, axes=([1, 2], [0, 1]))  # reverse tangent step in T_Y basis
-        v_rev = np.tensordot(coef, geo.T, axes=1)
+        return ConstrainedWalkKernel(self).step(state, rng)
+
+    def walk_sweep(self, B: _Batch, s: np.ndarray, rng: np.random.Generator) -> tuple[_Batch, np.ndarray, dict[str, np.ndarray]]:
+        """One constrained random-walk step for every point of ``B`` with step sizes ``s`` (P,)."""
+        P, d = B.T.shape[:2]
+        xi = rng.standard_normal((P, d))
+        log_u = np.log(rng.uniform(size=P))
+        v = s[:, None, None] * np.einsum("pk,pkij->pij", xi, B.T)
+        Y, okp = self._batch_project(B.X + v, B.U, B.V, B.Nb, B.ok)
+        G = self._batch_geometry(Y)
+        ok_y = okp & G.ok & np.isfinite(G.log_f)
+        D = B.X - Y
+        coef = np.einsum("pkij,pij->pk", G.T, D)
+        v_rev = np.einsum("pk,pkij->pij", coef, G.T)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            if s * s > 0:  # the original arithmetic: same draws as before for the same seed
-                log_alpha = geo.log_f - state.log_density - 0.5 * float(coef @ coef) / s**2 + 0.5 * float(xi @ xi)
-            else:  # s**2 underflows to 0 for s < 1e-154 (was ZeroDivisionError)
-                w = coef / s
-                log_alpha = geo.log_f - state.log_density - 0.5 * float(w @ w) + 0.5 * float(xi @ xi)
-        if math.isnan(log_alpha):  # s = 0 (0/0) or inf - inf: no valid move
-            log_alpha = -math.inf
-        accept = 1.0 if log_alpha >= 0 else math.exp(log_alpha)
-        if log_u >= log_alpha:
-            return state, StepInfo(accept, state.log_density, failures)
-        back = self._project(Y + v_rev, geo)
-        if back is None or np.max(np.abs(back - state.X)) > 1e-8 * (1.0 + float(np.linalg.norm(state.X))):
-            failures["reverse_check"] = 1
-            return state, StepInfo(accept, state.log_density, failures)
-        new = SolutionSetState(Y, geo.log_f, geo.U, geo.V, geo.T, geo.Nb, s)
-        return new, StepInfo(accept, geo.log_f, failures)
+            w = coef / s[:, None]
+            log_alpha = G.log_f - B.log_f - 0.5 * np.sum(w * w, axis=1) + 0.5 * np.sum(xi * xi, axis=1)
+        log_alpha = np.where(ok_y & ~np.isnan(log_alpha), log_alpha, -np.inf)
+        acc = np.exp(np.minimum(log_alpha, 0.0))
+        want = ok_y & (log_u < log_alpha)
+        back, okb = self._batch_project(Y + v_rev, G.U, G.V, G.Nb, want)
+        tol = 1e-8 * (1.0 + np.linalg.norm(B.X.reshape(P, -1), axis=1))
+        good = want & okb & (np.max(np.abs(back - B.X).reshape(P, -1), axis=1) <= tol)
+        fails = {"projection": (B.ok & ~okp).astype(np.int64), "outside": (okp & ~ok_y).astype(np.int64),
+                 "reverse_check": (want & ~good).astype(np.int64)}
+        return G.where(good, B), acc, fails
 
     # ------------------------------------------------------------------ starting points
     def find_starts(self, n_chains: int, *, rng: Any = None, n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Starting matrices ``(n_chains, m, n)`` spread over the sign-pattern groups, and group labels.
+        """Points of ``S ∩ M_r`` in the window ``(n_chains, m, n)``, spread over the sign-pattern groups, and labels.
 
-        See the module docstring ("Starting points and connected components").
+        Alternating projections (truncated SVD to rank ``r``, then onto ``S``) from random matrices, finished
+        by the Newton projection. Only starting points for ``method="walk"`` (which never leaves the
+        component of its start); the SMC sampler does not use them.
         """
         n_chains = check_int(n_chains, "n_chains", minimum=1)
         if n_candidates is not None:
@@ -314,8 +436,10 @@ class SolutionSetSampler:
             Y = self._project(X, geo)
             if Y is None:
                 continue
+            if self._codim is None:
+                self._set_codim(Y)
             geo = self._geometry(Y)
-            if geo is None or not math.isfinite(geo.log_f):
+            if geo is None:
                 continue
             key = tuple(np.sign(Y[~self.task.mask]).astype(int).tolist())
             groups.setdefault(key, []).append(Y)
@@ -335,6 +459,189 @@ class SolutionSetSampler:
             labels.append(keys.index(k))
         return np.array(starts), np.array(labels)
 
+    # ------------------------------------------------------------------ front end
+    def _path_confinement(self) -> Confinement:
+        """The window, plus at depth inf a singular-value floor that does not change the β → ∞ limit."""
+        if not math.isinf(self.depth) or self.window.floor > 0:
+            return self.window
+        if self.rank == 1:
+            # |X_ij| <= σ_1 for every matrix, so σ_1 >= max |M_Ω| on S: a floor below it vanishes as β → ∞
+            top = float(np.max(np.abs(self.task.values[self.task.mask])))
+            if top > 0:
+                return Confinement.combine(self.window, SingularValueFloor(0.5 * top))
+        raise ImproperTargetError(
+            f"depth inf with rank={self.rank} and window={self.window.describe()}: the tempering path of "
+            "method='smc' passes near lower strata, where the infinite-depth density is not integrable (MATH.md "
+            "§3.5); add SingularValueFloor(minimum) to the window (below the smallest σ_r on the solution set)"
+        )
+
+    def _walk(self, B: _Batch, n_sweeps: int, rng: np.random.Generator, s0: float | None = None
+              ) -> tuple[_Batch, np.ndarray, float, dict[str, int]]:
+        """``n_sweeps`` constrained random-walk sweeps of every point (step adapted in the first half)."""
+        P = B.X.shape[0]
+        scale = float(np.median(np.linalg.norm(B.X.reshape(P, -1), axis=1)))
+        s = 0.05 * (1.0 + scale) if s0 is None else s0
+        acc_sum = np.zeros(P)
+        fails = {"projection": 0, "reverse_check": 0, "outside": 0}
+        for sweep in range(n_sweeps):
+            B, acc, f = self.walk_sweep(B, np.full(P, s), rng)
+            acc_sum += acc
+            for k in fails:
+                fails[k] += int(f[k].sum())
+            if sweep < n_sweeps // 2:
+                s = s * math.exp(2.0 * (float(np.mean(acc)) - 0.5))
+        return B, acc_sum / max(n_sweeps, 1), s, fails
+
+    def _mixture_is(self, C: _Batch, n_proposals: int, h: float, rng: np.random.Generator,
+                    cut: float = 2.5) -> tuple[_Batch, np.ndarray, int]:
+        """Importance sampling of ``f`` with a kernel mixture on the manifold (docs/samplers.md §4).
+
+        ``q(Y) = (1/P) Σ_j K_j(Y)``, ``K_j`` the law of ``Π_j(Y_j + T_j w)``, ``w ~ N(0, h² I_d)`` truncated to
+        ``|w| <= cut·h``, ``Π_j`` the Newton projection along ``N_{Y_j}``; w.r.t. the Hausdorff measure
+        ``K_j(Y) = φ_h(w_j) |det(T_jᵀ T_Y)| / P(χ²_d <= cut²)``, ``w_j = T_jᵀ(Y - Y_j)``, on the local sheet
+        ``|w_j| <= cut·h``, ``‖Y - Y_j‖ <= 1.5 cut·h``. Returns the draws, ``log f - log q`` (``-inf`` for failed
+        draws) and the number of failed projections.
+        """
+        from scipy import stats
+
+        P, d = C.T.shape[:2]
+        M = n_proposals
+        m, n = self.task.shape
+        i = rng.integers(P, size=M)
+        w = rng.standard_normal((M, d))
+        while True:  # truncation by rejection
+            bad = np.sum(w * w, axis=1) > cut * cut
+            if not bad.any():
+                break
+            w[bad] = rng.standard_normal((int(bad.sum()), d))
+        w = h * w
+        Z = C.X[i] + np.einsum("mk,mkij->mij", w, C.T[i])
+        Y, ok = self._batch_project(Z, C.U[i], C.V[i], C.Nb[i], C.ok[i])
+        loc = 1.5 * cut * h
+        ok &= np.linalg.norm((Y - C.X[i]).reshape(M, -1), axis=1) <= loc
+        G = self._batch_geometry(Y)
+        ok &= G.ok & np.isfinite(G.log_f)
+        n_fail = int(np.sum(~ok))
+        log_norm = -d * math.log(h) - 0.5 * d * math.log(2 * math.pi) - math.log(stats.chi2.cdf(cut * cut, d))
+        log_q = np.full(M, -np.inf)
+        CX = C.X.reshape(P, -1)
+        CT = C.T.reshape(P, d, -1)
+        for a in range(0, M, 128):
+            b = min(M, a + 128)
+            D = Y[a:b].reshape(b - a, 1, -1) - CX[None]  # (t, P, mn)
+            wj = np.einsum("tpx,pkx->tpk", D, CT)
+            near = (np.sum(wj * wj, axis=2) <= (cut * h) ** 2 * (1 + 1e-9)) & (np.linalg.norm(D, axis=2) <= loc)
+            TY = G.T[a:b].reshape(b - a, d, -1)
+            dets = np.abs(np.linalg.det(np.einsum("pkx,tlx->tpkl", CT, TY)))
+            with np.errstate(divide="ignore"):
+                lk = -0.5 * np.sum(wj * wj, axis=2) / (h * h) + np.log(dets) + log_norm
+            lk = np.where(near, lk, -np.inf)
+            top = np.max(lk, axis=1)
+            safe = np.where(np.isfinite(top), top, 0.0)
+            with np.errstate(divide="ignore"):
+                log_q[a:b] = safe + np.log(np.sum(np.exp(lk - safe[:, None]), axis=1)) - math.log(P)
+        with np.errstate(invalid="ignore"):
+            logw = G.log_f - log_q
+        logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
+        return G, logw, n_fail
+
+    def smc_replicate(self, n_draws: int, seed: int, *, n_particles: int | None = None, beta_max: float | None = None,
+                      n_mcmc: int = 10, n_walk: int = 20, target_ess: float = 0.5, n_centers: int | None = None,
+                      n_proposals: int | None = None, n_rounds: int = 2) -> dict[str, Any]:
+        """One replicate (module docstring): ``n_draws`` equally weighted draws and their record.
+
+        1. tempered SMC on ``π_β`` to ``β_max`` with ``n_particles`` (default 1000) particles, projected
+           onto ``S ∩ M_r`` and reweighted by ``f/g``: finds the components and places ``n_centers``
+           (default ``max(n_draws, 500)``) kernel centres (resampled, then ``n_walk`` walk sweeps);
+        2. importance sampling of ``f`` with the kernel mixture on those centres (:meth:`_mixture_is`,
+           ``n_proposals`` draws, default ``4 n_draws``): exact weights, so the component masses do not
+           depend on how well step 1 balanced them; ``n_rounds`` (default 2) rounds of population Monte
+           Carlo, the centres of a round resampled from the weighted draws of the previous one (only the
+           last round's draws and weights are used);
+        3. ``n_draws`` draws resampled (systematic, sorted by piece) and moved by ``n_walk`` sweeps.
+        """
+        import time
+
+        from .smc import default_path, kish_ess, run_tempered_smc, systematic_resample
+        from .targets import GibbsTarget
+
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(int(seed))
+        if self._codim is None:
+            _ = self.dim
+        obs = self.task.values[self.task.mask]
+        s2 = max(1.0, float(np.mean(obs**2)))
+        b_max = 10.0 / s2 if beta_max is None else float(beta_max)
+        n_particles = 1000 if n_particles is None else n_particles
+        n_centers = max(n_draws, 500) if n_centers is None else n_centers
+        n_proposals = 4 * n_draws if n_proposals is None else n_proposals
+        conf = self._path_confinement()
+        target = GibbsTarget(self.task, self.depth, self.rank, b_max, conf, self.normalized)
+        run = run_tempered_smc(default_path(target), n_particles, rng, n_mcmc=n_mcmc, target_ess=target_ess)
+        X = target.to_matrix(run.theta)
+        G0 = self._batch_geometry(X, force_codim=True)
+        Y, okp = self._batch_project(X, G0.U, G0.V, G0.Nb, G0.ok)
+        G = self._batch_geometry(Y)
+        s_x = np.linalg.svd(X, compute_uv=False)[:, : self.rank]
+        with np.errstate(invalid="ignore"):
+            logw0 = G.log_f - G.log_limit - conf.log_density_sigma(s_x)
+        logw0 = np.where(okp & G.ok & np.isfinite(logw0), logw0, -np.inf)
+        n_lost = int(np.sum(~np.isfinite(logw0)))
+        if not np.any(np.isfinite(logw0)):
+            raise InvalidArgumentError("no SMC particle projected onto S ∩ M_r inside the window; enlarge the window")
+        pieces0 = sign_pieces(self.task, Y)
+        order = np.argsort(pieces0, kind="stable")
+        Cn = G.take(order[systematic_resample(logw0[order], rng, n_centers)])
+        Cn, _, s_walk, fails = self._walk(Cn, max(n_walk // 2, 1), rng)
+        n_fail = 0
+        for rnd in range(n_rounds):
+            if rnd:  # population Monte Carlo: the next centres follow the weighted draws of this round
+                order = np.argsort(sign_pieces(self.task, Gis.X), kind="stable")
+                Cn = Gis.take(order[systematic_resample(logw[order], rng, n_centers)])
+                Cn, _, s_walk, f1 = self._walk(Cn, max(n_walk // 2, 1), rng, s0=s_walk)
+                for k in fails:
+                    fails[k] += f1[k]
+            # bandwidth: median distance to the 3rd nearest centre (at most a quarter of the median norm)
+            flat = Cn.X.reshape(n_centers, -1)
+            sub = flat[rng.choice(n_centers, size=min(n_centers, 300), replace=False)]
+            dist = np.linalg.norm(sub[:, None] - flat[None], axis=2)
+            dist.sort(axis=1)
+            h = float(np.median(dist[:, min(3, n_centers - 1)]))
+            h = min(max(h, 1e-6), 0.25 * float(np.median(np.linalg.norm(flat, axis=1))))
+            Gis, logw, nf = self._mixture_is(Cn, n_proposals, h, rng)
+            n_fail += nf
+            if not np.any(np.isfinite(logw)):
+                break
+        if not np.any(np.isfinite(logw)):
+            raise InvalidArgumentError("every importance-sampling draw failed to project; enlarge the window")
+        pieces = sign_pieces(self.task, Gis.X)
+        w = np.exp(logw - np.max(logw))
+        w = w / np.sum(w)
+        fractions = {str(k): float(np.sum(w[pieces == k])) for k in np.unique(pieces[np.isfinite(logw)])}
+        weight_ess = kish_ess(logw)
+        order = np.argsort(pieces, kind="stable")
+        parents = order[systematic_resample(logw[order], rng, n_draws)]
+        # output order: groups of siblings (same parent) stay adjacent, so the ArviZ ESS sees their
+        # correlation; the groups are shuffled, so pieces are not blocked together in a chain
+        _, first, counts = np.unique(parents, return_index=True, return_counts=True)
+        perm = rng.permutation(first.size)
+        parents = np.concatenate([parents[first[g]:first[g] + counts[g]] for g in perm])
+        B = Gis.take(parents)
+        B, acc, s_walk, f2 = self._walk(B, n_walk, rng, s0=s_walk)
+        return {
+            "draws": B.X, "log_density": B.log_f, "accept_prob": acc,
+            "step_size": np.array(float(s_walk)),
+            "n_evaluations": np.array(run.n_evaluations + 2 * n_particles + (n_centers + n_draws) * 2 * n_walk
+                                      + n_proposals, dtype=np.int64),
+            "elapsed": np.array(time.perf_counter() - t0),
+            "log_evidence": np.array(run.log_evidence), "weight_ess": np.array(weight_ess),
+            "n_stages": np.array(run.n_stages), "fractions": fractions, "bandwidth": np.array(h),
+            "failures_projection": np.array(fails["projection"] + f2["projection"] + n_lost + n_fail),
+            "failures_reverse_check": np.array(fails["reverse_check"] + f2["reverse_check"]),
+            "failures_outside": np.array(fails["outside"] + f2["outside"]),
+            "failures_divergent": np.array(0),
+        }
+
     def sample(
         self,
         n_draws: int,
@@ -350,49 +657,107 @@ class SolutionSetSampler:
         workers: int | None = None,
         batch_size: int | None = None,
         checkpoint: str | os.PathLike | None = None,
+        method: str | None = None,
+        beta_max: float | None = None,
+        n_mcmc: int = 10,
+        n_walk: int = 20,
     ) -> Chains:
-        """Run ``n_chains`` chains (see :func:`samplers.sample` for the common arguments).
-
-        The step size is adapted during warm-up by dual averaging to acceptance 0.5. Starting points:
-        ``initial`` or :meth:`find_starts` (seeded from a child of ``rng`` independent of the chains).
+        """Equally weighted draws of the solution-set volume (see :func:`samplers.sample` for common arguments).
 
         Parameters
         ----------
-        checkpoint : str or PathLike, optional
-            Folder for one ``batch-XXXXX.npz`` per finished batch of chains, written atomically
-            (temporary file + ``os.replace``) with the batch's chain seeds. A rerun with the same
-            arguments after an interruption loads the finished batches and runs only the others; the
-            draws are bit-identical to an uninterrupted run for any ``batch_size``, ``workers`` or
-            executor. The folder is stamped with a fingerprint of :meth:`describe`, the task's values
-            and mask, ``n_draws``, ``warmup``, ``thin``, the seeds, the starting matrices, ``step_size``
-            and the Newton settings; a folder written for different values raises
-            ``InvalidArgumentError``.
-        """
-        from dlnvolume._validation import check_int
+        method : {"smc", "walk"}, default "smc" ("walk" when ``initial`` is given)
+            ``"smc"``: one replicate per chain (:meth:`smc_replicate`, module docstring); the draws of a
+            chain are its resampled importance draws after ``n_walk`` walk sweeps, sibling groups
+            adjacent. ``thin``, ``step_size`` and ``initial`` are not used; ``checkpoint`` stores one file
+            per batch of replicates. ``"walk"``: the constrained random walk from ``initial`` or
+            :meth:`find_starts` (stays in the components of its starts).
+        beta_max : float, optional
+            Last inverse temperature of the SMC stage that places the kernel centres (default
+            ``10 / max(1, mean M_Ω²)``); it affects efficiency only, the importance weights are exact.
+        n_mcmc : int, default 10
+            MALA steps per tempering stage.
+        n_walk : int, default 20
+            Constrained random-walk sweeps after the projection (the first half adapts the step size).
 
+        Returns
+        -------
+        Chains
+            With ``log_evidence``, ``weight_ess``, ``pieces`` (weighted sign-group fractions per chain),
+            ``dimension`` and the diagnostics of :func:`samplers.diagnostics.summarize`.
+        """
+        from dlnvolume.parallel import make_batches, run_batches
+
+        from .diagnostics import attach_diagnostics
         from .driver import run_chains
 
         n_draws = check_int(n_draws, "n_draws", minimum=1)
         n_chains = check_int(n_chains, "n_chains", minimum=1)
         thin = check_int(thin, "thin", minimum=1)
+        if method is None:
+            method = "walk" if initial is not None else "smc"
+        if method not in ("smc", "walk"):
+            raise InvalidArgumentError(f"method={method!r}; expected 'smc' or 'walk'")
         if warmup is None:
             warmup = n_draws * thin // 2
         root = as_seed_sequence(rng)
         start_seq, chain_seq = root.spawn(2)
         seeds = spawn_seeds(chain_seq, n_chains)
+        if method == "smc":
+            n_mcmc = check_int(n_mcmc, "n_mcmc", minimum=1)
+            n_walk = check_int(n_walk, "n_walk", minimum=0)
+            if beta_max is not None:
+                beta_max = check_positive(beta_max, "beta_max")
+            if workers is not None:
+                workers = check_int(workers, "workers", minimum=1)
+            self._path_confinement()
+            if self._codim is None:
+                _ = self.dim
+            bs = check_int(batch_size if batch_size is not None else 1, "batch_size", minimum=1)
+            payloads = [{"sampler": self, "seeds": [int(seeds[i]) for i in idx], "n": n_draws,
+                         "opts": {"beta_max": beta_max, "n_mcmc": n_mcmc, "n_walk": n_walk}}
+                        for idx in make_batches(n_chains, bs)]
+            meta = None
+            if checkpoint is not None:
+                meta = {"kind": "samplers.SolutionSetSampler.smc", "target": {k: str(v) for k, v in self.describe().items()},
+                        "task": self.task.digest(), "n_draws": n_draws, "warmup": warmup, "thin": thin,
+                        "seeds": [int(v) for v in seeds], "opts": {k: repr(v) for k, v in payloads[0]["opts"].items()},
+                        "newton": [self.newton_tol, self.newton_max_iter]}
+
+            def same(i: int, arrays: dict[str, np.ndarray]) -> bool:
+                got = arrays.get("chain_seeds")
+                return got is not None and np.array_equal(got, np.array(payloads[i]["seeds"], dtype=np.uint64))
+
+            results = run_batches(_smc_batch, payloads, executor=executor, workers=workers, progress=progress,
+                                  desc="smc replicates", checkpoint=checkpoint, meta=meta, validate=same)
+            cat = {k: np.concatenate([r[k] for r in results]) for k in results[0] if not k.startswith("piece")}
+            labels = sorted({str(k) for r in results for k in np.asarray(r["piece_labels"]).ravel() if str(k)})
+            pieces = {k: np.concatenate([np.where(r["piece_labels"] == k, r["piece_fractions"], 0.0).sum(axis=1)
+                                         if r["piece_labels"].size else np.zeros(r["draws"].shape[0])
+                                         for r in results]) for k in labels}
+            chains = Chains(
+                draws=cat["draws"], log_density=cat["log_density"], accept_prob=cat["accept_prob"],
+                step_size=cat["step_size"],
+                failures={k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")},
+                target=self.describe(), method="smc", seeds=np.asarray(seeds, dtype=np.uint64), warmup=0, thin=1,
+                n_evaluations=cat["n_evaluations"], elapsed=cat["elapsed"], log_evidence=cat["log_evidence"],
+                weight_ess=cat["weight_ess"], pieces=pieces, dimension=self.dim,
+            )
+            return attach_diagnostics(chains, free=~self.task.mask)
         if initial is None:
             initial, _ = self.find_starts(n_chains, rng=np.random.default_rng(start_seq))
         if step_size is not None:
             step_size = check_positive(step_size, "step_size")
-        kernel = _SolutionSetKernel(self, step_size)
+        kernel = ConstrainedWalkKernel(self, step_size)
         kernel_meta = None
         if checkpoint is not None:
             kernel_meta = {"task": self.task.digest(), "step_size": step_size, "newton_tol": self.newton_tol,
                            "newton_max_iter": self.newton_max_iter}
-        return run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=None, executor=executor,
-                          progress=progress, target=self.describe(), initial=initial, workers=workers,
-                          batch_size=batch_size, seeds=seeds, shape=self.task.shape, checkpoint=checkpoint,
-                          kernel_meta=kernel_meta)
+        chains = run_chains(kernel, n_draws, n_chains=n_chains, warmup=warmup, thin=thin, rng=None, executor=executor,
+                            progress=progress, target=self.describe(), initial=initial, workers=workers,
+                            batch_size=batch_size, seeds=seeds, shape=self.task.shape, checkpoint=checkpoint,
+                            kernel_meta=kernel_meta)
+        return attach_diagnostics(replace(chains, dimension=self.dim), free=~self.task.mask)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -406,25 +771,73 @@ class SolutionSetSampler:
         }
 
 
-class _SolutionSetKernel:
-    """Kernel wrapper fixing the initial step size."""
+def _smc_batch(payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Picklable batch function: SMC replicates for a list of seeds, stacked into arrays (checkpointable).
 
-    def __init__(self, sampler: SolutionSetSampler, step_size: float | None):
+    Piece fractions are stored as ``piece_labels`` (chains, L) strings and ``piece_fractions`` (chains, L).
+    """
+    sampler: SolutionSetSampler = payload["sampler"]
+    rows = [sampler.smc_replicate(payload["n"], seed, **payload["opts"]) for seed in payload["seeds"]]
+    out = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0] if k != "fractions"}
+    L = max(len(r["fractions"]) for r in rows)
+    labels = np.full((len(rows), L), "", dtype=object)
+    fr = np.zeros((len(rows), L))
+    for i, r in enumerate(rows):
+        for j, (k, v) in enumerate(sorted(r["fractions"].items())):
+            labels[i, j], fr[i, j] = k, v
+    out["piece_labels"] = labels.astype(str)
+    out["piece_fractions"] = fr
+    out["chain_seeds"] = np.array(payload["seeds"], dtype=np.uint64)
+    return out
+
+
+class ConstrainedWalkKernel:
+    """The constrained random walk as a kernel ``init``/``step(state, rng) -> (state, info)`` (one chain).
+
+    Declared per-step statistics: ``accept_prob`` and the failure counts ``projection``,
+    ``reverse_check``, ``outside``.
+    """
+
+    name = "solution_set"
+    adaptive = True
+    target_accept = 0.5
+    stats = ("accept_prob", "projection", "reverse_check", "outside")
+
+    def __init__(self, sampler: SolutionSetSampler, step_size: float | None = None):
         self.sampler = sampler
         self.step_size = step_size
-        self.name = "solution_set"
-        self.adaptive = True
-        self.target_accept = 0.5
 
-    def init(self, X0: np.ndarray, rng: Any) -> SolutionSetState:
-        st = self.sampler.init(X0, rng)
-        return st if self.step_size is None else replace(st, step_size=float(self.step_size))
+    def init(self, X0: np.ndarray, rng: Any = None) -> SolutionSetState:
+        sp = self.sampler
+        X0 = np.asarray(X0, dtype=np.float64)
+        if sp._codim is None:
+            _ = sp.dim
+        geo = sp._geometry(X0)
+        if geo is None:
+            raise InvalidArgumentError(
+                "initial matrix is not a regular point of S ∩ M_r inside the window; use find_starts or pass "
+                "matrices of rank r that match the observations"
+            )
+        X = sp._project(X0, geo)
+        if X is None or np.max(np.abs(X - X0)) > 1e-6 * (1 + np.linalg.norm(X0)):
+            raise InvalidArgumentError("initial matrix is not on S ∩ M_r (residual of the constraints too large)")
+        geo = sp._geometry(X)
+        if geo is None:
+            raise InvalidArgumentError("initial matrix is not on S ∩ M_r (residual of the constraints too large)")
+        h = 0.1 * (1.0 + float(np.linalg.norm(X))) / 4 if self.step_size is None else float(self.step_size)
+        return SolutionSetState(X, float(geo.log_f[0]), geo.U[0], geo.V[0], geo.T[0], geo.Nb[0], h)
 
-    def step(self, state: SolutionSetState, rng: Any) -> Any:
-        return self.sampler.step(state, rng)
+    def step(self, state: SolutionSetState, rng: np.random.Generator) -> tuple[SolutionSetState, StepInfo]:
+        B = _Batch(state.X[None], np.array([state.log_density]), state.U[None], state.V[None], state.T[None],
+                   state.Nb[None], np.ones(1, dtype=bool), np.zeros(1))
+        new, acc, fails = self.sampler.walk_sweep(B, np.array([state.step_size]), rng)
+        out = SolutionSetState(new.X[0], float(new.log_f[0]), new.U[0], new.V[0], new.T[0], new.Nb[0], state.step_size)
+        return out, StepInfo(float(acc[0]), out.log_density, {k: int(v[0]) for k, v in fails.items()})
 
-    def matrix(self, state: SolutionSetState) -> np.ndarray:
+    @staticmethod
+    def matrix(state: SolutionSetState) -> np.ndarray:
         return state.X
 
-    def with_step_size(self, state: SolutionSetState, h: float) -> SolutionSetState:
+    @staticmethod
+    def with_step_size(state: SolutionSetState, h: float) -> SolutionSetState:
         return replace(state, step_size=float(h))

@@ -15,11 +15,13 @@ import pytest
 import dlnvolume as dv
 import samplers
 import samplers.driver as driver
+import samplers.solution_set as solution_set
 from dlnvolume.errors import InvalidArgumentError
 
 SEED = 20261129
 FIELDS = ("draws", "log_density", "accept_prob", "step_size", "seeds")
 REAL_BATCH = driver._run_batch
+REAL_SMC_BATCH = solution_set._smc_batch  # SolutionSetSampler.sample runs SMC replicates by default
 
 
 @pytest.fixture
@@ -49,15 +51,17 @@ class Interrupted(Exception):
 def interrupting(monkeypatch, after: int) -> list:
     """Make the batch function raise on call ``after + 1``; returns the list of seeds of each call."""
     calls: list = []
-    real = REAL_BATCH
 
-    def fn(payload):
-        calls.append(list(payload["seeds"]))
-        if len(calls) > after:
-            raise Interrupted
-        return real(payload)
+    def wrap(real):
+        def fn(payload):
+            calls.append(list(payload["seeds"]))
+            if len(calls) > after:
+                raise Interrupted
+            return real(payload)
+        return fn
 
-    monkeypatch.setattr(driver, "_run_batch", fn)
+    monkeypatch.setattr(driver, "_run_batch", wrap(REAL_BATCH))
+    monkeypatch.setattr(solution_set, "_smc_batch", wrap(REAL_SMC_BATCH))
     return calls
 
 

@@ -56,7 +56,7 @@ def test_initial_matrices_are_used(target, conditioned_3x3):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"method": "hmc"}, InvalidArgumentError, r"method='hmc'; expected one of 'rmala', 'emcee'"),
+        ({"method": "hmc"}, InvalidArgumentError, r"method='hmc'; expected one of 'rmala', 'emcee', 'smc'"),
         ({"n_draws": 0}, InvalidArgumentError, r"n_draws=0 is out of range; expected an integer 1 or more"),
         ({"n_chains": 0}, InvalidArgumentError, r"n_chains=0 is out of range"),
         ({"thin": 0}, InvalidArgumentError, r"thin=0 is out of range"),

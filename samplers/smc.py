@@ -1,0 +1,403 @@
+"""Tempered sequential Monte Carlo on a rank stratum (Gibbs targets) — the population sampler.
+
+Why. Every target of this package with partial observations is multimodal at large ``β``: the solution
+set ``S ∩ M_r`` has several components of unequal mass, and local MCMC started in one stays there.
+Tempered SMC (Del Moral, Doucet & Jasra 2006; Chopin & Papaspiliopoulos 2020, ch. 17; the adaptive
+schedule of blackjax's ``adaptive_tempered_smc``) moves a population of particles through a sequence of
+distributions from one that is easy to sample to the target; importance weights, not where particles
+were started, carry the relative masses of the modes.
+
+Path (in the coordinates ``θ = (u, A, B)`` of :class:`samplers.GibbsTarget`)::
+
+    log γ_s(θ) = (1 - λ) log q₀(θ) + λ · rest(θ) - β E(X(θ))
+    s ∈ [0, 1]:  λ = s, β = s β₁            (bridge from q₀ to π_{β₁})
+    s ∈ [1, 2]:  λ = 1, β = β₁ (β_end/β₁)^{s-1}   (geometric in β up to β_end)
+
+``rest = log p_β + βE`` is the θ-density without the energy (chart density of the g_N-volume, Jacobian,
+Gaussian radial parts of ``A``, ``B``, confinement); ``q₀`` is normalized: ``A``, ``B`` standard Gaussian
+(the same factor as in ``rest``, so it cancels) and ``u`` i.i.d. ``N(μ, s²)``.
+
+One stage. Given equally weighted particles at ``s``: (1) the next ``s'`` is the largest value with
+``ESS(w) = α P`` for the incremental weights ``w_i = γ_{s'}(θ_i)/γ_s(θ_i)`` (bisection, α = 0.5 by
+default); (2) ``log Z += log mean(w)``; (3) systematic resampling of the particles sorted by piece
+(sign pattern of the unobserved entries; stable sort, so inside a piece particles stay in ancestor order
+and descendants of one ancestor are contiguous, which the ArviZ ESS of the output then sees): the count
+of a piece changes by at most one per stage, so the masses of separated components do not random-walk
+through resampling noise; (4) ``K`` steps of preconditioned MALA on ``γ_{s'}`` batched over particles (diagonal
+preconditioner = particle variances; step size adapted between steps towards acceptance 0.57).
+
+Result. ``log Z`` estimates ``log ∫ exp(log p_β(θ)) dθ`` of the target's θ-density (unbiased in ``Z``).
+Independent replicates (one per chain, seeds from ``SeedSequence.spawn``) give the Monte Carlo
+error of everything, including piece masses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from dlnvolume.errors import InvalidArgumentError
+
+from .targets import GibbsTarget
+
+__all__ = ["ThetaPath", "SMCRun", "run_tempered_smc", "systematic_resample", "kish_ess", "mala_sweep",
+           "default_path", "sample_gibbs", "sibling_order"]
+
+
+def kish_ess(logw: np.ndarray) -> float:
+    """Effective sample size ``(Σw)²/Σw²`` of importance weights given as logs (``-inf`` allowed)."""
+    logw = np.asarray(logw, dtype=np.float64)
+    top = np.max(logw)
+    if not np.isfinite(top):
+        return 0.0
+    w = np.exp(logw - top)
+    return float(np.sum(w) ** 2 / np.sum(w * w))
+
+
+def systematic_resample(logw: np.ndarray, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+    """Indices (nondecreasing) of ``n`` systematic-resampling draws from weights ``exp(logw)``."""
+    logw = np.asarray(logw, dtype=np.float64)
+    n = logw.size if n is None else n
+    w = np.exp(logw - np.max(logw))
+    c = np.cumsum(w / np.sum(w))
+    c[-1] = 1.0
+    u = (rng.uniform() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(c, u, side="right"), logw.size - 1)
+
+
+@dataclass(eq=False)
+class ThetaPath:
+    """The tempering path ``γ_s`` of the module docstring for a :class:`GibbsTarget` (any stratum).
+
+    ``target_a`` and ``target_b`` are the same target at two inverse temperatures ``β_a ≠ β_b``; from
+    their θ-densities the energy is ``E = (log p_a - log p_b)/(β_b - β_a)`` and ``rest = log p_a + β_a E``
+    (with gradients), so no improper β = 0 target is ever built.
+    """
+
+    target_a: GibbsTarget
+    target_b: GibbsTarget
+    beta1: float
+    beta_end: float
+    mu: np.ndarray  # (r,) mean of u under q₀
+    sd: float  # standard deviation of u under q₀
+
+    def piece_key(self, theta: np.ndarray) -> np.ndarray:
+        """Integer code of the sign pattern of the unobserved entries of ``X(θ)`` (resampling order key)."""
+        t = self.target_a
+        X = t.to_matrix(theta)
+        bits = X[:, ~t.task.mask] >= 0
+        return bits.astype(np.int64) @ (2 ** np.arange(bits.shape[1], dtype=np.int64))
+
+    def schedule(self, s: float) -> tuple[float, float]:
+        """``(λ, β)`` at path parameter ``s ∈ [0, 2]``."""
+        if s <= 1.0:
+            return s, s * self.beta1
+        if self.beta_end <= self.beta1:
+            return 1.0, self.beta_end
+        return 1.0, self.beta1 * (self.beta_end / self.beta1) ** (s - 1.0)
+
+    @property
+    def s_end(self) -> float:
+        return 1.0 if self.beta_end <= self.beta1 else 2.0
+
+    def sample_base(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        t = self.target_a
+        m, n_ = t.shape
+        r = t.rank
+        u = self.mu + self.sd * rng.standard_normal((n, r))
+        return np.concatenate([u, rng.standard_normal((n, (m + n_) * r))], axis=1)
+
+    def parts(self, theta: np.ndarray, grad: bool) -> tuple[np.ndarray, ...]:
+        """``(base, rest, E)`` and, with ``grad``, their θ-gradients."""
+        r = self.target_a.rank
+        la, ga = self.target_a._evaluate(theta, grad=grad)
+        lb, gb = self.target_b._evaluate(theta, grad=grad)
+        db = self.target_b.beta - self.target_a.beta
+        with np.errstate(invalid="ignore"):
+            E = np.where(np.isfinite(la) & np.isfinite(lb), (la - lb) / db, np.inf)
+            rest = np.where(np.isfinite(la), la + self.target_a.beta * E, -np.inf)
+        z = (theta[:, :r] - self.mu) / self.sd
+        base = -0.5 * np.sum(z * z, axis=1) - 0.5 * np.sum(theta[:, r:] ** 2, axis=1)
+        base = base - 0.5 * theta.shape[1] * math.log(2 * math.pi) - r * math.log(self.sd)
+        if not grad:
+            return base, rest, E
+        gE = (ga - gb) / db
+        grest = ga + self.target_a.beta * gE
+        gbase = np.concatenate([-z / self.sd, -theta[:, r:]], axis=1)
+        return base, rest, E, gbase, grest, gE
+
+    @staticmethod
+    def combine(lam: float, beta: float, base: np.ndarray, rest: np.ndarray, E: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            out = (1.0 - lam) * base + (lam * rest if lam > 0 else 0.0) - (beta * E if beta > 0 else 0.0)
+        return np.where(np.isnan(out), -np.inf, out)
+
+    def logp_grad(self, theta: np.ndarray, lam: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        base, rest, E, gbase, grest, gE = self.parts(theta, grad=True)
+        lp = self.combine(lam, beta, base, rest, E)
+        g = (1.0 - lam) * gbase + lam * grest - beta * gE
+        g = np.where(np.isfinite(g), g, 0.0)
+        return lp, g
+
+
+def mala_sweep(
+    logp_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    theta: np.ndarray, lp: np.ndarray, g: np.ndarray, h: float, scale: np.ndarray, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One preconditioned MALA step for every particle (rows of ``theta``); returns the new
+    ``(theta, lp, g, accept_prob)``. Proposal ``θ' = θ + (h/2) M ∇log γ + √h M^{1/2} ξ``, ``M = diag(scale²)``."""
+    M = scale * scale
+    xi = rng.standard_normal(theta.shape)
+    prop = theta + 0.5 * h * M * g + math.sqrt(h) * scale * xi
+    lp2, g2 = logp_grad(prop)
+    back = theta - prop - 0.5 * h * M * g2
+    log_rev = -0.5 * np.sum(back * back / M, axis=1) / h
+    log_fwd = -0.5 * np.sum(xi * xi, axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_a = lp2 - lp + log_rev - log_fwd
+    log_a = np.where(np.isnan(log_a), -np.inf, log_a)
+    acc = np.exp(np.minimum(log_a, 0.0))
+    take = np.log(rng.uniform(size=lp.shape)) < log_a
+    theta = np.where(take[:, None], prop, theta)
+    lp = np.where(take, lp2, lp)
+    g = np.where(take[:, None], g2, g)
+    return theta, lp, g, acc
+
+
+@dataclass
+class SMCRun:
+    """One replicate of tempered SMC: equally weighted particles (ancestor order) and its record."""
+
+    theta: np.ndarray  # (P, ndim)
+    log_evidence: float
+    n_stages: int
+    schedule: list[tuple[float, float]] = field(default_factory=list)  # (λ, β) per stage
+    accept: list[float] = field(default_factory=list)  # mean MALA acceptance per stage
+    step_size: float = float("nan")
+    n_evaluations: int = 0
+    stage_ess: list[float] = field(default_factory=list)
+    parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # last resampling
+
+
+def _next_s(path: ThetaPath, s: float, parts: tuple[np.ndarray, np.ndarray, np.ndarray], target_ess: float) -> tuple[float, np.ndarray]:
+    """Bisection for the next path parameter (incremental weights' ESS = ``target_ess``)."""
+    base, rest, E = parts
+    lam0, beta0 = path.schedule(s)
+    cur = ThetaPath.combine(lam0, beta0, base, rest, E)
+    alive = np.isfinite(cur)
+
+    def logw(s2: float) -> np.ndarray:
+        lam, beta = path.schedule(s2)
+        nxt = ThetaPath.combine(lam, beta, base, rest, E)
+        out = np.full(cur.shape, -np.inf)
+        out[alive] = nxt[alive] - cur[alive]
+        return np.where(np.isnan(out), -np.inf, out)
+
+    s_end = path.s_end if s < 1.0 or path.s_end > 1.0 else 1.0
+    stop = min(1.0, s_end) if s < 1.0 else s_end
+    w = logw(stop)
+    if kish_ess(w) >= target_ess:
+        return stop, w
+    lo, hi = s, stop
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if kish_ess(logw(mid)) >= target_ess:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    nxt = max(lo, s + 1e-12)
+    return nxt, logw(nxt)
+
+
+def run_tempered_smc(
+    path: ThetaPath,
+    n_particles: int,
+    rng: np.random.Generator,
+    *,
+    n_mcmc: int = 10,
+    final_mcmc: int = 0,
+    target_ess: float = 0.5,
+    max_stages: int = 500,
+) -> SMCRun:
+    """Run adaptive tempered SMC along ``path`` to its end; see the module docstring."""
+    if not 0 < target_ess < 1:
+        raise InvalidArgumentError(f"target_ess={target_ess!r}; expected a fraction in (0, 1)")
+    P = n_particles
+    theta = path.sample_base(P, rng)
+    s = 0.0
+    logZ = 0.0
+    h = 0.5
+    run = SMCRun(theta, 0.0, 0)
+    n_eval = 2 * P
+    for stage in range(max_stages):
+        parts = path.parts(theta, grad=False)
+        s_new, logw = _next_s(path, s, parts, target_ess * P)
+        top = np.max(logw)
+        if not np.isfinite(top):
+            raise InvalidArgumentError(
+                "tempered SMC lost every particle (all importance weights are 0): the starting law does not "
+                "reach the target's support; check the confinement/window"
+            )
+        logZ += float(top + np.log(np.mean(np.exp(logw - top))))
+        run.stage_ess.append(kish_ess(logw))
+        # systematic resampling on particles sorted by piece (stable: ancestor order kept inside a piece):
+        # a piece's count then changes by at most one per stage instead of by multinomial noise
+        order = np.argsort(path.piece_key(theta), kind="stable")
+        theta, logw = theta[order], logw[order]
+        idx = systematic_resample(logw, rng)
+        theta = theta[idx]
+        run.parents = order[idx]
+        s = s_new
+        lam, beta = path.schedule(s)
+        fn = lambda th, lam=lam, beta=beta: path.logp_grad(th, lam, beta)  # noqa: E731
+        lp, g = fn(theta)
+        n_eval += 2 * P
+        scale = np.std(theta, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        steps = n_mcmc + (final_mcmc if s >= path.s_end else 0)
+        accs = []
+        for _ in range(steps):
+            theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+            n_eval += 2 * P
+            a = float(np.mean(acc))
+            accs.append(a)
+            h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+        run.schedule.append((lam, beta))
+        run.accept.append(float(np.mean(accs)) if accs else float("nan"))
+        if s >= path.s_end:
+            break
+    else:
+        raise InvalidArgumentError(f"tempered SMC did not reach the target within max_stages={max_stages} stages")
+    run.theta = theta
+    run.log_evidence = logZ
+    run.n_stages = len(run.schedule)
+    run.step_size = h
+    run.n_evaluations = n_eval
+    return run
+
+
+def default_path(target: GibbsTarget, beta_end: float | None = None, *, beta1: float | None = None,
+                 confinement: Any = None) -> ThetaPath:
+    """The path from ``q₀`` to ``target`` (or to ``beta_end`` with the target's depth, rank and confinement).
+
+    ``β₁ = min(β_end, 1/s²)`` with ``s`` the RMS observed value (at least 1); ``q₀``'s ``u`` is centred at
+    the log of a typical singular value (``‖M_Ω‖ √(mn/|Ω|)/r``, inside a Frobenius ball if there is
+    one) with standard deviation 1.5.
+    """
+    from dataclasses import replace
+
+    task = target.task
+    conf = target.confinement if confinement is None else confinement
+    b_end = target.beta if beta_end is None else float(beta_end)
+    obs = task.values[task.mask]
+    s2 = max(1.0, float(np.mean(obs**2)))
+    b1 = min(b_end, 1.0 / s2) if beta1 is None else min(b_end, beta1)
+    ta = GibbsTarget(task, target.depth, target.rank, b1, conf, target.normalized)
+    tb = replace(ta, beta=b1 + 1.0 / s2)
+    m, n = task.shape
+    r = target.rank
+    typical = math.sqrt(s2 * m * n) / r
+    radius = min((getattr(p, "radius", math.inf) for p in getattr(conf, "parts", (conf,))), default=math.inf)
+    if math.isfinite(radius):
+        typical = min(typical, 0.5 * radius / math.sqrt(r))
+    mu = np.full(r, math.log(typical))
+    return ThetaPath(ta, tb, b1, b_end, mu, 1.5)
+
+
+def sibling_order(parents: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of the particles that keeps siblings (same ``parents`` entry) adjacent and shuffles the
+    sibling groups: the ArviZ ESS of the output then sees the sibling correlation, not a blocking by piece."""
+    parents = np.asarray(parents)
+    _, first, counts = np.unique(parents, return_index=True, return_counts=True)
+    order = np.argsort(parents, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    perm = rng.permutation(first.size)
+    return np.concatenate([order[starts[g]:starts[g] + counts[g]] for g in perm])
+
+
+def _gibbs_replicate(payload: dict[str, Any]) -> dict[str, Any]:
+    """Picklable batch function: one tempered-SMC replicate per seed for a Gibbs target."""
+    import time
+
+    target: GibbsTarget = payload["target"]
+    rows = []
+    for seed in payload["seeds"]:
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(int(seed))
+        path = default_path(target)
+        run = run_tempered_smc(path, payload["n"], rng, n_mcmc=payload["n_mcmc"], final_mcmc=payload["final_mcmc"],
+                               target_ess=payload["target_ess"])
+        perm = sibling_order(run.parents, rng)
+        theta = run.theta[perm]
+        X = target.to_matrix(theta)
+        key = path.piece_key(theta)
+        labels = np.array(["".join("+" if b else "-" for b in row) for row in (X[:, ~target.task.mask] >= 0)])
+        rows.append({
+            "draws": X, "log_density": target.log_target_matrix(X),
+            "accept_prob": np.full(X.shape[0], run.accept[-1]), "step_size": np.array(run.step_size),
+            "n_evaluations": np.array(run.n_evaluations, dtype=np.int64), "elapsed": np.array(time.perf_counter() - t0),
+            "log_evidence": np.array(run.log_evidence), "weight_ess": np.array(run.stage_ess[-1]),
+            "fractions": {str(k): float(np.mean(labels == k)) for k in np.unique(labels)},
+            "failures_divergent": np.array(0), "failures_outside": np.array(0), "n_stages": np.array(run.n_stages),
+            "_key": key,
+        })
+    return {"rows": rows}
+
+
+def sample_gibbs(
+    target: GibbsTarget,
+    n_draws: int,
+    *,
+    n_chains: int = 4,
+    rng: Any = None,
+    executor: Any = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    n_mcmc: int = 10,
+    final_mcmc: int = 20,
+    target_ess: float = 0.8,
+) -> Any:
+    """Tempered SMC for a :class:`GibbsTarget` on any stratum: one replicate of ``n_draws`` particles per chain.
+
+    The path of the module docstring from ``q₀`` to ``π_β``; ``final_mcmc`` extra MALA sweeps at the end.
+    ``target_ess`` 0.8 (more, smaller stages than blackjax's usual 0.5): on the 4×4 benchmark task at
+    ``β = 10`` it cut the between-replicate spread of component masses from R-hat 1.145 to 1.001.
+    The draws of a chain are its particles, siblings adjacent (:func:`sibling_order`). Component masses
+    of a Gibbs target at large ``β`` come from the SMC weights only (no exact reweighting as for solution
+    sets), so their Monte Carlo error grows with the number of stages after the components separate;
+    ``Chains.pieces`` and the R-hat across replicates show it.
+    """
+    from dlnvolume._validation import check_int
+    from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
+
+    from .chains import Chains
+    from .diagnostics import attach_diagnostics
+
+    n_draws = check_int(n_draws, "n_draws", minimum=2)
+    n_chains = check_int(n_chains, "n_chains", minimum=1)
+    n_mcmc = check_int(n_mcmc, "n_mcmc", minimum=1)
+    final_mcmc = check_int(final_mcmc, "final_mcmc", minimum=0)
+    seeds = spawn_seeds(rng, n_chains)
+    bs = check_int(batch_size if batch_size is not None else 1, "batch_size", minimum=1)
+    payloads = [{"target": target, "seeds": [int(seeds[i]) for i in idx], "n": n_draws, "n_mcmc": n_mcmc,
+                 "final_mcmc": final_mcmc, "target_ess": target_ess} for idx in make_batches(n_chains, bs)]
+    results = run_batches(_gibbs_replicate, payloads, executor=executor, workers=workers, progress=progress,
+                          desc="smc replicates")
+    rows = [row for batch in results for row in batch["rows"]]
+    labels = sorted({k for row in rows for k in row["fractions"]})
+    cat = {k: np.stack([np.asarray(row[k]) for row in rows]) for k in rows[0] if k not in ("fractions", "_key")}
+    chains = Chains(
+        draws=cat["draws"], log_density=cat["log_density"], accept_prob=cat["accept_prob"], step_size=cat["step_size"],
+        failures={k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")}, target=target.describe(),
+        method="smc", seeds=np.asarray(seeds, dtype=np.uint64), warmup=0, thin=1, n_evaluations=cat["n_evaluations"],
+        elapsed=cat["elapsed"], log_evidence=cat["log_evidence"], weight_ess=cat["weight_ess"],
+        pieces={k: np.array([row["fractions"].get(k, 0.0) for row in rows]) for k in labels},
+        dimension=target.rank * (sum(target.shape) - target.rank),
+    )
+    return attach_diagnostics(chains, free=~target.task.mask if not np.all(target.task.mask) else None)

@@ -1,0 +1,217 @@
+"""Exact (quadrature) references for solution-set volumes beyond 2×2, independent of the sampler code.
+
+Both references compute the g_N-Hausdorff measure of ``S ∩ M_r`` inside a Frobenius window from an
+explicit parametrization ``t ↦ X(t)``: its density w.r.t. ``dt`` is ``√det G(t)``,
+``G_kl = g_N(X)(∂_k X, ∂_l X)`` evaluated with :meth:`dlnvolume.DLNMetric.inner` (finite ``N``) or
+with the N → ∞ limit of the normalized law (``N = ∞``, :func:`limit_gram`). Nothing here calls
+:mod:`samplers`.
+
+``Diagonal3x3Rank1``
+    Observe the diagonal of a 3×3 matrix equal to 1; rank 1. ``S ∩ M_1 = {X_ij = s_i s_j e^{t_i - t_j}}``
+    with ``t_1 = 0``, ``s_1 = +1`` (the map is invariant under ``t ↦ t + c`` and ``s ↦ -s``): four
+    components ``(s_2, s_3) ∈ {±1}²`` of equal mass (isometry ``X ↦ DXD``). The window
+    ``‖X‖_F² = (Σ e^{2t_i})(Σ e^{-2t_i}) ≤ R²`` is, for fixed ``t_2``, an interval of ``t_3`` with
+    closed-form end points, and ``|t_2| ≤ arccosh((R-1)/2)`` (minimizing over ``t_3`` gives
+    ``(2 cosh t_2 + 1)² ≤ R²``). Signed statistics: ``X_12 = s_2 e^{-t_2}``, ``X_13 = s_3 e^{-t_3}``.
+
+``HyperbolaArcs3x3Rank2``
+    Observe seven entries of a 3×3 matrix, ``X = [[1, 2, a], [3, 1, 1], [b, 1, 2]]``; rank 2 means
+    ``det X = -ab + 3a + 2b - 11 = 0``, i.e. ``b = 3 - 5/(a - 2)``: two branches ``a < 2`` and
+    ``a > 2``, each cut by the window ``21 + a² + b² ≤ R²`` to one arc. Tangent ``E_13 + b'(a) E_31``,
+    ``b'(a) = 5/(a-2)²``. The arcs have unequal masses that move with depth; each arc crosses a sign
+    change of ``a`` or ``b``, so sign groups are not components.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import integrate, optimize
+
+import dlnvolume as dv
+
+
+def limit_gram(X: np.ndarray, Z: np.ndarray, rank: int) -> np.ndarray:
+    """Gram matrices ``(..., d, d)`` of the N → ∞ limit law on a lower stratum or rectangular shape.
+
+    ``X`` (..., m, n) rank ``r``; ``Z`` (..., d, m, n) tangent vectors. With ``Ẑ = Qᵀ Z R``, the normalized
+    metric is ``Σ_inside Ẑ_ij²/L(σ_i², σ_j²) + N Σ_mixed Ẑ_ij²/σ_i^{2(N-1)/N} + O(...)`` (MATH.md §2.1);
+    when the mixed part ``M`` of the Gram matrix has full rank ``d``, ``N^{-d} det G_N → det M`` with
+    ``M_kl = Σ_{i<r<=j or j<r<=i} Ẑ_k,ij Ẑ_l,ij / σ_min(i,j)²`` (only the mixed directions survive).
+    """
+    U, s, Vh = np.linalg.svd(X)
+    V = np.swapaxes(Vh, -1, -2)
+    H = np.swapaxes(U, -1, -2)[..., None, :, :] @ Z @ V[..., None, :, :]
+    m, n = X.shape[-2:]
+    r = rank
+    w = np.zeros(X.shape[:-2] + (m, n))
+    for i in range(m):
+        for j in range(n):
+            if (i < r) != (j < r):
+                w[..., i, j] = 1.0 / s[..., min(i, j)] ** 2
+    return np.einsum("...kij,...lij,...ij->...kl", H, H, w)
+
+
+def _gram(X: np.ndarray, Z: np.ndarray, depth: float, rank: int) -> np.ndarray:
+    """Gram matrix ``g_N(X)(Z_k, Z_l)`` for ``Z`` (..., d, m, n); ``depth = inf`` uses :func:`limit_gram`."""
+    if math.isinf(depth):
+        return limit_gram(X, Z, rank)
+    metric = dv.DLNMetric(depth)
+    d = Z.shape[-3]
+    G = np.empty(X.shape[:-2] + (d, d))
+    for k in range(d):
+        for l in range(k, d):
+            G[..., k, l] = G[..., l, k] = metric.inner(X, Z[..., k, :, :], Z[..., l, :, :], rank=rank)
+    return G
+
+
+class Diagonal3x3Rank1:
+    """Exact law of ``S ∩ M_1`` (3×3, observed diagonal = 1) under the g_N-volume inside ``‖X‖_F ≤ R``."""
+
+    def __init__(self, depth: float, radius: float, n_t2: int = 801, n_t3: int = 48):
+        self.depth, self.R = depth, float(radius)
+        self.T = math.acosh((self.R - 1.0) / 2.0)
+        # ψ-substitution t2 = -T cos ψ removes the square-root behaviour of the marginal at ±T
+        psi = np.linspace(0.0, math.pi, n_t2)
+        t2 = -self.T * np.cos(psi)
+        nodes, weights = np.polynomial.legendre.leggauss(n_t3)
+        lo, hi = self.t3_interval(t2)
+        half = 0.5 * (hi - lo)
+        t3 = 0.5 * (hi + lo)[:, None] + half[:, None] * nodes[None, :]
+        dens = self.density(np.broadcast_to(t2[:, None], t3.shape), t3)
+        marg = np.sum(dens * weights[None, :], axis=1) * half  # ∫ density dt3 at each t2
+        g = marg * self.T * np.sin(psi)  # integrand in ψ
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]) * np.diff(psi))])
+        # Simpson correction would be nicer; the trapezoid on 801 ψ points is accurate to ~1e-6 here
+        self.t2_grid, self.cum = t2, cum / cum[-1]
+        self.component_mass = float(cum[-1])  # mass of one sign component (all four are equal)
+
+    def t3_interval(self, t2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """End points of ``{t3 : ‖X(t2, t3)‖_F ≤ R}``: roots of ``b v² + (ab + 1 - R²) v + a`` in ``v = e^{2t3}``."""
+        u = np.exp(2.0 * t2)
+        a, b = 1.0 + u, 1.0 + 1.0 / u
+        B = a * b + 1.0 - self.R**2
+        disc = np.maximum(B * B - 4.0 * a * b, 0.0)
+        v_lo = (-B - np.sqrt(disc)) / (2.0 * b)
+        v_hi = (-B + np.sqrt(disc)) / (2.0 * b)
+        return 0.5 * np.log(v_lo), 0.5 * np.log(v_hi)
+
+    @staticmethod
+    def matrices(t2: np.ndarray, t3: np.ndarray, s2: float = 1.0, s3: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """``X(t)`` (..., 3, 3) and its two tangent vectors ``∂X/∂t2, ∂X/∂t3`` (..., 2, 3, 3)."""
+        t = np.stack([np.zeros_like(t2), t2, t3], axis=-1)
+        sg = np.array([1.0, s2, s3])
+        X = sg[:, None] * sg[None, :] * np.exp(t[..., :, None] - t[..., None, :])
+        Z = np.empty(X.shape[:-2] + (2, 3, 3))
+        for k, idx in enumerate((1, 2)):
+            e = np.zeros(3)
+            e[idx] = 1.0
+            Z[..., k, :, :] = X * (e[:, None] - e[None, :])
+        return X, Z
+
+    def density(self, t2: np.ndarray, t3: np.ndarray, s2: float = 1.0, s3: float = 1.0) -> np.ndarray:
+        """g_N-area density w.r.t. ``dt2 dt3`` (no window)."""
+        X, Z = self.matrices(t2, t3, s2, s3)
+        return np.sqrt(np.linalg.det(_gram(X, Z, self.depth, 1)))
+
+    def abs_x12_cdf(self, y: np.ndarray) -> np.ndarray:
+        """``P(|X_12| <= y) = P(t2 >= -log y)``."""
+        y = np.asarray(y, dtype=float)
+        with np.errstate(divide="ignore"):
+            t = -np.log(np.maximum(y, 0.0))
+        F_t2 = np.interp(t, self.t2_grid, self.cum, left=0.0, right=1.0)  # P(t2 <= t)
+        return 1.0 - F_t2
+
+    def x12_cdf(self, x: np.ndarray) -> np.ndarray:
+        """CDF of the signed ``X_12`` (``±e^{-t2}`` with probability ½ each; the same law holds for ``X_13``)."""
+        x = np.asarray(x, dtype=float)
+        pos = 0.5 + 0.5 * self.abs_x12_cdf(np.abs(x))
+        neg = 0.5 - 0.5 * self.abs_x12_cdf(np.abs(x))
+        return np.where(x >= 0, pos, neg)
+
+    def mean_abs_x12(self) -> float:
+        w = np.diff(self.cum)
+        mid = 0.5 * (self.t2_grid[1:] + self.t2_grid[:-1])
+        return float(np.sum(w * np.exp(-mid)))
+
+
+class HyperbolaArcs3x3Rank2:
+    """Exact law of ``a`` on the two hyperbola arcs of the 3×3 rank-2 task (module docstring)."""
+
+    values = np.array([[1.0, 2.0, 0.0], [3.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    mask = np.array([[True, True, False], [True, True, True], [False, True, True]])
+
+    def __init__(self, depth: float, radius: float):
+        self.depth, self.R = depth, float(radius)
+        rho2 = self.R**2 - float(np.sum(self.values[self.mask] ** 2))
+        h = lambda a: a * a + self.b(a) ** 2 - rho2  # noqa: E731  (<= 0 inside the window)
+        # left branch a < 2: the window cuts an interval [l0, l1]; right branch a > 2: [r0, r1]
+        grid_l = np.linspace(-self.R, 2.0 - 1e-9, 200001)
+        grid_r = np.linspace(2.0 + 1e-9, self.R, 200001)
+        self.intervals = []
+        for grid in (grid_l, grid_r):
+            inside = h(grid) <= 0
+            idx = np.flatnonzero(inside)
+            assert idx.size and np.all(np.diff(idx) == 1), "the window must cut each branch in one arc"
+            lo = optimize.brentq(h, grid[idx[0] - 1], grid[idx[0]], xtol=1e-14)
+            hi = optimize.brentq(h, grid[idx[-1]], grid[idx[-1] + 1], xtol=1e-14)
+            self.intervals.append((lo, hi))
+        self.masses = np.array([integrate.quad(self.pdf_unnormalized, lo, hi, epsabs=0, epsrel=1e-11, limit=200)[0]
+                                for lo, hi in self.intervals])
+        self.total = float(self.masses.sum())
+
+    @staticmethod
+    def b(a: np.ndarray) -> np.ndarray:
+        return 3.0 - 5.0 / (a - 2.0)
+
+    @classmethod
+    def task(cls) -> dv.CompletionTask:
+        return dv.CompletionTask(cls.values, cls.mask, name="hyperbola_arcs_3x3")
+
+    @classmethod
+    def matrices(cls, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(a, dtype=float)
+        X = np.broadcast_to(cls.values, a.shape + (3, 3)).copy()
+        X[..., 0, 2] = a
+        X[..., 2, 0] = cls.b(a)
+        Z = np.zeros(a.shape + (1, 3, 3))
+        Z[..., 0, 0, 2] = 1.0
+        Z[..., 0, 2, 0] = 5.0 / (a - 2.0) ** 2
+        return X, Z
+
+    def pdf_unnormalized(self, a: float) -> float:
+        X, Z = self.matrices(np.array([a]))
+        return float(np.sqrt(_gram(X, Z, self.depth, 2)[0, 0, 0]))
+
+    @property
+    def arc_fractions(self) -> np.ndarray:
+        """Masses of the left (``a < 2``) and right (``a > 2``) arcs, normalized."""
+        return self.masses / self.total
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """CDF of the signed statistic ``a = X_13``."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        out = np.empty(x.shape)
+        for k, v in enumerate(x.ravel()):
+            tot = 0.0
+            for lo, hi in self.intervals:
+                if v > lo:
+                    tot += integrate.quad(self.pdf_unnormalized, lo, min(v, hi), epsabs=0, epsrel=1e-9, limit=200)[0]
+            out.ravel()[k] = tot / self.total
+        return out
+
+    def cdf_table(self, n: int = 4001):
+        """Vectorized CDF by interpolation on ``n`` points per arc (accurate to ~1e-8)."""
+        xs, Fs, acc = [], [], 0.0
+        for (lo, hi), mass in zip(self.intervals, self.masses):
+            g = lo + (hi - lo) * (1 - np.cos(np.linspace(0, math.pi, n))) / 2
+            X, Z = self.matrices(g)
+            f = np.sqrt(_gram(X, Z, self.depth, 2)[:, 0, 0])
+            c = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(g))])
+            c = c / c[-1] * mass
+            xs.append(g)
+            Fs.append((acc + c) / self.total)
+            acc += mass
+        xs, Fs = np.concatenate(xs), np.concatenate(Fs)
+        return lambda x: np.interp(x, xs, Fs, left=0.0, right=1.0)
