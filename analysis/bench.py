@@ -483,6 +483,7 @@ SECTIONS: dict[str, Callable[[bool, np.random.Generator], list[Row]]] = {
     "samplers": bench_samplers,
     "throughput": bench_throughput,
     "dask": bench_dask,
+    "flows-stiff": lambda quick, rng: __import__("analysis.bench_stiff", fromlist=["_"]).bench_flows_stiff(quick, rng),
 }
 
 

@@ -74,7 +74,7 @@ def endpoints(
     executor: Any = None,
     workers: int | None = None,
     batch_size: int | None = None,
-    progress: bool = True,
+    progress: Any = True,
     checkpoint: str | os.PathLike | None = None,
     init_depth: int | None = None,
     widths: Sequence[int] | None = None,
@@ -98,8 +98,8 @@ def endpoints(
       with i.i.d. ``N(0, s²/n)`` entries). For ``method="end_to_end"`` ``X0`` is their product; for
       ``method="factor"`` the factors themselves are trained (or, with ``init="balanced"`` in
       ``flow_kwargs``, balanced factors of that same product). **The realized scale depends on the
-      depth**: with ``s = 1e-3`` and ``N' = 20`` on 2×2 the median ``‖X0‖_F`` is ~1e-7 and
-      ``σ_2/σ_1`` ~1e-5 (Lyapunov shrinkage of products of random matrices), not ``s√n``.
+      depth**: with ``s = 1e-3`` and ``N' = 20`` on 2×2 the median ``‖X0‖_F`` is ~6e-6 and
+      ``σ_2/σ_1`` ~4e-7 (Lyapunov shrinkage of products of random matrices), not ``s√n = 1.4e-3``.
     * "gaussian_matrix": ``X0 = s·G/‖G‖_F``, ``G`` standard Gaussian: ``‖X0‖_F = s`` at every depth, so
       depths are compared at the same scale.
     * "orthogonal": ``X0 = s·Q_L Q_R`` (Haar semi-orthogonal): every singular value equals ``s``.
@@ -122,8 +122,9 @@ def endpoints(
         Runs per batch; default ``ceil(n_runs / workers)`` capped at 2048 and at ``2.5e6 / (m·n)``
         (memory of the Runge–Kutta stages). Smaller batches checkpoint more often but cost more: a
         batch runs as long as its slowest run.
-    progress : bool
-        tqdm bar over batches.
+    progress : bool or callable ``progress(done, total)``
+        Progress over batches: ``True`` a one-line counter on stderr (:func:`dlnvolume.batching.text_progress`),
+        a callable to draw your own bar (e.g. ``samplers.driver.tqdm_progress``), ``False`` nothing.
     checkpoint : path, optional
         Folder of per-batch ``.npz`` files written atomically; a rerun with the same arguments (any
         ``n_runs``) reuses batches whose seeds match and recomputes the rest.
@@ -176,7 +177,7 @@ def endpoints(
                 f"flow_kwargs key {key!r} is not an option of {flow_fn.__name__} (method={method!r}); "
                 f"expected some of {', '.join(accepted)}"
             )
-    progress = _check_bool(progress, "progress")
+    parallel.check_progress(progress)
     parallel.check_executor(executor)
     if method == "factor":
         init = flow_kwargs.get("init", "gaussian")

@@ -125,7 +125,7 @@ def draw_x0(law: str, dims: list[int], init_scale: float, seeds: np.ndarray) -> 
 
     * "gaussian_factors": ``X0 = W_{N'}⋯W_1`` with the factors of :func:`gaussian_factors`
       (``dims = [n, d_1, …, m]``, ``N' = len(dims) − 1``). ``‖X0‖_F`` shrinks with ``N'`` (products of
-      Gaussian matrices: median ``‖X0‖_F ≈ 1e-7`` for ``s = 1e-3``, ``N' = 20``, 2×2) and the spectrum
+      Gaussian matrices: median ``‖X0‖_F ≈ 6e-6`` for ``s = 1e-3``, ``N' = 20``, 2×2) and the spectrum
       spreads (``σ_min/σ_max`` ~ ``e^{−c N'}``, Lyapunov exponents).
     * "gaussian_matrix": ``X0 = s·G/‖G‖_F`` with ``G_ij ~ N(0, 1)``: a uniformly random direction with
       ``‖X0‖_F = s`` exactly, whatever the depth.

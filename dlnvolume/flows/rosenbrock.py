@@ -70,8 +70,9 @@ ROS34PW2 = {
 def _transformed(tab: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     gamma = tab["gamma"]
     Gi = np.linalg.inv(tab["Gamma"])
-    alpha = tab["A"] @ Gi
-    c = np.diag(np.full(len(Gi), 1.0 / gamma)) - Gi
+    strict = lambda Z: np.where(np.abs(Z) < 1e-13, 0.0, np.tril(Z, -1))  # noqa: E731  (exact zeros stay zero)
+    alpha = strict(tab["A"] @ Gi)
+    c = strict(np.diag(np.full(len(Gi), 1.0 / gamma)) - Gi)
     return gamma, alpha, c, tab["b"] @ Gi, (tab["b"] - tab["bhat"]) @ Gi
 
 
