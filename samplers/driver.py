@@ -140,7 +140,7 @@ def tqdm_progress(desc: str) -> Callable[[int, int], None]:
         else:
             bar[0].update(done - bar[0].n)
         if done >= total:
-            bar[0].close()
+            bar.pop().close()  # a later call (another pass over the batches) opens a new bar
 
     return report
 

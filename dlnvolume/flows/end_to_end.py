@@ -27,17 +27,23 @@ STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching}
 INTEGRATORS = ("auto",) + tuple(STEPPERS)
 
 
-def resolve_integrator(integrator: Any, depth: float) -> str:
+#: "auto" uses the stiff stepper only up to this many observed entries (its dense ``|Ω|×|Ω|`` solve)
+AUTO_MAX_OBSERVED = 400
+
+
+def resolve_integrator(integrator: Any, depth: float, n_observed: int = 0) -> str:
     """``"auto"`` → "switching" for ``N >= 2`` (per-run switching between Dormand–Prince and the
     Rosenbrock-W method where the step is stability-limited: after a transition the learned multipliers
     ``σ^{2(N−1)/N}`` are large while the flow crawls, MATH.md §2.1), "dopri5" for ``N = 1`` (a linear,
-    non-stiff flow)."""
+    non-stiff flow) and for tasks with more than :data:`AUTO_MAX_OBSERVED` observed entries (the dense
+    ``|Ω|×|Ω|`` factorization per step would cost more than it saves; matrix-free solves are not
+    implemented)."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={_short(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
     if integrator == "auto":
-        return "dopri5" if depth == 1 else "switching"
+        return "dopri5" if depth == 1 or n_observed > AUTO_MAX_OBSERVED else "switching"
     return integrator
 
 
@@ -113,8 +119,8 @@ def end_to_end(
         SVD per step. ``False``: Frobenius error control only. (Rosenbrock: the componentwise control
         of ``rtol, atol`` above, at no extra SVD; the sign-det guard is the same.)
     integrator : {"auto", "switching", "rosenbrock", "dopri5"}, default "auto"
-        "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1``. :attr:`FlowResult.integrator`
-        says which one ran.
+        "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1`` or more than 400 observed
+        entries. :attr:`FlowResult.integrator` says which one ran.
 
     Returns
     -------
@@ -150,7 +156,7 @@ def end_to_end(
     spectral_control = _check_bool(spectral_control, "spectral_control")
     if first_step is not None:
         first_step = check_positive(first_step, "first_step")
-    name = resolve_integrator(integrator, N)
+    name = resolve_integrator(integrator, N, task.n_observed)
     field = EndToEndField(task, N, normalized)
     stepper = STEPPERS[name](field, rtol, atol, spectral_control and N != 1)
 

@@ -18,7 +18,7 @@ step-size controller ``h ← h·clip(0.9·ratio^{−1/(q+1)}, 0.2, 5)`` (Hairer�
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
