@@ -21,8 +21,8 @@ from .rosenbrock import Rosenbrock
 
 __all__ = ["Switching"]
 
-STIFF = 2.5
-NONSTIFF = 0.5
+STIFF = 3.2
+NONSTIFF = 1.5
 
 
 class Switching:
@@ -40,9 +40,19 @@ class Switching:
         st = self.ros.init(Y)
         return StepState(st.Y, st.sigma, st.bad, st.cache + (np.zeros(Y.shape[0], dtype=np.int64),))
 
+    def _next_mode(self, mode: np.ndarray, h: np.ndarray, lam: np.ndarray) -> np.ndarray:
+        hr = h * np.max(lam.reshape(lam.shape[0], -1), axis=1)
+        return np.where(mode == 0, (hr >= STIFF).astype(np.int64), (hr > NONSTIFF).astype(np.int64))
+
     def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
         mode = state.cache[-1]
         b = mode.size
+        if not mode.any():  # every run explicit (the common case): no partitioning
+            tr, info = self.dp.step(StepState(state.Y, state.sigma, state.bad, state.cache[:4]), h)
+            ratio = np.where(info.ratio > 0, info.ratio ** (3.0 / 5.0), 0.0)
+            basic = info.ratio_basic if info.ratio_basic is not None else info.ratio
+            new_mode = self._next_mode(mode, h, tr.cache[3])
+            return StepState(tr.Y, tr.sigma, tr.bad | info.bad, tr.cache + (new_mode,)), StepInfo(ratio, tr.bad | info.bad, basic)
         Y, sig, bad = state.Y.copy(), state.sigma.copy(), state.bad.copy()
         cache = [c.copy() for c in state.cache]
         ratio = np.zeros(b)
@@ -64,7 +74,5 @@ class Switching:
             else:
                 ratio[idx] = np.where(info.ratio > 0, info.ratio ** (3.0 / 5.0), 0.0)
             basic[idx] = info.ratio_basic if info.ratio_basic is not None else info.ratio
-        rho = np.max(cache[3].reshape(b, -1), axis=1)
-        hr = h * rho
-        cache[-1] = np.where(mode == 0, (hr >= STIFF).astype(np.int64), (hr > NONSTIFF).astype(np.int64))
+        cache[-1] = self._next_mode(mode, h, cache[3])
         return StepState(Y, sig, bad, tuple(cache)), StepInfo(ratio, bad, basic)
