@@ -10,7 +10,7 @@ Workloads (issue 11, "What it must show"):
 
 1. the 6×6 rank-2 task ``random_low_rank(6, 6, 2, 12, rng=1)``, ``X0 = 1e-3·N(0,1)/√6``, depths 3, 10,
    100, ∞ (3 and ∞ at ``--quick``): ours vs LSODA and BDF; cost at ∞ and 100 relative to N = 3;
-2. 20×20 rank 3, ``|Ω| = 200``, N = ∞: one endpoint (10×10, ``|Ω| = 50`` at ``--quick``);
+2. 20×20 rank 3, ``|Ω| = 200``, N = ∞: one endpoint (10×10, ``|Ω| = 60`` at ``--quick``);
 3. the batched 2×2 CMV run (``diagonal_2x2``, 200 flows, N = 20, init 1e-3; 40 at ``--quick``):
    ``integrator="auto"`` against ``integrator="dopri5"``, corner fractions of both.
 """
@@ -98,7 +98,7 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
                             f"{cost[N] / cost[3]:.2f}× the N=3 time", "within 3×", cost[N] <= 3 * cost[3]))
 
     # one endpoint of a larger task at N = inf
-    d, r_, n_obs = (10, 2, 50) if quick else (20, 3, 200)
+    d, r_, n_obs = (10, 2, 60) if quick else (20, 3, 200)
     big = dv.tasks.random_low_rank(d, d, r_, n_obs, rng=2)
     Xb = 1e-3 * np.random.default_rng(1).standard_normal((d, d)) / math.sqrt(d)
     res, t_big = _ours(big, math.inf, Xb)

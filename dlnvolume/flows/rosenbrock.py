@@ -11,7 +11,9 @@ need no products with ``J``::
     (I − hγJ) u_i = hγ f(y_0 + Σ_{j<i} α_ij u_j) + γ Σ_{j<i} c_ij u_j,
     α = AΓ⁻¹,  c = diag(1/γ) − Γ⁻¹,  y_1 = y_0 + Σ m_i u_i,  m = bᵀΓ⁻¹,  m̂ = b̂ᵀΓ⁻¹.
 
-**W matrix.** ``J = −Ā_{y_0} ∘ P_Ω``, the Jacobian with the metric frozen at the step's start (the
+**W matrix** (``jacobian``). "fd" (``m·n <= FD_MAX``): the full Jacobian at ``y_0`` by forward
+differences, one batched field call of ``m·n`` perturbed matrices, dense ``mn×mn`` inverse. "frozen"
+(larger tasks): ``J = −Ā_{y_0} ∘ P_Ω``, the Jacobian with the metric frozen at the step's start (the
 derivative of ``Ā`` with respect to ``X`` is dropped; it vanishes with the residual). With
 ``K = Ā_{y_0}`` (symmetric positive semidefinite on ``R^{m×n}``) and the 0/1 mask ``P``,
 ``(I + hγ K P) x = b`` reduces to the ``|Ω|×|Ω|`` SPD system ``(I + hγ K_ΩΩ) y = P b`` for ``y = P x``,
@@ -21,8 +23,9 @@ per step serves all four stages.
 
 **Error control** (``spectral_control=True``, the default): the error estimate ``E = Σ(m_i − m̂_i)u_i``
 is measured in the SVD basis of ``y_1`` component by component,
-``max_ij |(UᵀEV)_ij| / (rtol·max(σ_i, σ_j) + atol + 64·eps·σ_1) <= 1``: every singular value and every
-rotation between two singular directions is resolved relative to its own size. A small-initialization
+``max_ij |(UᵀEV)_ij| / (rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol + 64·eps·σ_1) <= 1``: every singular
+value and every rotation between two singular directions is resolved relative to its own size, down to
+``SV_FLOOR·σ_1 = 1e-4·σ_1``. A small-initialization
 flow starts at ``‖X_0‖ ~ 1e-7`` and crawls on plateaus where the small singular values grow by a factor
 ``e`` per long time interval; a relative (not absolute) control keeps their growth — and so the
 transition times — accurate while the stiff, already learned directions impose no step limit. After
