@@ -22,7 +22,8 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ``loop``            the one loop: stopping, step control, records, crossing times, guards
 ``dopri5``          explicit Dormand–Prince 5(4) stepper
 ``rosenbrock``      linearly implicit Rosenbrock-W ROS34PW2 stepper (stiff)
-``end_to_end``      front end; ``integrator="auto" | "rosenbrock" | "dopri5"`` (:data:`INTEGRATORS`)
+``switching``       per-run switching between the two where the explicit step is stability-limited
+``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5"`` (:data:`INTEGRATORS`)
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs
 ==================  =====================================================================
