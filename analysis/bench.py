@@ -484,6 +484,7 @@ SECTIONS: dict[str, Callable[[bool, np.random.Generator], list[Row]]] = {
     "throughput": bench_throughput,
     "dask": bench_dask,
     "references": lambda quick, rng: __import__("analysis.bench_references", fromlist=["x"]).bench_references(quick, rng),
+    "flows-stiff": lambda quick, rng: __import__("analysis.bench_stiff", fromlist=["_"]).bench_flows_stiff(quick, rng),
 }
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import dlnvolume as dv
 from dlnvolume.errors import ConfigError, DLNVolumeError, InvalidArgumentError
 from dlnvolume.parallel import atomic_save_npz, load_npz
+from samplers.driver import tqdm_progress
 
 from . import hypothesis as hyp
 from .experiment import ExperimentConfig
@@ -315,7 +316,8 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
             try:
                 ep = flows.endpoints(task, depth, cfg.runs, cfg.init_scale, method=cfg.flow_method,
                                      rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
-                                     batch_size=cfg.batch_size, progress=progress,
+                                     batch_size=cfg.batch_size,
+                                     progress=tqdm_progress(f"flows N={depth}") if progress else False,
                                      checkpoint=str(folder), **cfg.flow_options)
             except InvalidArgumentError as exc:  # an option the flow does not accept: name the config key
                 if str(exc).startswith("flow_kwargs key"):

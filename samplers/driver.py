@@ -14,7 +14,7 @@ import math
 import numbers
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -127,6 +127,24 @@ def checkpoint_meta(
     }
 
 
+def tqdm_progress(desc: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback for :func:`dlnvolume.parallel.run_batches` drawing a tqdm
+    bar (created on the first call, closed when ``done == total``)."""
+    bar: list[Any] = []
+
+    def report(done: int, total: int) -> None:
+        if not bar:
+            from tqdm.auto import tqdm
+
+            bar.append(tqdm(total=total, initial=done, desc=desc, leave=False))
+        else:
+            bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar.pop().close()  # a later call (another pass over the batches) opens a new bar
+
+    return report
+
+
 def run_chains(
     kernel: Any,
     n_draws: int,
@@ -200,7 +218,8 @@ def run_chains(
         got = arrays.get("chain_seeds")
         return got is not None and np.array_equal(got, np.array(batches[i]["seeds"], dtype=np.uint64))
 
-    results = run_batches(_run_batch, batches, executor=executor, workers=workers, progress=progress,
+    results = run_batches(_run_batch, batches, executor=executor, workers=workers,
+                          progress=tqdm_progress(f"{kernel.name} chains") if progress else None,
                           desc=f"{kernel.name} chains", checkpoint=checkpoint, meta=meta, validate=same_chains)
     cat = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
     failures = {k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")}

@@ -190,3 +190,27 @@ def test_checkpoint_leaves_no_temp_files(tmp_path):
                          checkpoint=ck, meta={"a": 1})
     names = sorted(p.name for p in ck.iterdir())
     assert names == ["batch-00000.npz", "batch-00001.npz", "batch-00002.npz", "run.json"]
+
+
+def test_progress_is_a_callback_and_dlnvolume_needs_no_tqdm(tmp_path):
+    """run_batches reports (done, total) to a callback, starting from the batches resumed from a checkpoint;
+    the geometry floor does not import tqdm (issue 11)."""
+    import subprocess
+    import sys
+
+    seeds = parallel.spawn_seeds(SEED_ROOT, 6)
+    batches = [(idx, seeds[idx]) for idx in parallel.make_batches(6, 2)]
+    calls = []
+    parallel.run_batches(draw_batch, batches[:2], workers=1, checkpoint=tmp_path, meta={"k": 1},
+                         progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]
+    calls.clear()
+    parallel.run_batches(draw_batch, batches, workers=1, checkpoint=tmp_path, meta={"k": 1},
+                         progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 3), (3, 3)]
+    with pytest.raises(InvalidArgumentError, match=r"progress='yes'; expected True or False"):
+        parallel.check_progress("yes")
+    code = "import sys, dlnvolume, dlnvolume.parallel; print(any(m.startswith('tqdm') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,205 @@
+"""Batches of independent work items on any :class:`concurrent.futures.Executor`, with checkpoints.
+
+Batches, not single items, are the unit of work (Dask costs ~1 ms per task). :func:`run_batches` maps
+a picklable function over batches (a local process pool by default, a Dask ``client.get_executor()``
+for clusters), reports progress through a callback, and with ``checkpoint`` writes each finished batch
+atomically (:mod:`dlnvolume.checkpoint`) so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._validation import _short
+from .checkpoint import atomic_save_npz, atomic_write_text, fingerprint, load_npz
+from .errors import InvalidArgumentError
+
+__all__ = ["make_batches", "check_executor", "executor_workers", "run_batches", "Progress", "text_progress",
+           "as_progress", "check_progress"]
+
+#: ``progress(done, total)``: called with the number of finished batches.
+Progress = Callable[[int, int], None]
+
+
+def text_progress(desc: str = "batches") -> Progress:
+    """A progress callback that rewrites one line ``desc: done/total`` on stderr (no dependency)."""
+
+    def report(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{desc}: {done}/{total}{end}")
+        sys.stderr.flush()
+
+    return report
+
+
+def _silent(done: int, total: int) -> None:
+    return None
+
+
+def check_progress(progress: Any, name: str = "progress") -> None:
+    """``progress`` must be a bool, None or a callable ``(done, total)``."""
+    if progress is None or isinstance(progress, (bool, np.bool_)) or callable(progress):
+        return
+    raise InvalidArgumentError(f"{name}={_short(progress)}; expected True or False (or a callable progress(done, total))")
+
+
+def as_progress(progress: Any, desc: str = "batches") -> Progress:
+    """``True`` → :func:`text_progress`, ``False``/``None`` → silent, a callable as it is."""
+    if progress is None or progress is False or (isinstance(progress, np.bool_) and not progress):
+        return _silent
+    if progress is True or isinstance(progress, np.bool_):
+        return text_progress(desc)
+    return progress
+
+
+def make_batches(n: int, batch_size: int) -> list[np.ndarray]:
+    """Split ``range(n)`` into consecutive index arrays of length ``batch_size`` (last one shorter)."""
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size={batch_size}; expected an integer >= 1")
+    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _single_threaded_blas() -> None:
+    """Pool initializer: one BLAS thread per worker process.
+
+    Several processes each running a multithreaded BLAS oversubscribe the cores; measured here, a
+    batched 100×100 SVD took 142 ms instead of 1.7 ms under that contention.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+def check_executor(executor: Any, name: str = "executor") -> None:
+    """``None`` or an object with a callable ``submit`` (a ``concurrent.futures.Executor``, e.g. a
+    Dask ``client.get_executor()``); anything else raises :class:`InvalidArgumentError`."""
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InvalidArgumentError(
+            f"{name}={_short(executor)} has type {type(executor).__name__}; expected None or a "
+            "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
+        )
+
+
+def executor_workers(executor: Any, workers: int | None = None) -> int:
+    """Number of tasks an executor runs at once, for sizing batches.
+
+    ``workers`` if given; else the worker threads of a Dask ``client.get_executor()`` (summed over
+    the cluster's workers), ``_max_workers`` of a ``concurrent.futures`` pool, or ``os.cpu_count()``.
+    """
+    if workers is not None:
+        return int(workers)
+    if executor is not None:
+        client = getattr(executor, "_client", None)
+        if client is not None:
+            try:
+                return max(1, int(sum(client.nthreads().values())))
+            except Exception:  # pragma: no cover - a scheduler that cannot be asked
+                pass
+        n = getattr(executor, "_max_workers", None)
+        if isinstance(n, int) and n >= 1:
+            return n
+    return os.cpu_count() or 1
+
+
+def _default_executor(n_batches: int, workers: int | None) -> cf.Executor | None:
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers <= 1 or n_batches <= 1:
+        return None
+    return cf.ProcessPoolExecutor(max_workers=min(workers, n_batches), initializer=_single_threaded_blas)
+
+
+def run_batches(
+    fn: Callable[[Any], dict[str, np.ndarray]],
+    batches: Sequence[Any],
+    *,
+    executor: cf.Executor | None = None,
+    workers: int | None = None,
+    progress: Progress | bool | None = None,
+    desc: str = "batches",
+    checkpoint: str | os.PathLike | None = None,
+    meta: dict[str, Any] | None = None,
+    validate: Callable[[int, dict[str, np.ndarray]], bool] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Run ``fn(batch)`` for every batch and return the results in batch order.
+
+    Parameters
+    ----------
+    fn : picklable callable returning a dict of numpy arrays
+    batches : sequence of picklable work descriptions
+    executor : concurrent.futures.Executor, optional
+        Used as given (not shut down). Default: a local process pool with ``workers`` processes, or
+        in-process when ``workers == 1`` or there is a single batch.
+    progress : callable ``progress(done, total)``, bool or None
+        Called once with the batches already done (resumed from ``checkpoint``) and after every
+        finished batch. ``True``: :func:`text_progress` on stderr; ``False``/``None``: silent. (A tqdm
+        bar is the caller's business, e.g. ``samplers.driver.tqdm_progress``; ``dlnvolume`` does not
+        import tqdm.)
+    checkpoint : path, optional
+        Folder for one ``batch-XXXXX.npz`` per finished batch, written atomically. Batches already
+        there (with the same ``meta`` fingerprint) are loaded instead of recomputed.
+    meta : dict, optional
+        Description of the run (seed, task, depth, ...). A checkpoint folder written for a different
+        description is refused rather than silently mixed.
+    validate : callable, optional
+        ``validate(i, arrays)``: whether a batch file loaded from ``checkpoint`` really holds batch
+        ``i`` (e.g. its seeds match); a batch that fails is recomputed and its file rewritten.
+    """
+    report = as_progress(progress, desc)
+    results: list[dict[str, np.ndarray] | None] = [None] * len(batches)
+    folder: Path | None = None
+    if checkpoint is not None:
+        folder = Path(checkpoint)
+        folder.mkdir(parents=True, exist_ok=True)
+        fp = fingerprint(meta or {})
+        stamp = folder / "run.json"
+        if stamp.exists():
+            old = json.loads(stamp.read_text()).get("fingerprint")
+            if old != fp:
+                raise InvalidArgumentError(
+                    f"checkpoint={str(folder)!r} holds batches of a different run (fingerprint {old} != {fp}); "
+                    "use another folder or delete it"
+                )
+        else:
+            atomic_write_text(stamp, json.dumps({"fingerprint": fp, "meta": meta or {}}, default=str, indent=1))
+        for i in range(len(batches)):
+            f = folder / f"batch-{i:05d}.npz"
+            if f.exists():
+                loaded = load_npz(f)
+                if validate is None or validate(i, loaded):
+                    results[i] = loaded
+
+    todo = [i for i, r in enumerate(results) if r is None]
+    done = [len(batches) - len(todo)]
+    report(done[0], len(batches))
+
+    def finish(i: int, res: dict[str, np.ndarray]) -> None:
+        if folder is not None:
+            atomic_save_npz(folder / f"batch-{i:05d}.npz", **res)
+        results[i] = res
+        done[0] += 1
+        report(done[0], len(batches))
+
+    own = None
+    try:
+        ex = executor
+        if ex is None:
+            own = ex = _default_executor(len(todo), workers)
+        if ex is None:
+            for i in todo:
+                finish(i, fn(batches[i]))
+        else:
+            futures = {ex.submit(fn, batches[i]): i for i in todo}
+            for fut in cf.as_completed(futures):
+                finish(futures[fut], fut.result())
+    finally:
+        if own is not None:
+            own.shutdown(cancel_futures=True)
+    return results  # type: ignore[return-value]

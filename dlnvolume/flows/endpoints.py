@@ -1,0 +1,266 @@
+"""Many seeded small-initialization runs in batches, on any executor, with checkpoints (:func:`endpoints`)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import parallel
+from .._validation import _short, check_depth, check_int, check_positive
+from ..completion import CompletionTask
+from ..errors import InvalidArgumentError, InvalidDepthError
+from ._checks import _check_bool, _check_task
+from .end_to_end import end_to_end
+from .factor import factor_descent
+from .initialization import INIT_LAWS, INITS, _init_factors, _widths, balanced_from_law, draw_x0
+from .results import Endpoints, x0_summary
+
+__all__ = ["endpoints", "METHODS"]
+
+METHODS = ("end_to_end", "factor")
+
+
+def _run_endpoint_batch(job: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Worker: one batch of seeded runs (module level, picklable)."""
+    task: CompletionTask = job["task"]
+    depth = job["depth"]
+    seeds = job["seeds"]
+    kw = dict(job["flow_kwargs"])
+    kw.setdefault("n_log", 3)  # trajectories are not returned by endpoints
+    kw.setdefault("log_every", 1 << 40)
+    init_depth = job["init_depth"]
+    law = job.get("init_law", "gaussian_factors")
+    dims = _widths(task, init_depth, job["widths"])
+    if job["method"] == "end_to_end":
+        X0 = draw_x0(law, dims, job["init_scale"], seeds)
+        res = end_to_end(task, depth, X0, **kw)
+    else:
+        init = kw.pop("init", "gaussian")
+        if law != "gaussian_factors" or init == "balanced":
+            # X0 from the law (for "gaussian_factors": the product of Gaussian factors), then exactly
+            # balanced factors of it
+            factors = balanced_from_law(law, dims, job["init_scale"], seeds)
+        else:
+            factors = _init_factors(init, dims, job["init_scale"], None, seeds)
+        res = factor_descent(task, depth, initial_factors=factors, widths=job["widths"], **kw)
+    return {
+        "index": np.asarray(job["index"], dtype=np.int64),
+        "seeds": np.asarray(seeds, dtype=np.uint64),
+        "X": res.X,
+        "X0": res.X0,
+        "status": res.status.astype(str),
+        "loss": res.loss,
+        "t": res.t,
+        "n_steps": res.n_steps,
+        "crossing_times": res.trajectory.crossing_times,
+        "min_sigma_ratio": res.min_sigma_ratio if res.min_sigma_ratio is not None else np.full(len(seeds), np.nan),
+        "integrator": np.array([res.integrator] * len(seeds), dtype=str),
+    }
+
+
+def endpoints(
+    task: CompletionTask,
+    depth: float,
+    n_runs: int,
+    init_scale: float,
+    *,
+    method: str = "end_to_end",
+    rng: Any = None,
+    executor: Any = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    progress: Any = True,
+    checkpoint: str | os.PathLike | None = None,
+    init_depth: int | None = None,
+    widths: Sequence[int] | None = None,
+    init_law: str = "gaussian_factors",
+    **flow_kwargs: Any,
+) -> Endpoints:
+    """Endpoints of ``n_runs`` small-initialization runs, each with its own seed, run in batches.
+
+    Run ``i`` gets ``seeds[i] = spawn_seeds(rng, n_runs)[i]`` and draws its initialization from
+    ``np.random.default_rng(seeds[i])`` only, so the endpoints do not depend on ``batch_size``,
+    ``workers`` or the executor, and the first ``k`` runs of a larger call equal a call with
+    ``n_runs = k``.
+
+    **Initialization law** (``init_law``, docs/flows.md "Initial laws"; the realized ``‖X0‖_F`` and
+    ``σ_min/σ_max`` of every run are recorded in :attr:`Endpoints.x0_norm` and
+    :attr:`Endpoints.x0_sigma_ratio`):
+
+    * "gaussian_factors" (default, Arora et al. 2019): Gaussian factors as in :func:`factor_descent`'s
+      ``init="gaussian"`` (entries ``N(0, (s^{1/N'}/√n)²)``, hidden widths ``widths``, default
+      ``max(m, n)``), ``N' = init_depth`` (default: ``depth``; ``1`` when ``depth`` is inf, i.e. ``X0``
+      with i.i.d. ``N(0, s²/n)`` entries). For ``method="end_to_end"`` ``X0`` is their product; for
+      ``method="factor"`` the factors themselves are trained (or, with ``init="balanced"`` in
+      ``flow_kwargs``, balanced factors of that same product). **The realized scale depends on the
+      depth**: with ``s = 1e-3`` and ``N' = 20`` on 2×2 the median ``‖X0‖_F`` is ~6e-6 and
+      ``σ_2/σ_1`` ~4e-7 (Lyapunov shrinkage of products of random matrices), not ``s√n = 1.4e-3``.
+    * "gaussian_matrix": ``X0 = s·G/‖G‖_F``, ``G`` standard Gaussian: ``‖X0‖_F = s`` at every depth, so
+      depths are compared at the same scale.
+    * "orthogonal": ``X0 = s·Q_L Q_R`` (Haar semi-orthogonal): every singular value equals ``s``.
+
+    With ``method="factor"`` the last two laws train exactly balanced factors of ``X0``
+    (MATH.md §1.2).
+
+    Parameters
+    ----------
+    task, depth : as in :func:`end_to_end` (``method="factor"`` needs a finite depth)
+    n_runs : int >= 1
+    init_scale : float > 0
+        ``s`` of the initial law.
+    method : {"end_to_end", "factor"}
+    rng : None, int, SeedSequence or Generator
+    executor : concurrent.futures.Executor, optional
+        Any executor (e.g. a Dask ``client.get_executor()``); default a local process pool with
+        ``workers`` processes (in-process for ``workers=1``).
+    batch_size : int, optional
+        Runs per batch; default ``ceil(n_runs / workers)`` capped at 2048 and at ``2.5e6 / (m·n)``
+        (memory of the Runge–Kutta stages). Smaller batches checkpoint more often but cost more: a
+        batch runs as long as its slowest run.
+    progress : bool or callable ``progress(done, total)``
+        Progress over batches: ``True`` a one-line counter on stderr (:func:`dlnvolume.batching.text_progress`),
+        a callable to draw your own bar (e.g. ``samplers.driver.tqdm_progress``), ``False`` nothing.
+    checkpoint : path, optional
+        Folder of per-batch ``.npz`` files written atomically; a rerun with the same arguments (any
+        ``n_runs``) reuses batches whose seeds match and recomputes the rest.
+    init_law : {"gaussian_factors", "gaussian_matrix", "orthogonal"}, default "gaussian_factors"
+    **flow_kwargs
+        Passed to :func:`end_to_end` (e.g. ``normalized``, ``t_max``, ``loss_tol``, ``rtol``,
+        ``max_steps``) or :func:`factor_descent` (``init``, ``lr``, ``max_steps``, ``loss_tol``, ...).
+
+    Returns
+    -------
+    Endpoints
+        All runs, in seed order; runs that did not converge are kept with their status.
+
+    Notes
+    -----
+    Performance: each worker process runs a vectorized batch; with several workers on few cores,
+    limit BLAS threads (e.g. ``OPENBLAS_NUM_THREADS=1``), otherwise thread oversubscription can make
+    the batched SVDs of large matrices many times slower.
+    """
+    task = _check_task(task)
+    if not isinstance(method, str) or method not in METHODS:
+        raise InvalidArgumentError(f"method={_short(method)}; expected one of {', '.join(map(repr, METHODS))}")
+    normalized = flow_kwargs.get("normalized", True) if method == "end_to_end" else False
+    if method == "end_to_end":
+        N = check_depth(depth, normalized=_check_bool(normalized, "normalized"))
+    else:
+        N = check_depth(depth)
+        if math.isinf(N):
+            raise InvalidDepthError("depth=inf is not possible with method='factor'; expected a finite integer depth >= 1")
+    n_runs = check_int(n_runs, "n_runs", minimum=1)
+    init_scale = check_positive(init_scale, "init_scale")
+    if init_depth is None:
+        init_depth = 1 if math.isinf(N) else N
+    init_depth = check_int(init_depth, "init_depth", minimum=1)
+    if method == "factor" and init_depth != N:
+        raise InvalidArgumentError(f"init_depth={init_depth} must equal depth={N} for method='factor'")
+    _widths(task, init_depth, widths)  # validate
+    if not isinstance(init_law, str) or init_law not in INIT_LAWS:
+        raise InvalidArgumentError(f"init_law={_short(init_law)}; expected one of {', '.join(map(repr, INIT_LAWS))}")
+    for bad in ("X0", "n_runs", "rng", "initial_factors", "widths"):
+        if bad in flow_kwargs:
+            raise InvalidArgumentError(f"{bad!r} cannot be passed through flow_kwargs of endpoints")
+    flow_fn = end_to_end if method == "end_to_end" else factor_descent
+    accepted = [p.name for p in inspect.signature(flow_fn).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("n_runs", "rng", "X0", "initial_factors",
+                                                                              "widths", "init_scale")]
+    for key in flow_kwargs:
+        if key not in accepted:
+            raise InvalidArgumentError(
+                f"flow_kwargs key {key!r} is not an option of {flow_fn.__name__} (method={method!r}); "
+                f"expected some of {', '.join(accepted)}"
+            )
+    parallel.check_progress(progress)
+    parallel.check_executor(executor)
+    if method == "factor":
+        init = flow_kwargs.get("init", "gaussian")
+        if not isinstance(init, str) or init not in INITS:
+            raise InvalidArgumentError(f"init={_short(init)}; expected one of {', '.join(map(repr, INITS))}")
+    if workers is not None:
+        workers = check_int(workers, "workers", minimum=1)
+    n_workers = parallel.executor_workers(executor, workers)
+    if batch_size is None:
+        # One batch per worker: a batch costs about as much as its slowest run (the integrator's
+        # per-step overhead does not shrink with the active set), so fewer, larger batches are faster
+        # (1000 2×2 runs at depth 5: 7.3 s as one batch, 8.3 s as two, 14 s as four). Capped so a
+        # batch's Runge–Kutta stages stay below ~200 MB and a checkpoint is written at least every
+        # 2048 runs.
+        m_, n_ = task.shape
+        batch_size = max(1, min(math.ceil(n_runs / n_workers), 2048, 2_500_000 // (m_ * n_)))
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+
+    seeds = parallel.spawn_seeds(rng, n_runs)
+    batches = parallel.make_batches(n_runs, batch_size)
+    jobs = [
+        {
+            "task": task,
+            "depth": N,
+            "seeds": seeds[idx],
+            "index": idx,
+            "init_scale": init_scale,
+            "method": method,
+            "init_depth": init_depth,
+            "widths": None if widths is None else list(widths),
+            "init_law": init_law,
+            "flow_kwargs": flow_kwargs,
+        }
+        for idx in batches
+    ]
+    meta = {
+        "kind": "flows.endpoints",
+        "task": task.digest(),
+        "depth": str(N),
+        "method": method,
+        "init_scale": init_scale,
+        "init_depth": init_depth,
+        "widths": widths,
+        **({} if init_law == "gaussian_factors" else {"init_law": init_law}),  # old checkpoints stay valid
+        "first_seed": int(seeds[0]),
+        "flow_kwargs": sorted((k, repr(v)) for k, v in flow_kwargs.items()),
+    }
+    kwargs = dict(executor=executor, workers=workers, progress=progress, desc=f"flows N={N}", meta=meta)
+    results = parallel.run_batches(_run_endpoint_batch, jobs, checkpoint=checkpoint, **kwargs)
+    if checkpoint is not None:
+        stale = [
+            i
+            for i, (r, job) in enumerate(zip(results, jobs))
+            if r["seeds"].shape != job["seeds"].shape or not np.array_equal(r["seeds"], job["seeds"])
+        ]
+        if stale:  # batches written by a run with another batch_size / n_runs: recompute them
+            folder = Path(checkpoint)
+            for i in stale:
+                (folder / f"batch-{i:05d}.npz").unlink(missing_ok=True)
+            results = parallel.run_batches(_run_endpoint_batch, jobs, checkpoint=checkpoint, **kwargs)
+
+    cat = lambda key: np.concatenate([r[key] for r in results])  # noqa: E731
+    X0_all = cat("X0")
+    x0_norm, x0_ratio = x0_summary(X0_all)
+    ran = sorted({str(v) for r in results for v in r.get("integrator", np.array(["dopri5"]))})
+    return Endpoints(
+        X=cat("X"),
+        X0=X0_all,
+        seeds=seeds,
+        status=cat("status").astype(str),
+        loss=cat("loss"),
+        t=cat("t"),
+        depth=N,
+        method=method,
+        init_scale=init_scale,
+        task_name=task.name,
+        n_steps=cat("n_steps").astype(np.int64),
+        normalized=bool(normalized),
+        min_sigma_ratio=cat("min_sigma_ratio"),
+        crossing_times=cat("crossing_times"),
+        threshold=float(flow_kwargs.get("threshold", 0.5)),
+        init_law=init_law,
+        x0_norm=x0_norm,
+        x0_sigma_ratio=x0_ratio,
+        integrator="+".join(ran),
+    )

@@ -1,0 +1,231 @@
+"""Linearly implicit Rosenbrock-W stepper ROS34PW2 for the stiff end-to-end flow.
+
+**Method.** ROS34PW2 of Rang & Angermann (BIT 45:761–787, 2005): 4 stages, order 3 with an embedded
+order-2 solution, stiffly accurate, L-stable, and a *W-method* — it keeps its order with any
+approximation ``J`` of the Jacobian. Coefficients as tabulated in PETSc (``src/ts/impls/rosw/rosw.c``,
+``TSROSWRA34PW2``), in the form ``Y_i = y_0 + h Σ_{j<i} a_ij k_j``,
+``(I − hγJ) k_i = f(Y_i) + hJ Σ_{j<i} Γ_ij k_j``, ``y_1 = y_0 + h Σ b_i k_i``; this module uses the
+equivalent transformed variables ``u_i = h Σ_{j<=i} Γ_ij k_j`` (Hairer & Wanner II, IV.7 (7.4')), which
+need no products with ``J``::
+
+    (I − hγJ) u_i = hγ f(y_0 + Σ_{j<i} α_ij u_j) + γ Σ_{j<i} c_ij u_j,
+    α = AΓ⁻¹,  c = diag(1/γ) − Γ⁻¹,  y_1 = y_0 + Σ m_i u_i,  m = bᵀΓ⁻¹,  m̂ = b̂ᵀΓ⁻¹.
+
+**W matrix** (``jacobian``). "fd" (``m·n <= FD_MAX``): the full Jacobian at ``y_0`` by forward
+differences, one batched field call of ``m·n`` perturbed matrices, dense ``mn×mn`` inverse. "frozen"
+(larger tasks): ``J = −Ā_{y_0} ∘ P_Ω``, the Jacobian with the metric frozen at the step's start (the
+derivative of ``Ā`` with respect to ``X`` is dropped; it vanishes with the residual). With
+``K = Ā_{y_0}`` (symmetric positive semidefinite on ``R^{m×n}``) and the 0/1 mask ``P``,
+``(I + hγ K P) x = b`` reduces to the ``|Ω|×|Ω|`` SPD system ``(I + hγ K_ΩΩ) y = P b`` for ``y = P x``,
+then ``x = b − hγ K y``. In the SVD basis ``y_0 = U Σ Vᵀ``, ``K_ΩΩ = T diag(λ) Tᵀ`` with
+``T_{(ij),(ab)} = U_ia V_jb`` (MATH.md §2.1 multipliers ``λ``). One batched ``|Ω|×|Ω|`` factorization
+per step serves all four stages.
+
+**Error control** (``spectral_control=True``, the default): the error estimate ``E = Σ(m_i − m̂_i)u_i``
+is measured in the SVD basis of ``y_1`` component by component,
+``max_ij |(UᵀEV)_ij| / (rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol + 64·eps·σ_1) <= 1``: every singular
+value and every rotation between two singular directions is resolved relative to its own size, down to
+``SV_FLOOR·σ_1 = 1e-4·σ_1``. A small-initialization
+flow starts at ``‖X_0‖ ~ 1e-7`` and crawls on plateaus where the small singular values grow by a factor
+``e`` per long time interval; a relative (not absolute) control keeps their growth — and so the
+transition times — accurate while the stiff, already learned directions impose no step limit. After
+30 consecutive rejections the loop falls back to the Frobenius control
+``‖E‖_F <= rtol·max(‖y_0‖_F, ‖y_1‖_F) + atol`` (the only one with ``spectral_control=False``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .field import EndToEndField
+from .loop import StepInfo, StepState, fro
+
+__all__ = ["Rosenbrock", "ROS34PW2"]
+
+_EPS = float(np.finfo(float).eps)
+#: singular values below ``SV_FLOOR·σ_1`` are controlled relative to ``SV_FLOOR·σ_1`` (docs/flows.md)
+SV_FLOOR = 1e-4
+#: finite-difference Jacobian up to this ``m·n`` (one batched field call of ``m·n`` matrices per step);
+#: above it the frozen-metric Jacobian ``−Ā_X∘P_Ω`` and its reduced ``|Ω|×|Ω|`` solve
+FD_MAX = 64
+
+#: ROS34PW2 (Rang & Angermann 2005) as tabulated in PETSc's TSROSWRA34PW2.
+_G = 4.3586652150845900e-01
+ROS34PW2 = {
+    "gamma": _G,
+    "A": np.array([
+        [0.0, 0.0, 0.0, 0.0],
+        [8.7173304301691801e-01, 0.0, 0.0, 0.0],
+        [8.4457060015369423e-01, -1.1299064236484185e-01, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+    ]),
+    "Gamma": np.array([
+        [_G, 0.0, 0.0, 0.0],
+        [-8.7173304301691801e-01, _G, 0.0, 0.0],
+        [-9.0338057013044082e-01, 5.4180672388095326e-02, _G, 0.0],
+        [2.4212380706095346e-01, -1.2232505839045147e+00, 5.4526025533510214e-01, _G],
+    ]),
+    "b": np.array([2.4212380706095346e-01, -1.2232505839045147e+00, 1.5452602553351020e+00, 4.3586652150845900e-01]),
+    "bhat": np.array([3.7810903145819369e-01, -9.6042292212423178e-02, 5.0000000000000000e-01, 2.1793326075422950e-01]),
+}
+
+
+def _transformed(tab: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    gamma = tab["gamma"]
+    Gi = np.linalg.inv(tab["Gamma"])
+    strict = lambda Z: np.where(np.abs(Z) < 1e-13, 0.0, np.tril(Z, -1))  # noqa: E731  (exact zeros stay zero)
+    alpha = strict(tab["A"] @ Gi)
+    c = strict(np.diag(np.full(len(Gi), 1.0 / gamma)) - Gi)
+    return gamma, alpha, c, tab["b"] @ Gi, (tab["b"] - tab["bhat"]) @ Gi
+
+
+class Rosenbrock:
+    """Batched ROS34PW2; ``cache = (F(Y), U, Vh, λ)`` at ``Y``.
+
+    ``jacobian``: "fd" (forward differences of the field, one batched call of ``m·n`` perturbed
+    matrices per step, dense ``mn×mn`` solves), "frozen" (``−Ā_X∘P_Ω``, reduced ``|Ω|×|Ω|`` solves) or
+    "auto" ("fd" for ``m·n <= FD_MAX``). Both are valid W matrices; the finite-difference one is closer
+    to the true Jacobian (it includes the derivative of the metric), which made the 6×6 endpoints at
+    ``N = ∞`` 40× more accurate at the same tolerance (docs/flows.md).
+    """
+
+    name = "rosenbrock"
+    order = 2  # the embedded solution: err ∝ h³
+
+    def __init__(self, field: EndToEndField, rtol: float, atol: float, spectral_control: bool,
+                 jacobian: str = "auto") -> None:
+        m, n = field.shape
+        self.jacobian = ("fd" if m * n <= FD_MAX else "frozen") if jacobian == "auto" else jacobian
+        self.f, self.rtol, self.atol = field, rtol, atol
+        self.spectral_control = spectral_control
+        self.gamma, self.alpha, self.c, self.m, self.e = _transformed(ROS34PW2)
+        rows, cols = np.nonzero(field.mask > 0)
+        self.rows, self.cols = rows, cols
+        m, n = field.shape
+        self.flat = rows * n + cols  # Ω as indices of the flattened m×n matrix
+
+    def init(self, Y: np.ndarray) -> StepState:
+        e = self.f(Y, full=True)
+        return StepState(Y, e.sigma, e.bad, (e.F, e.U, e.Vh, e.lam))
+
+    # ------------------------------------------------------------------ the linear solves
+    def _factor(self, state: StepState, hg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``T (b, |Ω|, mn)``, ``(I + hγK_ΩΩ)⁻¹ (b, |Ω|, |Ω|)`` and a bad-row flag."""
+        _, U, Vh, lam = state.cache[:4]
+        b = U.shape[0]
+        m, n = self.f.shape
+        V = np.swapaxes(Vh, -1, -2)
+        T = (U[:, self.rows, :, None] * V[:, self.cols, None, :]).reshape(b, self.rows.size, m * n)
+        Kw = (T * lam.reshape(b, 1, m * n)) @ np.swapaxes(T, -1, -2)
+        M = hg[:, None, None] * Kw
+        M += np.eye(self.rows.size)
+        bad = ~np.all(np.isfinite(M), axis=(-2, -1))
+        if bad.any():
+            M[bad] = np.eye(self.rows.size)
+        return T, np.linalg.inv(M), bad
+
+    def _solve(self, state: StepState, hg: np.ndarray, T: np.ndarray, Minv: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """``x`` with ``(I + hγ K P) x = rhs``."""
+        _, U, Vh, lam = state.cache[:4]
+        b, m, n = rhs.shape
+        Pb = rhs.reshape(b, m * n)[:, self.flat]
+        y = (Minv @ Pb[:, :, None])[:, :, 0]
+        what = (y[:, None, :] @ T)[:, 0, :].reshape(b, m, n)  # Uᵀ (embedded y) V
+        Ky = U @ (lam * what) @ Vh
+        x = rhs - hg[:, None, None] * Ky
+        x.reshape(b, m * n)[:, self.flat] = y  # P x = y exactly (no cancellation in the stiff part)
+        return x
+
+    def _fd_factor(self, state: StepState, hg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(I − hγJ)⁻¹`` with the full Jacobian ``J`` at the step's start by forward differences (one
+        batched field call of ``m·n`` perturbed matrices)."""
+        J, bad = self._fd_jacobian(state)
+        d = J.shape[-1]
+        M = -hg[:, None, None] * J
+        M += np.eye(d)
+        bad |= ~np.all(np.isfinite(M), axis=(-2, -1))
+        if bad.any():
+            M[bad] = np.eye(d)
+        return np.linalg.inv(M), bad
+
+    def _fd_jacobian(self, state: StepState) -> tuple[np.ndarray, np.ndarray]:
+        Y, F0 = state.Y, state.cache[0]
+        b, m, n = Y.shape  # noqa: F841
+        d = m * n
+        scale = np.abs(Y).reshape(b, d)
+        ref = np.sqrt(np.sum(scale * scale, axis=1, keepdims=True) / d)
+        delta = np.sqrt(_EPS) * np.maximum(np.maximum(scale, ref), 1e-300)
+        Yp = np.repeat(Y.reshape(b, 1, d), d, axis=1)
+        idx = np.arange(d)
+        Yp[:, idx, idx] += delta
+        dl = Yp[:, idx, idx] - Y.reshape(b, d)
+        ev = self.f(Yp.reshape(b * d, m, n))
+        J = (ev.F.reshape(b, d, d) - F0.reshape(b, 1, d)) / dl[:, :, None]  # J[b, j, :] = ∂F/∂y_j
+        J = np.swapaxes(J, -1, -2)
+        bad = ~np.all(np.isfinite(J), axis=(-2, -1)) | ev.bad.reshape(b, d).any(axis=1)
+        return np.where(bad[:, None, None], 0.0, J), bad
+
+    # ------------------------------------------------------------------ one step
+    def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
+        y0 = state.Y
+        hg = h * self.gamma
+        hb = hg[:, None, None]
+        if self.jacobian == "fd":
+            Minv, bad = self._fd_factor(state, hg)
+            b_, m_, n_ = y0.shape
+            solve = lambda r: (Minv @ r.reshape(b_, m_ * n_, 1)).reshape(b_, m_, n_)  # noqa: E731
+        elif self.rows.size:
+            T, Minv, bad = self._factor(state, hg)
+            solve = lambda r: self._solve(state, hg, T, Minv, r)  # noqa: E731
+        else:  # nothing observed: J = 0
+            bad = np.zeros(y0.shape[0], dtype=bool)
+            solve = lambda r: r  # noqa: E731
+        us: list[np.ndarray] = []
+        for i in range(4):
+            if i == 0:
+                Fi = state.cache[0]
+            else:
+                Yi = y0.copy()
+                for j in range(i):
+                    if self.alpha[i, j] != 0.0:
+                        Yi += self.alpha[i, j] * us[j]
+                ev = self.f(Yi)
+                Fi, bad = ev.F, bad | ev.bad
+            rhs = hb * Fi
+            for j in range(i):
+                if self.c[i, j] != 0.0:
+                    rhs += (self.gamma * self.c[i, j]) * us[j]
+            us.append(solve(rhs))
+        y1 = y0.copy()
+        err = np.zeros_like(y0)
+        for i in range(4):
+            y1 += self.m[i] * us[i]
+            err += self.e[i] * us[i]
+        ev = self.f(y1, full=True)
+        bad = bad | ev.bad
+        basic_tol = self.rtol * np.maximum(fro(y0), fro(y1)) + self.atol
+        en = fro(err)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            basic = np.where(en == 0, 0.0, en / basic_tol)
+        ratio = basic
+        if self.spectral_control:
+            ratio = np.maximum(basic, self._componentwise(err, ev.U, ev.Vh, ev.sigma))
+        bad = bad | ~np.isfinite(ratio)
+        trial = StepState(y1, ev.sigma, bad, (ev.F, ev.U, ev.Vh, ev.lam))
+        return trial, StepInfo(np.where(bad, np.inf, ratio), bad, basic if self.spectral_control else None)
+
+    def _componentwise(self, err: np.ndarray, U: np.ndarray, Vh: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        m, n = self.f.shape
+        k = sigma.shape[-1]
+        Eh = np.swapaxes(U, -1, -2) @ err @ np.swapaxes(Vh, -1, -2)
+        si = np.zeros(sigma.shape[:-1] + (m,))
+        sj = np.zeros(sigma.shape[:-1] + (n,))
+        si[..., :k] = sigma
+        sj[..., :k] = sigma
+        w = np.maximum(si[..., :, None], sj[..., None, :])
+        tol = self.rtol * np.maximum(w, SV_FLOOR * sigma[..., :1, None]) + (self.atol + 64 * _EPS * sigma[..., :1, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.abs(Eh) / tol
+        r = np.where(np.isnan(r), np.inf, r)
+        r = np.where((Eh == 0), 0.0, r)
+        return np.max(r, axis=(-2, -1))

@@ -1,0 +1,194 @@
+"""Tests of the stiff end-to-end integrators (issue 11): ROS34PW2 (``integrator="rosenbrock"``) and the
+per-run switching (``"switching"``, the default ``"auto"`` for N >= 2).
+
+References are independent of the code under test: the exact ``t(σ)`` integral of the scalar ODE
+(MATH.md §8 items 17–18) by ``scipy.integrate.quad``, Dormand–Prince at a tight tolerance, and a
+fixed-step order measurement against the same quadrature.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from dlnvolume import CompletionTask, errors, flows, tasks
+from dlnvolume.flows.field import EndToEndField
+from dlnvolume.flows.rosenbrock import ROS34PW2, Rosenbrock
+
+SEED = 20261130
+STIFF = ["rosenbrock", "switching"]
+
+
+def _diag_task(mu):
+    mu = np.asarray(mu, dtype=float)
+    return CompletionTask(np.diag(mu), np.eye(mu.size, dtype=bool), name="diag")
+
+
+def _t_of_sigma(s0: float, s: float, mu: float, N: float) -> float:
+    """Time to go from ``s0`` to ``s`` under ``σ̇ = σ^{2−2/N}(μ − σ)`` (normalized; MATH.md §8 item 17)."""
+    p = 2.0 if math.isinf(N) else 2.0 - 2.0 / N
+    val, _ = quad(lambda x: 1.0 / (x ** p * (mu - x)), s0, s, epsabs=0, epsrel=1e-13, limit=200)
+    return val
+
+
+# --------------------------------------------------------------------------- closed forms (§8 items 17, 18)
+@pytest.mark.parametrize("integrator", STIFF)
+@pytest.mark.parametrize("N", [2, 3, 10, math.inf])
+def test_diagonal_task_matches_scalar_integral(integrator, N):
+    """Diagonal observations and diagonal X0: each diagonal entry follows the scalar ODE with its own μ
+    (item 18); the time at which the integrator reports σ_i must equal the exact ∫ dσ/σ̇ (item 17).
+    ``T`` is the exact time for the first entry to reach 0.9μ (through the plateau and the transition)."""
+    mu, s0 = np.array([2.0, 0.7]), np.array([0.05, 0.02])
+    T = _t_of_sigma(s0[0], 0.9 * mu[0], mu[0], N)
+    res = flows.end_to_end(_diag_task(mu), N, np.diag(s0), t_max=T, loss_tol=0, rtol=1e-8, integrator=integrator)
+    assert res.status[0] == "max_time" and res.integrator == integrator
+    sig = np.diag(res.X[0])
+    np.testing.assert_allclose(res.X[0] - np.diag(sig), 0.0, atol=1e-14)  # stays diagonal
+    assert sig[0] == pytest.approx(0.9 * mu[0], rel=1e-5)
+    assert 0 < sig[1] < mu[1]
+    assert _t_of_sigma(s0[1], sig[1], mu[1], N) == pytest.approx(T, rel=1e-5)
+
+
+@pytest.mark.parametrize("integrator", STIFF)
+def test_unnormalized_depth2_logistic(integrator):
+    """N = 2 unnormalized: σ = μ/(1 + (μ/σ0 − 1)e^{−2μt}) (MATH.md §8 item 17, reference values)."""
+    res = flows.end_to_end(tasks.diagonal_2x2(), 2, 0.01 * np.eye(2), normalized=False, t_max=3.0, rtol=1e-9,
+                           loss_tol=0, integrator=integrator)
+    np.testing.assert_allclose(np.diag(res.X[0]), 0.80295715, rtol=2e-7)
+
+
+# --------------------------------------------------------------------------- against Dormand–Prince
+@pytest.mark.parametrize("integrator", STIFF)
+@pytest.mark.parametrize("N,shape", [(2, (3, 3)), (3, (3, 4)), (10, (4, 3)), (math.inf, (3, 3))])
+def test_agrees_with_dopri5_at_tight_tolerance(integrator, N, shape):
+    rng = np.random.default_rng(SEED)
+    m, n = shape
+    task = tasks.random_low_rank(m, n, 1, m * n // 2 + 1, rng=rng)
+    X0 = 0.3 * rng.standard_normal((2, m, n))
+    kw = dict(t_max=4.0, loss_tol=0)
+    ref = flows.end_to_end(task, N, X0, rtol=1e-11, integrator="dopri5", **kw)
+    res = flows.end_to_end(task, N, X0, rtol=1e-8, integrator=integrator, **kw)
+    scale = np.linalg.norm(ref.X, axis=(-2, -1))[:, None, None]
+    np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- order of convergence
+def _fixed_step_error(jacobian: str, n_steps: int) -> float:
+    """Global error at T of ROS34PW2 with ``n_steps`` equal steps, N = 3 normalized, diagonal 2×2 task."""
+    mu, s0, T, N = 1.0, 0.5, 2.0, 3
+    task = _diag_task([mu, mu])
+    stepper = Rosenbrock(EndToEndField(task, N, True), rtol=1.0, atol=0.0, spectral_control=False, jacobian=jacobian)
+    X0 = np.diag([s0, s0])[None] + 0.0
+    state = stepper.init(X0)
+    h = np.full(1, T / n_steps)
+    for _ in range(n_steps):
+        state, _ = stepper.step(state, h)
+    sig = state.Y[0, 0, 0]
+    return abs(_t_of_sigma(s0, sig, mu, N) - T) * sig ** (2 - 2 / N) * (mu - sig)  # time error → σ error
+
+
+@pytest.mark.parametrize("jacobian", ["fd", "frozen"])
+def test_observed_order_three_under_step_halving(jacobian):
+    """A W-method keeps its order with any W: global error ratio ≈ 2³ per halving for both W matrices."""
+    errs = [_fixed_step_error(jacobian, n) for n in (20, 40, 80)]
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(2.7 < p < 3.5 for p in orders), (errs, orders)
+
+
+def test_error_decreases_with_rtol():
+    """Tolerance refinement: the error against the exact integral shrinks as rtol does."""
+    mu, s0 = 1.0, 0.05
+    T = _t_of_sigma(s0, 0.9, mu, 3)
+    errs = []
+    for rtol in (1e-4, 1e-6, 1e-8):
+        res = flows.end_to_end(_diag_task([mu]), 3, [[s0]], t_max=T, loss_tol=0, rtol=rtol, integrator="rosenbrock")
+        errs.append(abs(_t_of_sigma(s0, res.X[0, 0, 0], mu, 3) - T))
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4 * T
+
+
+def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
+    """ROS34PW2 as tabulated: b is the last row of A + Γ, Σb = Σb̂ = 1, order-2 condition bᵀ(A+Γ)1 = 1/2."""
+    A, G, b, bh = ROS34PW2["A"], ROS34PW2["Gamma"], ROS34PW2["b"], ROS34PW2["bhat"]
+    np.testing.assert_allclose(b, (A + G)[-1], atol=1e-15)
+    assert b.sum() == pytest.approx(1.0, abs=1e-14) and bh.sum() == pytest.approx(1.0, abs=1e-14)
+    assert b @ (A + G).sum(axis=1) == pytest.approx(0.5, abs=1e-14)
+    alpha = A.sum(axis=1)
+    assert b @ alpha ** 2 == pytest.approx(1 / 3, abs=1e-14)  # order-3 condition Σ b_i α_i² = 1/3
+
+
+# --------------------------------------------------------------------------- invariants, ill-conditioned X0
+@pytest.mark.parametrize("integrator", ["switching", "dopri5", pytest.param("rosenbrock", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("N", [2, 3, 10, math.inf])
+@pytest.mark.parametrize("kind", ["aligned", "generic"])
+def test_invariants_on_ill_conditioned_start(integrator, N, kind):
+    """σ₂/σ₁ = 1e-10 at the start: rank and sign det kept (MATH.md §1.5 item 6) as long as σ_min stays
+    resolvable in float64 (``min_sigma_ratio > 256·eps``; the generic start at N = 3 dips to 4e-14, where
+    float64 cannot know the sign: documented in FlowResult), loss non-increasing within the tolerance,
+    no NaN."""
+    rng = np.random.default_rng(SEED)
+    if kind == "generic":
+        Q, _ = np.linalg.qr(rng.standard_normal((2, 2)))
+        R, _ = np.linalg.qr(rng.standard_normal((2, 2)))
+    else:
+        Q = R = np.eye(2)
+    X0 = (Q @ np.diag([1e-2, 1e-12]) @ R.T)[None]
+    task = tasks.diagonal_2x2()
+    # σ₂ = 1e-12 escapes only after t ~ 1/σ₂ at N = ∞: integrate a bounded time, check the invariants
+    res = flows.end_to_end(task, N, X0, t_max=1e4, log_every=1, n_log=2000, max_steps=2000, integrator=integrator)
+    assert res.status[0] in ("converged", "max_time", "max_steps")
+    assert np.all(np.isfinite(res.X)) and not np.any(np.isnan(res.trajectory.loss))
+    n = res.trajectory.n_logged[0]
+    sig = res.trajectory.sigma[0, :n]
+    assert res.min_sigma_ratio[0] == pytest.approx(np.min(sig[:, -1] / sig[:, 0]))
+    if kind == "aligned":
+        assert res.min_sigma_ratio[0] > 256 * np.finfo(float).eps
+    if res.min_sigma_ratio[0] > 256 * np.finfo(float).eps:
+        assert np.sign(np.linalg.det(res.X[0])) == np.sign(np.linalg.det(X0[0]))
+        assert sig[-1, -1] > 0
+    L = res.trajectory.loss[0, :n]
+    assert np.all(np.diff(L) <= 1e-6 * L[:-1] + 1e-14)
+
+
+# --------------------------------------------------------------------------- options and records
+def test_integrator_choice_is_recorded_and_validated():
+    task = tasks.diagonal_2x2()
+    assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri5"
+    assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3).integrator == "switching"
+    with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
+        flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
+    with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
+        flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator=3)
+
+
+@pytest.mark.parametrize("law", ["gaussian_factors", "gaussian_matrix", "orthogonal"])
+def test_init_laws_record_realized_scale(law, tmp_path):
+    task = tasks.diagonal_2x2()
+    ep = flows.endpoints(task, 4, 6, 1e-2, init_law=law, rng=SEED, workers=1, progress=False, max_steps=5)
+    norms = np.linalg.norm(ep.X0, axis=(-2, -1))
+    s = np.linalg.svd(ep.X0, compute_uv=False)
+    np.testing.assert_allclose(ep.x0_norm, norms, rtol=1e-12)
+    np.testing.assert_allclose(ep.x0_sigma_ratio, s[:, -1] / s[:, 0], rtol=1e-12)
+    if law == "gaussian_matrix":
+        np.testing.assert_allclose(norms, 1e-2, rtol=1e-12)
+    if law == "orthogonal":
+        np.testing.assert_allclose(s, 1e-2, rtol=1e-12)
+    assert ep.init_law == law
+    ep.save(tmp_path / "ep.npz")
+    back = flows.Endpoints.load(tmp_path / "ep.npz")
+    np.testing.assert_array_equal(back.x0_norm, ep.x0_norm)
+    assert back.init_law == law and back.integrator == ep.integrator
+
+
+def test_default_init_law_shrinks_with_depth():
+    """The documented caveat of the default law: products of 20 Gaussian 2×2 factors are far below s√n."""
+    task = tasks.diagonal_2x2()
+    ep = flows.endpoints(task, 20, 64, 1e-3, rng=SEED, workers=1, progress=False, max_steps=1)
+    assert np.median(ep.x0_norm) < 1e-4 < 1e-3 * math.sqrt(2) / 10
+
+
+def test_bad_init_law():
+    with pytest.raises(errors.InvalidArgumentError, match=r"init_law='uniform'; expected one of 'gaussian_factors'"):
+        flows.endpoints(tasks.diagonal_2x2(), 2, 2, 1e-3, init_law="uniform", workers=1, progress=False)
