@@ -31,7 +31,8 @@ from . import hypothesis as hyp
 from .experiment import ExperimentConfig
 from .statistics import MatrixStatistics, compute_statistics
 
-__all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag"]
+__all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag",
+           "registry_method", "accepted_methods"]
 
 STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
 
@@ -207,6 +208,29 @@ def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigE
     return ConfigError(f"config key 'references[{i}]' ({ref.name}){where}: {msg}")
 
 
+def registry_method(measure: str, method: str) -> str:
+    """The :data:`samplers.registry.REGISTRY` name that a reference's ``(measure, method)`` runs.
+
+    The config alias ``"mcmc"`` for ``measure = "solution_set"`` is the registry's first (default) solution-set
+    method; every other name is a registry name already (``"exact"`` is not a sampler).
+    """
+    from samplers import registry
+
+    if method == "mcmc" and measure == "solution_set":
+        return registry.methods("solution_set")[0]
+    return method
+
+
+def accepted_methods(measure: str, full_rank: bool, exact: bool = False) -> tuple[str, ...]:
+    """Config method names accepted for ``measure`` on the full-rank set or a lower stratum, from the registry
+    (``"exact"`` first when the task kind has an exact reference, ``"mcmc"`` for solution sets)."""
+    from samplers import registry
+
+    names = tuple(k for k, v in registry.REGISTRY.items() if v.supports(measure, full_rank))
+    alias = ("mcmc",) if measure == "solution_set" and names else ()
+    return (("exact",) if exact else ()) + alias + names
+
+
 def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tuple[ExperimentConfig, dv.CompletionTask]:
     """Validate the whole configuration against its task before anything runs; fill in derived defaults.
 
@@ -218,6 +242,7 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
     from dataclasses import replace
 
     import samplers
+    from samplers import registry
 
     from .tasks import TASK_KINDS, default_radius
 
@@ -240,16 +265,27 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
         if r.method == "exact" and r.measure not in kind.exact_measures:
             have = (f"kind '{kind.name}' has exact references for {', '.join(kind.exact_measures)}"
                     if kind.exact_measures else f"kind '{kind.name}' has no exact reference")
+            full = 1 <= rank <= min(m, n) and rank == min(m, n)
+            other = accepted_methods(r.measure, full)
             raise ConfigError(f"config key 'references[{i}].method': 'exact' {r.measure!r} is not available: {have}; "
-                              "use 'mcmc' for 'solution_set' or 'rmala'/'emcee' for 'gibbs'")
+                              + (f"accepted: {', '.join(map(repr, other))}" if other else
+                                 f"measure {r.measure!r} has no sampler in samplers.registry"))
         if r.measure == "gibbs_limit" and r.method != "exact":
             raise ConfigError(f"config key 'references[{i}].method': measure 'gibbs_limit' is only available as 'exact'")
-        if r.measure == "gibbs" and r.method not in ("rmala", "emcee"):
-            raise ConfigError(f"config key 'references[{i}].method': use 'rmala' or 'emcee' for measure 'gibbs'")
-        if r.measure == "solution_set" and r.method not in ("exact", "mcmc"):
-            raise ConfigError(f"config key 'references[{i}].method': use 'exact' or 'mcmc' for measure 'solution_set'")
         if not 1 <= rank <= min(m, n):
             raise ConfigError(f"config key 'references[{i}].rank': {rank} for a {m}x{n} task; expected 1..{min(m, n)}")
+        if r.method != "exact" and r.measure != "gibbs_limit":
+            full = rank == min(m, n)
+            name = registry_method(r.measure, r.method)
+            spec = registry.REGISTRY.get(name)
+            if spec is None or not spec.supports(r.measure, full):
+                accepted = accepted_methods(r.measure, full, r.measure in kind.exact_measures)
+                why = ("" if spec is None else f"; samplers.registry: {name!r} samples {'/'.join(spec.measures)} on "
+                       f"{'the full-rank set only' if spec.strata == 'full_rank' else 'any stratum'}")
+                raise ConfigError(
+                    f"config key 'references[{i}].method': {r.method!r} cannot sample measure {r.measure!r} on rank "
+                    f"{rank} of a {m}x{n} task ({'full rank' if full else 'a lower stratum'}){why}; accepted: "
+                    f"{', '.join(map(repr, accepted))}")
         if r.method == "exact" and rank != 1:
             raise ConfigError(f"config key 'references[{i}].rank': exact references live on the rank-1 hyperbola; "
                               f"got rank {rank}")
@@ -277,19 +313,17 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
                     sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
                 else:
                     tgt = samplers.GibbsTarget(task, depth, rank, r.beta, window, normalized=True)
-                    if r.method == "rmala":
-                        from samplers.rmala import RMALAKernel
-
-                        RMALAKernel(tgt)
-                    else:
-                        from samplers.ensemble import EmceeKernel
-
-                        EmceeKernel(tgt)
+                    spec = registry.get(registry_method(r.measure, r.method))
+                    if spec.kernel is not None:  # a kernel checks its target when it is built
+                        spec.kernel(tgt)
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, depth, exc) from None
         if r.measure == "solution_set":
             try:  # a window that contains no point of S ∩ M_r fails here, not after the flows
                 sampler.find_starts(1, rng=0, n_candidates=1)
+                if registry.get(registry_method(r.measure, r.method)).population:
+                    for depth in (r.depths or cfg.depths):  # population methods temper a Gibbs path to the set
+                        samplers.SolutionSetSampler(task, depth, rank, window=window)._path_confinement()
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, None, exc) from None
     if "null" in cfg.families and cfg.references and not kind.null_family:
@@ -336,6 +370,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
 
 def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):
     import samplers
+    from samplers import registry
 
     from .references import GridHyperbolaReference
 
@@ -370,16 +405,15 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
             else:
                 window = samplers.FrobeniusBall(ref.radius)
                 before = _batch_files(folder)
-                if ref.measure == "solution_set":
+                spec = registry.get(registry_method(ref.measure, ref.method))
+                common = dict(n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
+                              workers=workers, progress=progress, checkpoint=folder)
+                if ref.measure == "solution_set":  # every solution-set method is a registry ``run`` on the sampler
                     sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
-                    ch = sampler.sample(ref.draws, n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin,
-                                        rng=ss, executor=executor, workers=workers, progress=progress,
-                                        checkpoint=folder)
-                else:
+                    ch = spec.run(sampler, ref.draws, **common)
+                else:  # samplers.sample runs a registry kernel in the driver loop, or the method's ``run``
                     tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
-                    ch = samplers.sample(tgt, method=ref.method, n_draws=ref.draws, n_chains=ref.chains,
-                                         warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
-                                         workers=workers, progress=progress, checkpoint=folder)
+                    ch = samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
                 _log_resumed(log, label, *_resumed(before, folder))
                 sset = SampleSet.from_chains(ch)
                 sset.save(ck)
