@@ -121,8 +121,40 @@ class SampleSet:
         return cls(d["draws"], d["log_density"], d["accept_prob"], d["step_size"], failures, target, method,
                    d["seeds"], warmup, thin, extras)
 
+    def summary(self) -> dict:
+        """The reference diagnostics of this sample (``tests.json``, ``results.nc`` and the report show this one dict).
+
+        ``converged``, ``rhat``, ``ess_bulk``, ``ess_tail`` (the sampler's :func:`samplers.diagnostics.summarize`,
+        worst over its statistics), ``weight_ess`` (importance-weight Kish ESS per chain), ``pieces``
+        (``{sign group: [mass, Monte Carlo s.e.]}`` across replicates), ``dimension`` / ``nominal_dimension``
+        of the sampled set, ``failures`` (totals over chains). ``None`` where the sampler does not provide it;
+        exact draws are ``converged`` by construction.
+        """
+        e = self.extras
+
+        def num(k: str, cast: Any = float) -> Any:
+            return cast(np.asarray(e[k]).item()) if k in e and np.asarray(e[k]).size == 1 else None
+
+        exact = self.method == "exact"
+        pieces = None
+        if "piece_labels" in e:
+            pieces = {str(k): [float(m), float(s)] for k, m, s in
+                      zip(np.asarray(e["piece_labels"]).ravel(), np.asarray(e["piece_mass"]).ravel(),
+                          np.asarray(e["piece_mass_se"]).ravel())}
+        w = np.asarray(e["weight_ess"], dtype=np.float64).ravel() if "weight_ess" in e else np.zeros(0)
+        w = w[np.isfinite(w)]
+        return {
+            "method": self.method, "chains": int(self.draws.shape[0]), "draws": int(self.draws.shape[1]),
+            "converged": True if exact else num("converged", bool),
+            "rhat": num("rhat"), "ess_bulk": num("ess_bulk"), "ess_tail": num("ess_tail"),
+            "weight_ess": [float(x) for x in w] if w.size else None,
+            "pieces": pieces,
+            "dimension": num("dimension", int), "nominal_dimension": num("nominal_dimension", int),
+            "failures": {str(k): int(np.sum(v)) for k, v in sorted(self.failures.items())},
+        }
+
     @classmethod
-    def from_chains(cls, ch: Any) -> "SampleSet":
+    def from_chains(cls, ch: Any, nominal_dimension: int | None = None) -> "SampleSet":
         known = {"draws", "log_density", "accept_prob", "step_size", "failures", "target", "method", "seeds",
                  "warmup", "thin"}
         names = list(getattr(ch, "__dataclass_fields__", {}) or vars(ch))
@@ -133,6 +165,21 @@ class SampleSet:
             v = getattr(ch, name, None)
             if isinstance(v, (bool, int, float, np.ndarray, np.number, np.bool_)) and np.asarray(v).dtype.kind in "biuf":
                 extras[name] = np.asarray(v)
+        # samplers.Chains: the convergence summary (a property and a dict, not fields) and the piece masses
+        diag = getattr(ch, "diagnostics", None)
+        if isinstance(diag, dict) and diag:
+            for k in ("rhat", "ess_bulk", "ess_tail"):
+                if k in diag:
+                    extras[k] = np.asarray(float(diag[k]))
+            extras["converged"] = np.asarray(bool(diag.get("converged", False)))
+        masses = ch.piece_masses() if callable(getattr(ch, "piece_masses", None)) else {}
+        if masses:
+            labels = sorted(masses)
+            extras["piece_labels"] = np.asarray(labels, dtype=str)
+            extras["piece_mass"] = np.asarray([masses[k][0] for k in labels])
+            extras["piece_mass_se"] = np.asarray([masses[k][1] for k in labels])
+        if nominal_dimension is not None:
+            extras["nominal_dimension"] = np.asarray(int(nominal_dimension))
         return cls(np.asarray(ch.draws), np.asarray(ch.log_density), np.asarray(ch.accept_prob),
                    np.asarray(ch.step_size), dict(ch.failures), dict(ch.target), str(ch.method),
                    np.asarray(ch.seeds), int(ch.warmup), int(ch.thin), extras)
@@ -153,6 +200,7 @@ class ExperimentResult:
     null_log_volume: dict = field(default_factory=dict)    # depth -> (n,) array
     tests: dict = field(default_factory=dict)              # (family, ref name, depth) -> list[TestResult]
     percentiles: dict = field(default_factory=dict)        # (ref name, depth) -> VolumePercentileResult
+    reference_diagnostics: dict = field(default_factory=dict)  # (ref name, depth) -> SampleSet.summary()
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -415,9 +463,12 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                     tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
                     ch = samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
                 _log_resumed(log, label, *_resumed(before, folder))
-                sset = SampleSet.from_chains(ch)
+                m, n = task.shape
+                nominal = rank * (m + n - rank) - (int(np.sum(task.mask)) if ref.measure == "solution_set" else 0)
+                sset = SampleSet.from_chains(ch, nominal_dimension=nominal)
                 sset.save(ck)
             res.samples[(ref.name, depth)] = sset
+            res.reference_diagnostics[(ref.name, depth)] = sset.summary()
             res.sample_stats[(ref.name, depth)] = _stats(sset.draws, depth, cfg, task)
             res.timings[f"ref_{ref.name}_{tag}"] = time.perf_counter() - t0
 
