@@ -158,7 +158,7 @@ def _diag_rows(res: ExperimentResult) -> list[list[Any]]:
             return "–" if x is None else format(x, fmt)
 
         pieces = ("–" if not d.get("pieces") else
-                  "; ".join(f"{k} {m:.3f} ± {se:.3f}" for k, (m, se) in d["pieces"].items()))
+                  "; ".join(f"{k} {m:.3f} ± {se:.2g}" for k, (m, se) in d["pieces"].items()))
         dim = ("–" if d.get("dimension") is None else
                f"{d['dimension']}" + (f" (nominal {d['nominal_dimension']})" if d.get("nominal_dimension") is not None
                                       else ""))

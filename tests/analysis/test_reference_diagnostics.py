@@ -77,7 +77,7 @@ def test_report_results_nc_and_tests_json_show_the_same_numbers(run3):
     assert cells[4] == f"{d['rhat']:.4f}" and cells[5] == f"{d['ess_bulk']:.0f}" and cells[6] == f"{d['ess_tail']:.0f}"
     assert cells[7] == f"{min(d['weight_ess']):.0f}–{max(d['weight_ess']):.0f}"
     for k, (m, se) in d["pieces"].items():
-        assert f"{k} {m:.3f} ± {se:.3f}" in cells[8]
+        assert f"{k} {m:.3f} ± {se:.2g}" in cells[8]
     assert cells[9] == "2 (nominal 2)"
     assert re.search(rf"projection {d['failures']['projection']}\b", cells[10])
 
