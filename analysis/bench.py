@@ -538,7 +538,8 @@ def run_bench(out: str | os.PathLike = "bench-out", quick: bool = False, section
     _THREADS["limit"] = threads
     from threadpoolctl import threadpool_limits
 
-    torch = _import_optional("torch") if sections is None or "flows" in sections else None
+    uses_torch = sections is None or any(x.startswith("flows") for x in sections)  # "flows", "flows-stiff", ...
+    torch = _import_optional("torch") if uses_torch else None
     old = torch.get_num_threads() if torch is not None else None
     try:
         if torch is not None:

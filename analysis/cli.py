@@ -88,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: ours against the alternatives, ratios from one run")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (< 60 s)")
     bench.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
-    bench.add_argument("--sections", default="volume,flows,samplers,throughput,dask",
-                       help="comma-separated subset of volume,flows,samplers,throughput,dask")
+    bench.add_argument("--sections", default=None,
+                       help="comma-separated subset of the sections of analysis.bench.SECTIONS "
+                            "(default: every section)")
     bench.add_argument("--threads", type=int, default=1,
                        help="BLAS/PyTorch threads of the benchmarking process (default 1: reproducible ratios "
                             "on a shared machine; 0 = library defaults)")
@@ -331,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .bench import SECTIONS, run_bench
 
-            sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+            # no --sections: every registered section (SECTIONS is the only list of them)
+            sections = (list(SECTIONS) if args.sections is None
+                        else [x.strip() for x in args.sections.split(",") if x.strip()])
             unknown = [x for x in sections if x not in SECTIONS]
             if unknown:
                 raise _UsageError(f"--sections={args.sections!r}: unknown {unknown}; expected names from {list(SECTIONS)}")

@@ -116,6 +116,10 @@ def _varies(a: np.ndarray, sample_axes: tuple[int, ...]) -> np.ndarray:
     return np.all(ptp > 1e-10 * scale, axis=0)
 
 
+# extras of a SampleSet that are not per chain or per draw (their values are in the summary)
+SUMMARY_ONLY = ("piece_labels", "piece_mass", "piece_mass_se")
+
+
 def reference_tree(
     samples: Mapping[float, Any],
     stats: Mapping[float, MatrixStatistics],
@@ -124,8 +128,13 @@ def reference_tree(
     volume_rank: int | None,
     rtol: float,
     attrs: Mapping[str, Any] | None = None,
+    summaries: Mapping[float, Mapping[str, Any]] | None = None,
 ) -> xr.DataTree:
     """``posterior`` and ``sample_stats`` of one reference at several depths (dimension ``depth``).
+
+    ``summaries``: depth -> the reference diagnostics computed once by the runner
+    (:meth:`analysis.runner.SampleSet.summary`); stored as JSON, keyed by depth tag (``"N2"``, ``"Ninf"``),
+    in ``sample_stats.attrs["reference_diagnostics"]``.
 
     Parameters
     ----------
@@ -198,12 +207,18 @@ def reference_tree(
             ss_coords["failure"] = np.asarray(kinds)
         # numeric fields a sampler adds later (weights per draw, per-chain R-hat, ...): per draw or per chain
         for k in sorted(set.intersection(*(set(getattr(samples[d], "extras", {}) or {}) for d in depths))):
+            if k in SUMMARY_ONLY or any(np.asarray(samples[d].extras[k]).dtype.kind not in "biuf" for d in depths):
+                continue  # per-piece values live in the summary (attrs), not on the chain/draw grid
             vals = [np.asarray(samples[d].extras[k], dtype=np.float64) for d in depths]
             if all(v.shape == (C, D) for v in vals):
                 ss[k] = (dims, np.stack(vals))
             elif all(v.shape == (C,) for v in vals):
                 ss[k] = (("depth", "chain"), np.stack(vals))
-    sample_stats = xr.Dataset(ss, coords=ss_coords, attrs=common)
+    ss_attrs = dict(common)
+    if summaries:
+        ss_attrs["reference_diagnostics"] = json.dumps(
+            {("Ninf" if d == math.inf else f"N{int(d)}"): dict(summaries[d]) for d in depths if d in summaries})
+    sample_stats = xr.Dataset(ss, coords=ss_coords, attrs=ss_attrs)
     return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": sample_stats})
 
 

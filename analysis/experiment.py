@@ -16,7 +16,10 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
                   keep_status = ["converged", ...]     [flows.options] (passed to the flow)
     [[references]] name = "solution_set"
                   measure = "solution_set" | "gibbs_limit" | "gibbs"
-                  method = "exact" | "mcmc" | "rmala" | "emcee"
+                  method = "exact" | "mcmc" | a samplers.registry name: "rmala" | "emcee" | "smc" (gibbs),
+                           "solution_smc" | "walk" (solution_set); "mcmc" = the registry's first (default)
+                           solution-set method ("solution_smc"); support of the measure and stratum is
+                           checked against samplers.registry before any flow runs
                   radius (Frobenius window / ball; default 1.5 x the task's scale)   draws, chains, warmup, thin
                   beta, rank (gibbs)   depths = [...] (subset; default all flow depths)
                   note = "..." (a caveat printed with every verdict row of this reference)
@@ -170,12 +173,23 @@ def _table(key: str, v: Any, spec: dict[str, Callable[[str, Any], Any]], require
     return out
 
 
+def _method(key: str, v: Any) -> str:
+    """A reference method: ``"exact"``, the alias ``"mcmc"`` or a name of :data:`samplers.registry.REGISTRY`
+    (which measure and stratum it supports is checked against the task by :func:`analysis.runner.prepare`)."""
+    from samplers import registry
+
+    choices = ("exact", "mcmc", *registry.REGISTRY)
+    if v not in choices:
+        raise _fail(key, "one of " + ", ".join(repr(c) for c in choices), v)
+    return v
+
+
 # every key some task kind accepts (which kind accepts which: analysis.tasks.TASK_KINDS)
 TASK_SPEC = {"kind": _enum(*TASK_KINDS), **{k: v for kind in TASK_KINDS.values() for k, v in kind.keys.items()}}
 FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "method": _enum("end_to_end", "factor"),
              "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
 REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),
-            "method": _enum("exact", "mcmc", "rmala", "emcee"), "radius": _float(), "draws": _int(4), "chains": _int(1),
+            "method": _method, "radius": _float(), "draws": _int(4), "chains": _int(1),
             "warmup": _int(0), "thin": _int(1), "beta": _float(), "rank": _int(1), "depths": _list(_depth),
             "note": _str}
 STAT_SPEC = {"rtol": _float(), "volume_rank": _volume_rank}

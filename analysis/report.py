@@ -143,6 +143,38 @@ def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tu
     return figs
 
 
+def reference_diagnostics(res: ExperimentResult) -> dict:
+    """``{(reference, depth): summary}``: the dicts the runner computed once (:meth:`SampleSet.summary`);
+    ``results.nc``, ``tests.json`` and the report all show these."""
+    got = getattr(res, "reference_diagnostics", None)
+    return dict(got) if got else {k: s.summary() for k, s in res.samples.items()}
+
+
+def _diag_rows(res: ExperimentResult) -> list[list[Any]]:
+    """The report's reference-diagnostics table (one row per reference and depth)."""
+    rows = []
+    for (name, depth), d in reference_diagnostics(res).items():
+        def f(x: Any, fmt: str = ".3g") -> str:
+            return "–" if x is None else format(x, fmt)
+
+        pieces = ("–" if not d.get("pieces") else
+                  "; ".join(f"{k} {m:.3f} ± {se:.2g}" for k, (m, se) in d["pieces"].items()))
+        dim = ("–" if d.get("dimension") is None else
+               f"{d['dimension']}" + (f" (nominal {d['nominal_dimension']})" if d.get("nominal_dimension") is not None
+                                      else ""))
+        w = d.get("weight_ess")
+        fails = ", ".join(f"{k} {v}" for k, v in d.get("failures", {}).items() if v) or "0"
+        conv = "–" if d.get("converged") is None else ("yes" if d["converged"] else "**NO**")
+        rows.append([name, plots.depth_label(depth), d["method"], conv, f(d.get("rhat"), ".4f"),
+                     f(d.get("ess_bulk"), ".0f"), f(d.get("ess_tail"), ".0f"),
+                     "–" if not w else f"{min(w):.0f}–{max(w):.0f}", pieces, dim, fails])
+    return rows
+
+
+DIAG_HEADER = ["reference", "depth", "method", "converged", "R-hat", "ESS bulk", "ESS tail",
+               "weight ESS (per chain)", "piece masses ± MC s.e.", "dimension", "failures"]
+
+
 def reference_trees(res: ExperimentResult) -> dict[str, Any]:
     """One ``posterior``/``sample_stats`` tree per reference (dimension ``depth``), from the statistics
     the tests used (``res.sample_stats``)."""
@@ -157,9 +189,11 @@ def reference_trees(res: ExperimentResult) -> dict[str, Any]:
             continue
         samples = {d: res.samples[(ref.name, d)] for d in depths}
         stats = {d: res.sample_stats[(ref.name, d)] for d in depths}
+        diags = reference_diagnostics(res)
         trees[ref.name] = diagnostics.reference_tree(
             samples, stats, exact=samples[depths[0]].method == "exact", volume_rank=vr, rtol=cfg.rtol,
-            attrs={"reference": ref.name, "seed": cfg.seed})
+            attrs={"reference": ref.name, "seed": cfg.seed},
+            summaries={d: diags[(ref.name, d)] for d in depths if (ref.name, d) in diags})
     return trees
 
 
@@ -218,7 +252,9 @@ def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
                          "measure_x": t.measure_x, "measure_y": t.measure_y, "notes": t.notes})
     doc = {"alpha": cfg.alpha, "n_perm": cfg.n_perm, "permutation_floor": floor,
            "volume_rank": cfg.volume_rank, "rtol": cfg.rtol,
-           "verdict": [v.to_dict() for v in (verdicts or [])], "tests": rows}
+           "verdict": [v.to_dict() for v in (verdicts or [])], "tests": rows,
+           "reference_diagnostics": [{"reference": name, "depth": depth_tag(depth), **d}
+                                     for (name, depth), d in reference_diagnostics(res).items()]}
     return json.dumps(doc, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
@@ -305,6 +341,14 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
                          float(np.median(st.nuclear_norm))])
         L += [_table(["reference", "depth", "method", "chains", "draws", "mean accept", "median log ρ",
                       "median ‖X‖_*"], rows), ""]
+        L += ["### Reference diagnostics", "",
+              "From the sampler (computed once; the same numbers are in `tests.json` \"reference_diagnostics\" "
+              "and in `results.nc` sample_stats attribute `reference_diagnostics`): converged = R-hat ≤ 1.01 and "
+              "bulk/tail ESS ≥ 400 on every diagnosed statistic (worst values shown); weight ESS = Kish ESS of the "
+              "importance weights of each replicate; piece masses = weighted fraction of each sign group of the "
+              "unobserved entries, mean ± Monte Carlo standard error across replicates (chains); dimension = "
+              "actual dimension of the sampled set (nominal r(m+n−r) − |Ω| for solution sets); failures summed "
+              "over chains.", "", _table(DIAG_HEADER, _diag_rows(res)), ""]
     if res.tests:
         L += ["## Tests", "",
               "Families: (a) distribution match endpoints vs reference (permutation KS / Anderson–Darling per "

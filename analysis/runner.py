@@ -32,7 +32,8 @@ from . import hypothesis as hyp
 from .experiment import ExperimentConfig
 from .statistics import MatrixStatistics, compute_statistics
 
-__all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag"]
+__all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag",
+           "registry_method", "accepted_methods"]
 
 STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
 
@@ -121,8 +122,40 @@ class SampleSet:
         return cls(d["draws"], d["log_density"], d["accept_prob"], d["step_size"], failures, target, method,
                    d["seeds"], warmup, thin, extras)
 
+    def summary(self) -> dict:
+        """The reference diagnostics of this sample (``tests.json``, ``results.nc`` and the report show this one dict).
+
+        ``converged``, ``rhat``, ``ess_bulk``, ``ess_tail`` (the sampler's :func:`samplers.diagnostics.summarize`,
+        worst over its statistics), ``weight_ess`` (importance-weight Kish ESS per chain), ``pieces``
+        (``{sign group: [mass, Monte Carlo s.e.]}`` across replicates), ``dimension`` / ``nominal_dimension``
+        of the sampled set, ``failures`` (totals over chains). ``None`` where the sampler does not provide it;
+        exact draws are ``converged`` by construction.
+        """
+        e = self.extras
+
+        def num(k: str, cast: Any = float) -> Any:
+            return cast(np.asarray(e[k]).item()) if k in e and np.asarray(e[k]).size == 1 else None
+
+        exact = self.method == "exact"
+        pieces = None
+        if "piece_labels" in e:
+            pieces = {str(k): [float(m), float(s)] for k, m, s in
+                      zip(np.asarray(e["piece_labels"]).ravel(), np.asarray(e["piece_mass"]).ravel(),
+                          np.asarray(e["piece_mass_se"]).ravel())}
+        w = np.asarray(e["weight_ess"], dtype=np.float64).ravel() if "weight_ess" in e else np.zeros(0)
+        w = w[np.isfinite(w)]
+        return {
+            "method": self.method, "chains": int(self.draws.shape[0]), "draws": int(self.draws.shape[1]),
+            "converged": True if exact else num("converged", bool),
+            "rhat": num("rhat"), "ess_bulk": num("ess_bulk"), "ess_tail": num("ess_tail"),
+            "weight_ess": [float(x) for x in w] if w.size else None,
+            "pieces": pieces,
+            "dimension": num("dimension", int), "nominal_dimension": num("nominal_dimension", int),
+            "failures": {str(k): int(np.sum(v)) for k, v in sorted(self.failures.items())},
+        }
+
     @classmethod
-    def from_chains(cls, ch: Any) -> "SampleSet":
+    def from_chains(cls, ch: Any, nominal_dimension: int | None = None) -> "SampleSet":
         known = {"draws", "log_density", "accept_prob", "step_size", "failures", "target", "method", "seeds",
                  "warmup", "thin"}
         names = list(getattr(ch, "__dataclass_fields__", {}) or vars(ch))
@@ -133,6 +166,21 @@ class SampleSet:
             v = getattr(ch, name, None)
             if isinstance(v, (bool, int, float, np.ndarray, np.number, np.bool_)) and np.asarray(v).dtype.kind in "biuf":
                 extras[name] = np.asarray(v)
+        # samplers.Chains: the convergence summary (a property and a dict, not fields) and the piece masses
+        diag = getattr(ch, "diagnostics", None)
+        if isinstance(diag, dict) and diag:
+            for k in ("rhat", "ess_bulk", "ess_tail"):
+                if k in diag:
+                    extras[k] = np.asarray(float(diag[k]))
+            extras["converged"] = np.asarray(bool(diag.get("converged", False)))
+        masses = ch.piece_masses() if callable(getattr(ch, "piece_masses", None)) else {}
+        if masses:
+            labels = sorted(masses)
+            extras["piece_labels"] = np.asarray(labels, dtype=str)
+            extras["piece_mass"] = np.asarray([masses[k][0] for k in labels])
+            extras["piece_mass_se"] = np.asarray([masses[k][1] for k in labels])
+        if nominal_dimension is not None:
+            extras["nominal_dimension"] = np.asarray(int(nominal_dimension))
         return cls(np.asarray(ch.draws), np.asarray(ch.log_density), np.asarray(ch.accept_prob),
                    np.asarray(ch.step_size), dict(ch.failures), dict(ch.target), str(ch.method),
                    np.asarray(ch.seeds), int(ch.warmup), int(ch.thin), extras)
@@ -153,6 +201,7 @@ class ExperimentResult:
     null_log_volume: dict = field(default_factory=dict)    # depth -> (n,) array
     tests: dict = field(default_factory=dict)              # (family, ref name, depth) -> list[TestResult]
     percentiles: dict = field(default_factory=dict)        # (ref name, depth) -> VolumePercentileResult
+    reference_diagnostics: dict = field(default_factory=dict)  # (ref name, depth) -> SampleSet.summary()
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -208,6 +257,29 @@ def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigE
     return ConfigError(f"config key 'references[{i}]' ({ref.name}){where}: {msg}")
 
 
+def registry_method(measure: str, method: str) -> str:
+    """The :data:`samplers.registry.REGISTRY` name that a reference's ``(measure, method)`` runs.
+
+    The config alias ``"mcmc"`` for ``measure = "solution_set"`` is the registry's first (default) solution-set
+    method; every other name is a registry name already (``"exact"`` is not a sampler).
+    """
+    from samplers import registry
+
+    if method == "mcmc" and measure == "solution_set":
+        return registry.methods("solution_set")[0]
+    return method
+
+
+def accepted_methods(measure: str, full_rank: bool, exact: bool = False) -> tuple[str, ...]:
+    """Config method names accepted for ``measure`` on the full-rank set or a lower stratum, from the registry
+    (``"exact"`` first when the task kind has an exact reference, ``"mcmc"`` for solution sets)."""
+    from samplers import registry
+
+    names = tuple(k for k, v in registry.REGISTRY.items() if v.supports(measure, full_rank))
+    alias = ("mcmc",) if measure == "solution_set" and names else ()
+    return (("exact",) if exact else ()) + alias + names
+
+
 def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tuple[ExperimentConfig, dv.CompletionTask]:
     """Validate the whole configuration against its task before anything runs; fill in derived defaults.
 
@@ -219,6 +291,7 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
     from dataclasses import replace
 
     import samplers
+    from samplers import registry
 
     from .tasks import TASK_KINDS, default_radius
 
@@ -241,16 +314,27 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
         if r.method == "exact" and r.measure not in kind.exact_measures:
             have = (f"kind '{kind.name}' has exact references for {', '.join(kind.exact_measures)}"
                     if kind.exact_measures else f"kind '{kind.name}' has no exact reference")
+            full = 1 <= rank <= min(m, n) and rank == min(m, n)
+            other = accepted_methods(r.measure, full)
             raise ConfigError(f"config key 'references[{i}].method': 'exact' {r.measure!r} is not available: {have}; "
-                              "use 'mcmc' for 'solution_set' or 'rmala'/'emcee' for 'gibbs'")
+                              + (f"accepted: {', '.join(map(repr, other))}" if other else
+                                 f"measure {r.measure!r} has no sampler in samplers.registry"))
         if r.measure == "gibbs_limit" and r.method != "exact":
             raise ConfigError(f"config key 'references[{i}].method': measure 'gibbs_limit' is only available as 'exact'")
-        if r.measure == "gibbs" and r.method not in ("rmala", "emcee"):
-            raise ConfigError(f"config key 'references[{i}].method': use 'rmala' or 'emcee' for measure 'gibbs'")
-        if r.measure == "solution_set" and r.method not in ("exact", "mcmc"):
-            raise ConfigError(f"config key 'references[{i}].method': use 'exact' or 'mcmc' for measure 'solution_set'")
         if not 1 <= rank <= min(m, n):
             raise ConfigError(f"config key 'references[{i}].rank': {rank} for a {m}x{n} task; expected 1..{min(m, n)}")
+        if r.method != "exact" and r.measure != "gibbs_limit":
+            full = rank == min(m, n)
+            name = registry_method(r.measure, r.method)
+            spec = registry.REGISTRY.get(name)
+            if spec is None or not spec.supports(r.measure, full):
+                accepted = accepted_methods(r.measure, full, r.measure in kind.exact_measures)
+                why = ("" if spec is None else f"; samplers.registry: {name!r} samples {'/'.join(spec.measures)} on "
+                       f"{'the full-rank set only' if spec.strata == 'full_rank' else 'any stratum'}")
+                raise ConfigError(
+                    f"config key 'references[{i}].method': {r.method!r} cannot sample measure {r.measure!r} on rank "
+                    f"{rank} of a {m}x{n} task ({'full rank' if full else 'a lower stratum'}){why}; accepted: "
+                    f"{', '.join(map(repr, accepted))}")
         if r.method == "exact" and rank != 1:
             raise ConfigError(f"config key 'references[{i}].rank': exact references live on the rank-1 hyperbola; "
                               f"got rank {rank}")
@@ -278,19 +362,17 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
                     sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
                 else:
                     tgt = samplers.GibbsTarget(task, depth, rank, r.beta, window, normalized=True)
-                    if r.method == "rmala":
-                        from samplers.rmala import RMALAKernel
-
-                        RMALAKernel(tgt)
-                    else:
-                        from samplers.ensemble import EmceeKernel
-
-                        EmceeKernel(tgt)
+                    spec = registry.get(registry_method(r.measure, r.method))
+                    if spec.kernel is not None:  # a kernel checks its target when it is built
+                        spec.kernel(tgt)
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, depth, exc) from None
         if r.measure == "solution_set":
             try:  # a window that contains no point of S ∩ M_r fails here, not after the flows
                 sampler.find_starts(1, rng=0, n_candidates=1)
+                if registry.get(registry_method(r.measure, r.method)).population:
+                    for depth in (r.depths or cfg.depths):  # population methods temper a Gibbs path to the set
+                        samplers.SolutionSetSampler(task, depth, rank, window=window)._path_confinement()
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, None, exc) from None
     if "null" in cfg.families and cfg.references and not kind.null_family:
@@ -338,6 +420,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
 
 def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):
     import samplers
+    from samplers import registry
 
     from .references import GridHyperbolaReference
 
@@ -372,20 +455,22 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
             else:
                 window = samplers.FrobeniusBall(ref.radius)
                 before = _batch_files(folder)
-                if ref.measure == "solution_set":
+                spec = registry.get(registry_method(ref.measure, ref.method))
+                common = dict(n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
+                              workers=workers, progress=progress, checkpoint=folder)
+                if ref.measure == "solution_set":  # every solution-set method is a registry ``run`` on the sampler
                     sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
-                    ch = sampler.sample(ref.draws, n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin,
-                                        rng=ss, executor=executor, workers=workers, progress=progress,
-                                        checkpoint=folder)
-                else:
+                    ch = spec.run(sampler, ref.draws, **common)
+                else:  # samplers.sample runs a registry kernel in the driver loop, or the method's ``run``
                     tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
-                    ch = samplers.sample(tgt, method=ref.method, n_draws=ref.draws, n_chains=ref.chains,
-                                         warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
-                                         workers=workers, progress=progress, checkpoint=folder)
+                    ch = samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
                 _log_resumed(log, label, *_resumed(before, folder))
-                sset = SampleSet.from_chains(ch)
+                m, n = task.shape
+                nominal = rank * (m + n - rank) - (int(np.sum(task.mask)) if ref.measure == "solution_set" else 0)
+                sset = SampleSet.from_chains(ch, nominal_dimension=nominal)
                 sset.save(ck)
             res.samples[(ref.name, depth)] = sset
+            res.reference_diagnostics[(ref.name, depth)] = sset.summary()
             res.sample_stats[(ref.name, depth)] = _stats(sset.draws, depth, cfg, task)
             res.timings[f"ref_{ref.name}_{tag}"] = time.perf_counter() - t0
 

@@ -133,6 +133,30 @@ def test_other_commands(tmp_path, capsys):
     assert float(dv.log_volume_density(np.diag([2.0, 1.0]), 2)) == pytest.approx(math.log(math.sqrt(2) / 3))
 
 
+def test_bench_without_sections_runs_every_registered_section(tmp_path, capsys, monkeypatch):
+    """The default of ``--sections`` is derived from analysis.bench.SECTIONS: a section added there (as the
+    flows engineer will add "flows-stiff") runs without any change to the CLI."""
+    from analysis import bench
+
+    ran = []
+
+    def section(name):
+        def run(quick, rng):
+            ran.append((name, quick))
+            return [bench.Row(name, "w", 1e-3, "b", 2e-3, "ok")]
+        return run
+
+    monkeypatch.setattr(bench, "SECTIONS", {"volume": section("volume"), "flows-stiff": section("flows-stiff"),
+                                            "new-section": section("new-section")})
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--threads", "0"]) == 0
+    assert ran == [("volume", True), ("flows-stiff", True), ("new-section", True)]
+    ran.clear()
+    assert main(["bench", "--quick", "--sections", "new-section", "--out", str(tmp_path / "c"), "--threads", "0"]) == 0
+    assert ran == [("new-section", True)]
+    assert main(["bench", "--sections", "references"]) == 2  # not in the (patched) SECTIONS: refused
+    assert "expected names from ['volume', 'flows-stiff', 'new-section']" in capsys.readouterr().err
+
+
 def test_dask_missing_gives_one_line(tmp_path, capsys, monkeypatch):
     import sys
 

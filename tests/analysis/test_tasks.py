@@ -17,6 +17,8 @@ from dlnvolume.errors import ConfigError
 
 V3 = [[1.0, -1.0, 0.0], [0.0, 0.0, 4.0], [0.0, 0.0, 1.0]]
 M3 = [[True, True, False], [False, False, True], [False, False, True]]
+R2V = [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]  # the rank-2 task of analysis/experiments/rank2-3x3.toml
+R2M = [[1, 1, 1], [1, 1, 0], [1, 0, 0]]
 
 
 def _doc(**refs):
@@ -72,16 +74,28 @@ def test_default_window_from_the_task_scale():
 @pytest.mark.parametrize("doc,match", [
     ({"task": {"kind": "custom", "values": V3, "mask": M3},
       "references": [{"name": "e", "measure": "solution_set", "method": "exact"}]},
-     r"'references\[0\]\.method': 'exact' 'solution_set' is not available: kind 'custom' has no exact reference"),
+     r"'references\[0\]\.method': 'exact' 'solution_set' is not available: kind 'custom' has no exact reference; "
+     r"accepted: 'mcmc', 'solution_smc', 'walk'$"),
     (_doc(radius=2.0), r"'references\[0\]\.radius': 2 cannot reach a solution: .* ‖observed values‖_F = 4\.359"),
     (_doc(rank=2), r"'references\[0\]\.rank': 2, but statistics\.volume_rank = 1"),
     ({**_doc(), "task": {"kind": "custom", "values": V3, "mask": [[1, 1, 0], [0, 1, 1], [0, 0, 1]]}},
-     r"'references\[0\]' \(s\) at depth N2: rank=1 with 5 observed entries of a 3x3 matrix: .* = 0; expected >= 1"),
-    ({**_doc(), "flows": {"depths": [2, "inf"]}}, r"'references\[0\]' \(s\) at depth Ninf: depth inf with rank=1"),
+     # X01 = -1, X11 = 0 force u1 = 0 in X = u vᵀ, so X12 = 4 has no rank-1 completion: the sampler finds no point
+     r"'references\[0\]' \(s\): no point of S ∩ M_r \(rank 1\) found inside window"),
+    ({**_doc(rank=2), "task": {"kind": "custom", "values": R2V, "mask": R2M}, "statistics": {"volume_rank": 2},
+      "flows": {"depths": [2, "inf"]}},
+     r"^config key 'references\[0\]' \(s\): depth inf with rank=2 and window=.*: the tempering path of method='smc' "
+     r"passes near lower strata"),
     (_doc(depths=[7]), r"'references\[0\]\.depths': \['N7'\] are not flow depths"),
-    (_doc(measure="gibbs", method="rmala", beta=1.0), r"'references\[0\]' \(s\) at depth N2: method='rmala' samples"),
-    (_doc(measure="gibbs", method="mcmc", beta=1.0), r"'references\[0\]\.method': use 'rmala' or 'emcee'"),
-    (_doc(measure="solution_set", method="emcee"), r"'references\[0\]\.method': use 'exact' or 'mcmc'"),
+    (_doc(measure="gibbs", method="rmala", beta=1.0),
+     r"'references\[0\]\.method': 'rmala' cannot sample measure 'gibbs' on rank 1 of a 3x3 task \(a lower stratum\); "
+     r"samplers\.registry: 'rmala' samples gibbs on the full-rank set only; accepted: 'emcee', 'smc'$"),
+    (_doc(measure="gibbs", method="mcmc", beta=1.0), r"'references\[0\]\.method': 'mcmc' cannot sample measure 'gibbs'.*"
+                                                      r"accepted: 'emcee', 'smc'$"),
+    (_doc(measure="solution_set", method="emcee"),
+     r"'references\[0\]\.method': 'emcee' cannot sample measure 'solution_set'.*accepted: 'mcmc', 'solution_smc', 'walk'$"),
+    (_doc(measure="solution_set", method="smc"), r"'references\[0\]\.method': 'smc' cannot sample measure 'solution_set'"),
+    (_doc(method="hmc"), r"'references\[0\]\.method': expected one of 'exact', 'mcmc', 'rmala', 'emcee', 'smc', "
+                         r"'solution_smc', 'walk', got 'hmc'"),
     (_doc(measure="gibbs_limit", method="mcmc"), r"'references\[0\]\.method': measure 'gibbs_limit' is only"),
     ({**_doc(), "statistics": {"volume_rank": 4}}, r"'statistics\.volume_rank': 4 for a 3x3 task; expected"),
     ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "e", "measure": "solution_set", "radius": 1.2}]},
@@ -107,17 +121,17 @@ def test_unreachable_window_found_by_the_sampler():
 
 def test_cli_config_error_exits_2_before_any_flow(tmp_path, capsys):
     p = tmp_path / "c.toml"
-    p.write_text('[task]\nkind = "custom"\nvalues = [[1.0, 0.0], [0.0, 1.0]]\nmask = [[1, 0], [0, 1]]\n'
+    p.write_text(f'[task]\nkind = "custom"\nvalues = {R2V}\nmask = {R2M}\n'
                  '[flows]\ndepths = [2, "inf"]\nruns = 500\n'
-                 '[[references]]\nname = "s"\nmeasure = "solution_set"\nmethod = "mcmc"\n'
-                 '[statistics]\nvolume_rank = 1\n')
+                 '[[references]]\nname = "s"\nmeasure = "solution_set"\nmethod = "mcmc"\nrank = 2\nradius = 4.0\n'
+                 '[statistics]\nvolume_rank = 2\n')
     out = tmp_path / "out"
     assert main(["run", str(p), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["dlnvolume: error: config key 'references[0]' (s) at depth Ninf: depth inf with rank=1 on shape "
-                   "2x2: the mixed multipliers of Ā_inf vanish, so g_inf is infinite on T(S ∩ M_r) (MATH.md §2.3, "
-                   "§3.4); use a finite depth (samplers.reference.HyperbolaReference gives the N -> inf limit for "
-                   "the 2x2 example)"]
+    assert err == ["dlnvolume: error: config key 'references[0]' (s): depth inf with rank=2 and "
+                   "window=FrobeniusBall(radius=4.0): the tempering path of method='smc' passes near lower strata, "
+                   "where the infinite-depth density is not integrable (MATH.md §3.5); add "
+                   "SingularValueFloor(minimum) to the window (below the smallest σ_r on the solution set)"]
     assert not out.exists()  # nothing was started
 
 
@@ -150,3 +164,76 @@ def test_docs_example_runs_end_to_end_with_a_verdict(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "verdict at α = 0.05" in out and "solution_set: follow the reference?" in out
     assert "solution_set: higher volume than the reference?" in out
+
+
+# ---------------------------------------------------------------- the method registry drives config and runner
+def test_new_and_old_method_names_are_accepted():
+    for measure, method, extra in (("solution_set", "mcmc", {}), ("solution_set", "solution_smc", {}),
+                                   ("solution_set", "walk", {}), ("gibbs", "emcee", {"beta": 1.0}),
+                                   ("gibbs", "smc", {"beta": 1.0})):
+        cfg, _ = prepare(parse_config(_doc(measure=measure, method=method, **extra)))
+        assert cfg.references[0].method == method
+
+
+def test_rmala_accepted_on_the_full_rank_set_only():
+    # 2x2 task, rank 2 = full rank: rmala is accepted; rank 1 of the same task: refused, naming the registry's others
+    task = {"kind": "custom", "values": [[1.0, 0.5], [0.0, 1.0]], "mask": [[1, 1], [0, 1]]}
+    doc = {"task": task, "flows": {"depths": [2], "runs": 4}, "statistics": {"volume_rank": 2},
+           "references": [{"name": "g", "measure": "gibbs", "method": "rmala", "beta": 1.0, "rank": 2}]}
+    prepare(parse_config(doc))
+    doc["statistics"]["volume_rank"] = 1
+    doc["references"][0]["rank"] = 1
+    with pytest.raises(ConfigError, match=r"^config key 'references\[0\]\.method': 'rmala' cannot sample measure 'gibbs' on "
+                                          r"rank 1 of a 2x2 task \(a lower stratum\).*accepted: 'emcee', 'smc'$"):
+        prepare(parse_config(doc))
+
+
+def test_accepted_methods_come_from_the_registry(monkeypatch):
+    from samplers import registry
+
+    from analysis.runner import accepted_methods, registry_method
+
+    spec = registry.MethodSpec("fullrank_only", ("solution_set",), "full_rank", "test", run=lambda *a, **k: None)
+    monkeypatch.setitem(registry.REGISTRY, "fullrank_only", spec)
+    assert accepted_methods("solution_set", True) == ("mcmc", "solution_smc", "walk", "fullrank_only")
+    assert accepted_methods("solution_set", False) == ("mcmc", "solution_smc", "walk")
+    assert registry_method("solution_set", "mcmc") == registry.methods("solution_set")[0] == "solution_smc"
+    with pytest.raises(ConfigError, match=r"'references\[0\]\.method': 'fullrank_only' cannot sample measure "
+                                          r"'solution_set' on rank 1 .* the full-rank set only; accepted: 'mcmc', "
+                                          r"'solution_smc', 'walk'$"):
+        prepare(parse_config(_doc(method="fullrank_only")))
+
+
+def test_runner_dispatches_through_the_registry(monkeypatch, tmp_path):
+    """A method registered at run time is run by the runner (no method names hard-coded in it)."""
+    from samplers import registry
+
+    calls = []
+
+    def run(sampler, n_draws, **kw):
+        calls.append((type(sampler).__name__, n_draws, kw["n_chains"]))
+        return registry.REGISTRY["walk"].run(sampler, n_draws, **kw)
+
+    monkeypatch.setitem(registry.REGISTRY, "my_walk", registry.MethodSpec("my_walk", ("solution_set",), "any", "t",
+                                                                          run=run))
+    doc = _doc(method="my_walk", draws=8, chains=2, warmup=4)
+    doc["flows"] = {"depths": [2], "runs": 4}
+    doc["tests"] = {"families": []}
+    res = run_experiment(parse_config(doc), tmp_path, progress=False)
+    assert calls == [("SolutionSetSampler", 8, 2)]
+    assert res.samples[("s", 2)].draws.shape == (2, 8, 3, 3) and res.samples[("s", 2)].method == "solution_set"
+
+
+def test_cli_refuses_a_full_rank_kernel_on_a_lower_stratum(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text('[task]\nkind = "custom"\nvalues = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\n'
+                 'mask = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]\n[flows]\ndepths = [2]\nruns = 500\n'
+                 '[[references]]\nname = "g"\nmeasure = "gibbs"\nmethod = "rmala"\nbeta = 1.0\n'
+                 '[statistics]\nvolume_rank = 1\n')
+    out = tmp_path / "out"
+    assert main(["run", str(p), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dlnvolume: error: config key 'references[0].method': 'rmala' cannot sample measure 'gibbs' on "
+                   "rank 1 of a 3x3 task (a lower stratum); samplers.registry: 'rmala' samples gibbs on the full-rank "
+                   "set only; accepted: 'emcee', 'smc'"]
+    assert not out.exists()
