@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from dlnvolume._validation import check_int, check_rng
+from dlnvolume.validation import check_int, check_rng
 from dlnvolume.errors import InvalidArgumentError, ShapeError
 from samplers.diagnostics import ess as _samplers_ess
 

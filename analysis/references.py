@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dlnvolume import DLNMetric
-from dlnvolume._validation import check_depth, check_int, check_positive, check_rng
+from dlnvolume.validation import check_depth, check_int, check_positive, check_rng
 from dlnvolume.errors import InvalidArgumentError
 from dlnvolume.strata import tangent_project
 from samplers.reference import _check_points

@@ -266,7 +266,7 @@ def _ci(v: Any) -> str:
 
 def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
     from .verdict import EFFECT_COLUMNS, QUESTIONS
-    from .verdict import _short as short_question
+    from .verdict import short_repr as short_question
 
     cfg = res.config
     L = ["## Verdict", ""]

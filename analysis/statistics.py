@@ -18,7 +18,7 @@ import numpy as np
 
 import dlnvolume as dv
 from dlnvolume import strata
-from dlnvolume._validation import check_depth, check_matrix, check_positive
+from dlnvolume.validation import check_depth, check_matrix, check_positive
 from dlnvolume.errors import ShapeError
 
 __all__ = [

@@ -136,7 +136,7 @@ class Verdict:
         """One terminal line; caveats not in ``skip`` on their own indented lines."""
         ess = "" if self.ess is None else f", ESS {self.ess:.0f}"
         ref = "the exact reference CDF" if self.n_reference == 0 else f"{self.n_reference} reference draws"
-        head = (f"{self.reference}: {_short(self.question)} {self.answer.upper()} — {self.test}, "
+        head = (f"{self.reference}: {short_repr(self.question)} {self.answer.upper()} — {self.test}, "
                 f"{self.p_text()}; {self.effect_text()}; n = {self.n_endpoints} endpoints / {ref}{ess}")
         return "\n".join([head] + [f"    caveat: {c}" for c in self.caveats if c not in skip])
 
@@ -160,7 +160,7 @@ SHORT = {
 }
 
 
-def _short(question: str) -> str:
+def short_repr(question: str) -> str:
     if question in SHORT:
         return SHORT[question]
     if question.startswith("do endpoints follow"):

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._validation import _short
+from .validation import short_repr
 from .checkpoint import atomic_save_npz, atomic_write_text, fingerprint, load_npz
 from .errors import InvalidArgumentError
 
@@ -47,7 +47,7 @@ def check_progress(progress: Any, name: str = "progress") -> None:
     """``progress`` must be a bool, None or a callable ``(done, total)``."""
     if progress is None or isinstance(progress, (bool, np.bool_)) or callable(progress):
         return
-    raise InvalidArgumentError(f"{name}={_short(progress)}; expected True or False (or a callable progress(done, total))")
+    raise InvalidArgumentError(f"{name}={short_repr(progress)}; expected True or False (or a callable progress(done, total))")
 
 
 def as_progress(progress: Any, desc: str = "batches") -> Progress:
@@ -90,7 +90,7 @@ def check_executor(executor: Any, name: str = "executor") -> None:
     Dask ``client.get_executor()``); anything else raises :class:`InvalidArgumentError`."""
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise InvalidArgumentError(
-            f"{name}={_short(executor)} has type {type(executor).__name__}; expected None or a "
+            f"{name}={short_repr(executor)} has type {type(executor).__name__}; expected None or a "
             "concurrent.futures.Executor (e.g. a Dask client.get_executor())"
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_matrix
+from .validation import check_matrix
 from .errors import InvalidMaskError, NonFiniteError, ShapeError
 
 __all__ = ["CompletionTask"]

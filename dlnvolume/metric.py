@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_depth, check_matrix, check_rank
+from .validation import check_depth, check_matrix, check_rank
 from .errors import DegenerateMetricError, InvalidArgumentError, ShapeError
 from .spectral import (
     chart_log_density_from_log_sigma,

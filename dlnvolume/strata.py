@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_int, check_matrix, check_positive, check_rank
+from .validation import check_int, check_matrix, check_positive, check_rank
 from .errors import InvalidArgumentError, NonFiniteError, ShapeError
 from .spectral import euclidean_log_jacobian_from_log_sigma
 

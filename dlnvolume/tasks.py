@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_int, check_rng
+from .validation import check_int, check_rng
 from .completion import CompletionTask
 from .errors import InvalidArgumentError
 

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dlnvolume._validation import check_matrix, check_positive, check_rank
+from dlnvolume.validation import check_matrix, check_positive, check_rank
 from dlnvolume.errors import InvalidArgumentError
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlnvolume._validation import check_int
+from dlnvolume.validation import check_int
 from dlnvolume.errors import InvalidArgumentError, ShapeError
 from dlnvolume.parallel import check_executor, make_batches, run_batches, spawn_seeds
 

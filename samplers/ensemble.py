@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dlnvolume._validation import check_int, check_positive
+from dlnvolume.validation import check_int, check_positive
 from dlnvolume.errors import InvalidArgumentError
 
 from .chains import StepInfo

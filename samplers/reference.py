@@ -35,7 +35,7 @@ import numpy as np
 from scipy import integrate, optimize  # noqa: F401  (quad in ScalarGibbsReference)
 
 from dlnvolume import DLNMetric
-from dlnvolume._validation import check_depth, check_int, check_matrix, check_positive, check_rng
+from dlnvolume.validation import check_depth, check_int, check_matrix, check_positive, check_rng
 from dlnvolume.errors import ImproperTargetError, InvalidArgumentError, NonFiniteError, ShapeError
 from dlnvolume.strata import tangent_project
 

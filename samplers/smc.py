@@ -373,7 +373,7 @@ def sample_gibbs(
     sets), so their Monte Carlo error grows with the number of stages after the components separate;
     ``Chains.pieces`` and the R-hat across replicates show it.
     """
-    from dlnvolume._validation import check_int
+    from dlnvolume.validation import check_int
     from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
 
     from .chains import Chains

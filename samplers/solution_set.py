@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from dlnvolume import CompletionTask
-from dlnvolume._validation import check_depth, check_int, check_matrix, check_positive, check_rank, check_rng
+from dlnvolume.validation import check_depth, check_int, check_matrix, check_positive, check_rank, check_rng
 from dlnvolume.errors import DegenerateMetricError, ImproperTargetError, InvalidArgumentError, InvalidRankError, ShapeError
 from dlnvolume.parallel import as_seed_sequence, spawn_seeds
 from dlnvolume.spectral import log_multipliers, log_volume_density_from_log_sigma

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dlnvolume import CompletionTask, DLNMetric
-from dlnvolume._validation import check_depth, check_matrix, check_positive, check_rank, check_rng
+from dlnvolume.validation import check_depth, check_matrix, check_positive, check_rank, check_rng
 from dlnvolume.errors import ImproperTargetError, InvalidArgumentError, InvalidRankError, NonFiniteError, ShapeError
 from dlnvolume.spectral import chart_log_density_from_log_sigma, log_volume_density_from_log_sigma
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import _short, check_int, check_matrix, check_positive
+from ..validation import short_repr, check_int, check_matrix, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError, NonFiniteError, ShapeError
 from ..spectral import scaled_singular_values
@@ -18,7 +18,7 @@ _LOG_MAX = 1023 * math.log(2.0)  # largest singular value accepted in X0: 2**102
 def _check_task(task: Any) -> CompletionTask:
     if not isinstance(task, CompletionTask):
         raise InvalidArgumentError(
-            f"task={_short(task)} has type {type(task).__name__}; expected a dlnvolume.CompletionTask"
+            f"task={short_repr(task)} has type {type(task).__name__}; expected a dlnvolume.CompletionTask"
         )
     return task
 
@@ -57,7 +57,7 @@ def _loss_tol(task: CompletionTask, loss_tol: Any) -> float:
 
 def _check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise InvalidArgumentError(f"{name}={_short(value)}; expected True or False")
+        raise InvalidArgumentError(f"{name}={short_repr(value)}; expected True or False")
     return bool(value)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import _short, check_depth, check_int, check_positive
+from ..validation import short_repr, check_depth, check_int, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError
 from . import loop
@@ -40,7 +40,7 @@ def resolve_integrator(integrator: Any, depth: float, n_observed: int = 0) -> st
     implemented)."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
-            f"integrator={_short(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
+            f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
     if integrator == "auto":
         return "dopri5" if depth == 1 or n_observed > AUTO_MAX_OBSERVED else "switching"

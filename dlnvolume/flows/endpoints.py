@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import parallel
-from .._validation import _short, check_depth, check_int, check_positive
+from ..validation import short_repr, check_depth, check_int, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError, InvalidDepthError
 from ._checks import _check_bool, _check_task
@@ -146,7 +146,7 @@ def endpoints(
     """
     task = _check_task(task)
     if not isinstance(method, str) or method not in METHODS:
-        raise InvalidArgumentError(f"method={_short(method)}; expected one of {', '.join(map(repr, METHODS))}")
+        raise InvalidArgumentError(f"method={short_repr(method)}; expected one of {', '.join(map(repr, METHODS))}")
     normalized = flow_kwargs.get("normalized", True) if method == "end_to_end" else False
     if method == "end_to_end":
         N = check_depth(depth, normalized=_check_bool(normalized, "normalized"))
@@ -163,7 +163,7 @@ def endpoints(
         raise InvalidArgumentError(f"init_depth={init_depth} must equal depth={N} for method='factor'")
     _widths(task, init_depth, widths)  # validate
     if not isinstance(init_law, str) or init_law not in INIT_LAWS:
-        raise InvalidArgumentError(f"init_law={_short(init_law)}; expected one of {', '.join(map(repr, INIT_LAWS))}")
+        raise InvalidArgumentError(f"init_law={short_repr(init_law)}; expected one of {', '.join(map(repr, INIT_LAWS))}")
     for bad in ("X0", "n_runs", "rng", "initial_factors", "widths"):
         if bad in flow_kwargs:
             raise InvalidArgumentError(f"{bad!r} cannot be passed through flow_kwargs of endpoints")
@@ -182,7 +182,7 @@ def endpoints(
     if method == "factor":
         init = flow_kwargs.get("init", "gaussian")
         if not isinstance(init, str) or init not in INITS:
-            raise InvalidArgumentError(f"init={_short(init)}; expected one of {', '.join(map(repr, INITS))}")
+            raise InvalidArgumentError(f"init={short_repr(init)}; expected one of {', '.join(map(repr, INITS))}")
     if workers is not None:
         workers = check_int(workers, "workers", minimum=1)
     n_workers = parallel.executor_workers(executor, workers)

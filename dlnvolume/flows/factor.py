@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import parallel
-from .._validation import _short, check_depth, check_int, check_positive
+from ..validation import short_repr, check_depth, check_int, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError, InvalidDepthError, NonFiniteError, ShapeError
 from ._checks import _check_task, _check_X0, _log_every, _loss_tol
@@ -108,7 +108,7 @@ def factor_descent(
     log_every, n_log = _log_every(log_every, n_log)
     threshold = check_positive(threshold, "threshold", allow_zero=True)
     if not isinstance(init, str) or init not in INITS:
-        raise InvalidArgumentError(f"init={_short(init)}; expected one of {', '.join(map(repr, INITS))}")
+        raise InvalidArgumentError(f"init={short_repr(init)}; expected one of {', '.join(map(repr, INITS))}")
     n_runs = check_int(n_runs, "n_runs", minimum=1)
     dims = _widths(task, N, widths)
     m, n = task.shape
@@ -142,7 +142,7 @@ def factor_descent(
     with np.errstate(over="ignore", invalid="ignore"):
         finite0 = np.all(np.isfinite(_product(factors0)))
     if not finite0:  # no finite state to return: refuse instead of answering NaN
-        source = "initial_factors" if initial_factors is not None else f"init_scale={_short(init_scale)}"
+        source = "initial_factors" if initial_factors is not None else f"init_scale={short_repr(init_scale)}"
         raise NonFiniteError(
             f"{source}: the initial product W_N⋯W_1 overflows float64 (NaN or inf entries); expected initial "
             "factors whose product is finite"

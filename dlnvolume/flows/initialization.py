@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validation import _short, check_int
+from ..validation import short_repr, check_int
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError
 
@@ -33,10 +33,10 @@ def _widths(task: CompletionTask, N: int, widths: Any) -> list[int]:
         try:
             hidden = list(widths)
         except TypeError:
-            raise InvalidArgumentError(f"widths={_short(widths)}; expected a sequence of {N - 1} hidden widths") from None
+            raise InvalidArgumentError(f"widths={short_repr(widths)}; expected a sequence of {N - 1} hidden widths") from None
         if len(hidden) != N - 1:
             raise InvalidArgumentError(
-                f"widths={_short(widths)} has {len(hidden)} entries; depth {N} needs {N - 1} hidden widths"
+                f"widths={short_repr(widths)} has {len(hidden)} entries; depth {N} needs {N - 1} hidden widths"
             )
         hidden = [check_int(h, "widths[i]", minimum=1) for h in hidden]
     return [n] + hidden + [m]

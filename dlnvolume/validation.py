@@ -1,6 +1,17 @@
-"""Input validation at the public boundary (scipy's ``_*_iv`` habit).
+"""Input validation at the public boundary (scipy's ``_*_iv`` habit); public, shared by all three packages.
 
-Inner code trusts its inputs; every public entry point calls one of these first.
+Inner code trusts its inputs; every public entry point of ``dlnvolume``, ``samplers`` and ``analysis``
+calls one of these first. Each check raises a subclass of :class:`ValueError` from
+:mod:`dlnvolume.errors` whose message names the argument, the value received and what is accepted.
+
+Examples
+--------
+>>> check_int(3, "n_runs", minimum=1)
+3
+>>> check_int(0, "n_runs", minimum=1)
+Traceback (most recent call last):
+...
+dlnvolume.errors.InvalidArgumentError: n_runs=0 is out of range; expected an integer 1 or more
 """
 
 from __future__ import annotations
@@ -26,13 +37,15 @@ __all__ = [
     "check_positive",
     "check_int",
     "check_rng",
+    "short_repr",
 ]
 
 
 _MAX_FLOAT_INT = int(np.finfo(np.float64).max)
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters, for error messages."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -59,18 +72,18 @@ def check_depth(depth: Any, *, normalized: bool = True, name: str = "depth") -> 
             return math.inf
         if not math.isfinite(d) or d != math.floor(d):
             raise InvalidDepthError(
-                f"{name}={_short(depth)} is not an integer; expected an integer >= 1 or math.inf"
+                f"{name}={short_repr(depth)} is not an integer; expected an integer >= 1 or math.inf"
             )
         value = int(d)
     else:
         raise InvalidDepthError(
-            f"{name}={_short(depth)} has type {type(depth).__name__}; expected an integer >= 1 or math.inf"
+            f"{name}={short_repr(depth)} has type {type(depth).__name__}; expected an integer >= 1 or math.inf"
         )
     if value < 1:
-        raise InvalidDepthError(f"{name}={_short(value)} is below 1; expected an integer >= 1 or math.inf")
+        raise InvalidDepthError(f"{name}={short_repr(value)} is below 1; expected an integer >= 1 or math.inf")
     if value > _MAX_FLOAT_INT:  # the kernels compute in float64: float(10**400) raised OverflowError
         raise InvalidDepthError(
-            f"{name}={_short(value)} does not fit in a float64; expected an integer in 1..1.8e308 or math.inf"
+            f"{name}={short_repr(value)} does not fit in a float64; expected an integer in 1..1.8e308 or math.inf"
         )
     return value
 
@@ -105,7 +118,7 @@ def check_rank(rank: Any, m: int, n: int, *, name: str = "rank") -> int:
             rank = int(rank)
         else:
             raise InvalidRankError(
-                f"{name}={_short(rank)} is not an integer; expected an integer in 0..{k} (shape {m}x{n}) or None"
+                f"{name}={short_repr(rank)} is not an integer; expected an integer in 0..{k} (shape {m}x{n}) or None"
             )
     rank = int(rank)
     if not 0 <= rank <= k:
@@ -118,7 +131,7 @@ def check_rank(rank: Any, m: int, n: int, *, name: str = "rank") -> int:
 def check_positive(value: Any, name: str, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
     """Return a float that is > 0 (or >= 0), finite unless ``allow_inf``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(f"{name}={_short(value)} is not a real number")
+        raise InvalidArgumentError(f"{name}={short_repr(value)} is not a real number")
     v = float(value)
     if math.isnan(v) or (math.isinf(v) and not allow_inf):
         raise InvalidArgumentError(f"{name}={v} is not finite; expected a finite number")
@@ -136,7 +149,7 @@ def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = 
         if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
             value = int(value)
         else:
-            raise InvalidArgumentError(f"{name}={_short(value)} is not an integer")
+            raise InvalidArgumentError(f"{name}={short_repr(value)} is not an integer")
     value = int(value)
     if value < minimum or (maximum is not None and value > maximum):
         upper = f"..{maximum}" if maximum is not None else " or more"
@@ -158,6 +171,6 @@ def check_rng(rng: Any, name: str = "rng") -> np.random.Generator:
             raise InvalidArgumentError(f"{name}={int(rng)} is negative; expected a seed >= 0, a Generator, or None")
         return np.random.default_rng(int(rng))
     raise InvalidArgumentError(
-        f"{name}={_short(rng)} has type {type(rng).__name__}; "
+        f"{name}={short_repr(rng)} has type {type(rng).__name__}; "
         "expected None, an int seed >= 0, a numpy SeedSequence or a numpy Generator"
     )
