@@ -317,8 +317,9 @@ class ScalarGibbsReference:
             self.prior_scale = check_positive(self.prior_scale, "prior_scale")
         self.floor = check_positive(self.floor, "floor", allow_zero=True)
         self.alpha = -1.0 if math.isinf(self.depth) else (1.0 - self.depth) / self.depth
-        if math.isinf(self.depth) and self.floor == 0:
-            raise ImproperTargetError("depth inf: |x|^-1 is not integrable at 0; give floor > 0")
+        if self.alpha <= -1.0 and self.floor == 0:  # depth inf, or a finite depth so large that α rounds to -1
+            where = "depth inf" if math.isinf(self.depth) else f"depth {self.depth:g} (α = (1-N)/N rounds to -1)"
+            raise ImproperTargetError(f"{where}: |x|^-1 is not integrable at 0; give floor > 0")
         inv = 0.0 if self.prior_scale is None else 1.0 / self.prior_scale
         prec = self.beta + inv * inv  # (not s**2: Python's float ** raises OverflowError / s**2 underflows to 0)
         if self.radius is None and prec == 0:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import dlnvolume as dv
 import samplers as smp
-from dlnvolume.errors import DLNVolumeError, InvalidArgumentError, InvalidDepthError, NonFiniteError, ShapeError
+from dlnvolume.errors import DLNVolumeError, ImproperTargetError, InvalidArgumentError, InvalidDepthError, NonFiniteError, ShapeError
 from samplers import reference
 
 PROPS = settings(max_examples=500, deadline=None, derandomize=True, database=None)
@@ -417,6 +417,13 @@ def test_property_scalar_gibbs_reference(depth, beta, mu, radius, prior_scale, f
 # ------------------------------------------------------------------------------------------------
 # regression tests for the bugs the properties found
 # ------------------------------------------------------------------------------------------------
+def test_scalar_reference_huge_depth_needs_a_floor():
+    """depth=1e300 gives α = (1 - N)/N = -1.0 in float64; scipy.quad raised ValueError("The input is invalid")."""
+    with pytest.raises(ImproperTargetError, match=r"not integrable at 0"):
+        reference.ScalarGibbsReference(1e300, 1e-300, 0.0)
+    assert reference.ScalarGibbsReference(1e300, 1.0, 0.0, floor=0.1).Z > 0
+
+
 def test_confinement_matrix_input_validated():
     """NaN or 1-D X reached np.linalg.svd (LinAlgError); a bad rank was sliced silently."""
     ball = smp.FrobeniusBall(2.0)
