@@ -202,9 +202,12 @@ def attach_diagnostics(chains: Any, *, free: Any = None, warn: bool = True) -> A
         stats = {f"X[{i},{j}]": x[:, :, i, j] for i in range(m) for j in range(n)}
     d = summarize(x, stats)
     if warn and not d["converged"]:
-        warnings.warn(
-            f"{chains.method}: not converged (R-hat {d['rhat']:.3g} > {RHAT_MAX} or ESS bulk/tail "
-            f"{d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}); see Chains.diagnostics",
-            ConvergenceWarning, stacklevel=3,
-        )
+        failed = []
+        if not d["rhat"] <= RHAT_MAX:
+            failed.append(f"R-hat {d['rhat']:.3g} > {RHAT_MAX}")
+        if not min(d["ess_bulk"], d["ess_tail"]) >= ESS_MIN:
+            failed.append(f"ESS bulk/tail {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}")
+        why = "; ".join(failed) or "see Chains.diagnostics"
+        warnings.warn(f"{chains.method}: not converged ({why}); see Chains.diagnostics",
+                      ConvergenceWarning, stacklevel=3)
     return replace(chains, diagnostics=d)

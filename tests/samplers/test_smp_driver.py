@@ -1,5 +1,6 @@
 import concurrent.futures as cf
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -116,3 +117,28 @@ def test_process_pool_gives_the_same_draws(target, scalar_task):
     assert np.array_equal(a.draws, samplers.sample(target, "rmala", 3, workers=1, **kw).draws)
     assert np.array_equal(b.draws, samplers.sample(st, "emcee", 3, workers=1, **kw).draws)
     assert np.array_equal(c.draws, ss.sample(3, workers=1, **kw).draws)
+
+
+def test_not_converged_warning_names_only_what_failed():
+    """One line; it names the check that failed (ESS here, R-hat fine), not both conditions."""
+    from dataclasses import dataclass
+
+    from samplers.diagnostics import ConvergenceWarning, attach_diagnostics
+
+    @dataclass
+    class Fake:
+        draws: np.ndarray
+        method: str = "fake"
+        diagnostics: dict | None = None
+
+    rng = np.random.default_rng(SEED)
+    short = rng.standard_normal((4, 50, 1, 2))  # iid but only 200 draws: R-hat ~1, ESS < 400
+    with pytest.warns(ConvergenceWarning, match=r"^fake: not converged \(ESS bulk/tail \d+/\d+ < 400\); see Chains"):
+        out = attach_diagnostics(Fake(short))
+    assert not out.diagnostics["converged"]
+    stuck = short + np.arange(4)[:, None, None, None] * 10.0  # chains at different levels
+    with pytest.warns(ConvergenceWarning, match=r"not converged \(R-hat [\d.]+ > 1.01; ESS bulk/tail"):
+        attach_diagnostics(Fake(stuck))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        attach_diagnostics(Fake(rng.standard_normal((4, 500, 1, 2))))  # 2000 iid draws: no warning
