@@ -134,7 +134,7 @@ class Verdict:
 
     def line(self, skip: tuple[str, ...] = ()) -> str:
         """One terminal line; caveats not in ``skip`` on their own indented lines."""
-        ess = "" if self.ess is None else f", ESS {self.ess:.0f}"
+        ess = "" if self.ess is None else f", ESS of log ρ {self.ess:.0f}"
         ref = "the exact reference CDF" if self.n_reference == 0 else f"{self.n_reference} reference draws"
         head = (f"{self.reference}: {short_repr(self.question)} {self.answer.upper()} — {self.test}, "
                 f"{self.p_text()}; {self.effect_text()}; n = {self.n_endpoints} endpoints / {ref}{ess}")

@@ -153,10 +153,11 @@ def mala_sweep(
     xi = rng.standard_normal(theta.shape)
     prop = theta + 0.5 * h * M * g + math.sqrt(h) * scale * xi
     lp2, g2 = logp_grad(prop)
-    back = theta - prop - 0.5 * h * M * g2
-    log_rev = -0.5 * np.sum(back * back / M, axis=1) / h
     log_fwd = -0.5 * np.sum(xi * xi, axis=1)
+    # a proposal whose gradient overflows has log_rev = -inf (or NaN): rejected below, silently
     with np.errstate(invalid="ignore", over="ignore"):
+        back = theta - prop - 0.5 * h * M * g2
+        log_rev = -0.5 * np.sum(back * back / M, axis=1) / h
         log_a = lp2 - lp + log_rev - log_fwd
     log_a = np.where(np.isnan(log_a), -np.inf, log_a)
     acc = np.exp(np.minimum(log_a, 0.0))
