@@ -223,7 +223,7 @@ class _Chains:
         self.method, self.seeds, self.warmup, self.thin = "rmala", np.arange(C, dtype=np.uint64), 1, 1
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
 @given(data=st.data())
 def test_property_reference_tree(data):
     """Any finite draws: no NaN in the posterior, no constant posterior variable, coords for every dim."""
