@@ -27,7 +27,7 @@ def test_rmala_and_emcee_agree_on_3x3(conditioned_3x3):
     conf = [samplers.GaussianPrior(5.0), samplers.SingularValueFloor(0.5)]
     target = samplers.GibbsTarget(conditioned_3x3, 3, 3, 4.0, conf)
     r = samplers.sample(target, "rmala", 3000, n_chains=4, rng=SEED, workers=1, progress=False)
-    e = samplers.sample(target, "emcee", 2000, n_chains=4, thin=2, rng=SEED + 1, workers=1, progress=False,
+    e = samplers.sample(target, "emcee", 4000, n_chains=4, thin=2, rng=SEED + 1, workers=1, progress=False,
                         coordinates="matrix")
     r_lv, r_s1 = _stats(target, r)
     e_lv, e_s1 = _stats(target, e)
