@@ -99,7 +99,3 @@ def bench_references(quick: bool, rng: np.random.Generator) -> list[Any]:
     ))
     return rows
 
-
-if __name__ == "__main__":  # pragma: no cover - manual run
-    for row in bench_references(True, np.random.default_rng(0)):
-        print(row.workload, "|", row.baseline, "|", row.agreement, "| ratio", row.ratio, row.met)
