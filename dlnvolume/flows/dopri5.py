@@ -2,9 +2,12 @@
 
 Error control per run in the Frobenius norm, ``‖err‖_F ≤ rtol·max(‖Y‖_F, ‖Y_new‖_F) + atol``, which is
 invariant under ``Y ↦ UYVᵀ`` (the flows are equivariant, MATH.md §1.5). With ``spectral_control`` also
-``|σ_i(Y5) − σ_i(Y4)| ≤ sv_rtol·σ_i + 64·eps·σ_1 + atol`` (``Y4`` the embedded solution), so a small
-singular value cannot jump through 0. Stability-limited where the learned singular values make the
-flow stiff (N >= 3 plateaus): see :mod:`.rosenbrock`.
+``|σ_i(Y5) − σ_i(Y4)| ≤ sv_rtol·σ_i + max(rtol·SV_FLOOR, 64·eps)·σ_1 + atol`` (``Y4`` the embedded
+solution), so a small singular value cannot jump through 0. The floor ``rtol·SV_FLOOR·σ_1`` is the one
+of the Rosenbrock control; with ``64·eps·σ_1`` alone (before) a run whose ``σ_2/σ_1`` sits near 1e-11 (a
+deep product of Gaussian factors, e.g. the CMV 2×2 runs at ``N = 20``) was held to round-off-level
+steps: 2.3× more steps, same corner fractions (docs/flows.md). Stability-limited where the learned
+singular values make the flow stiff (N >= 3 plateaus): see :mod:`.rosenbrock`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .field import EndToEndField
-from .loop import StepInfo, StepState, fro
+from .loop import SV_FLOOR, StepInfo, StepState, fro
 
 __all__ = ["Dopri5"]
 
@@ -75,14 +78,14 @@ class Dopri5:
         return trial, StepInfo(ratio, bad, basic if self.spectral_control else None)
 
     def _spectral_ratio(self, Ynew: np.ndarray, errm: np.ndarray, sig_new: np.ndarray, bad: np.ndarray) -> np.ndarray:
-        """``max_i |σ_i(Y5) − σ_i(Y4)| / (sv_rtol·σ_i + 64·eps·σ_1 + atol)``."""
+        """``max_i |σ_i(Y5) − σ_i(Y4)| / (sv_rtol·σ_i + max(rtol·SV_FLOOR, 64·eps)·σ_1 + atol)``."""
         out = np.zeros(Ynew.shape[0])
         ok = ~bad
         if not ok.any():
             return out
         s5 = sig_new[ok]
         s4 = np.linalg.svd(Ynew[ok] - errm[ok], compute_uv=False)
-        floor = 64 * _EPS * s5[:, :1] + self.atol
+        floor = max(self.rtol * SV_FLOOR, 64 * _EPS) * s5[:, :1] + self.atol
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.abs(s5 - s4) / (self.sv_rtol * s5 + floor)
         r = np.where(np.isfinite(r), r, 0.0)

@@ -112,7 +112,8 @@ def end_to_end(
         ``K``, the number of trajectory slots per run.
     spectral_control : bool, default True
         For ``N >= 2``, also control the error of every singular value relative to itself
-        (``|Δσ_i| ≤ 1e-2·σ_i + 64·eps·σ_1`` per step, so a small σ_i cannot jump through 0) and, for
+        (``|Δσ_i| ≤ 1e-2·σ_i + max(rtol·1e-4, 64·eps)·σ_1`` per step, so a small σ_i cannot jump
+        through 0) and, for
         square tasks, reject steps that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1``.
         This keeps the invariants of MATH.md §1.5 item 6 (rank, sign det) when a singular value decays
         towards 0 (rank-deficient limits, MATH.md §5.2–5.3); it costs one extra singular-value-only

@@ -25,10 +25,14 @@ import numpy as np
 
 from .results import STATUSES
 
-__all__ = ["StepState", "StepInfo", "Stepper", "Recorder", "update_crossings", "LoopOutput", "run", "fro"]
+__all__ = ["SV_FLOOR", "StepState", "StepInfo", "Stepper", "Recorder", "update_crossings", "LoopOutput", "run", "fro"]
 
 _EPS = float(np.finfo(float).eps)
 _RES = 256 * _EPS  # σ_min/σ_1 above which σ_min (and sign det) are resolvable in float64
+#: the steppers' singular-value error controls resolve ``σ_i`` relative to itself down to ``SV_FLOOR·σ_1``
+#: and relative to ``SV_FLOOR·σ_1`` below (docs/flows.md): a singular value 1e-12·σ_1 is followed to
+#: ``rtol·1e-4·σ_1``, not to float64 round-off, and cannot pass through 0 unseen (the sign-det guard)
+SV_FLOOR = 1e-4
 assert set(STATUSES) == {"converged", "max_time", "max_steps", "nonfinite", "stalled"}
 
 

@@ -38,13 +38,11 @@ from __future__ import annotations
 import numpy as np
 
 from .field import EndToEndField
-from .loop import StepInfo, StepState, fro
+from .loop import SV_FLOOR, StepInfo, StepState, fro
 
 __all__ = ["Rosenbrock", "ROS34PW2"]
 
 _EPS = float(np.finfo(float).eps)
-#: singular values below ``SV_FLOOR·σ_1`` are controlled relative to ``SV_FLOOR·σ_1`` (docs/flows.md)
-SV_FLOOR = 1e-4
 #: finite-difference Jacobian up to this ``m·n`` (one batched field call of ``m·n`` matrices per step);
 #: above it the frozen-metric Jacobian ``−Ā_X∘P_Ω`` and its reduced ``|Ω|×|Ω|`` solve
 FD_MAX = 64
