@@ -2,9 +2,11 @@
 
 The same flow, the same ``X0`` and the same stopping rule (``task.mse <= 1e-6``) integrated by
 :func:`dlnvolume.flows.end_to_end` (``integrator="auto"``) and by :func:`scipy.integrate.solve_ivp`
-with LSODA and BDF (``rtol=1e-6``, scipy's default ``atol``; the operator applied through one SVD per
-call, the stop as a terminal event), side by side in one run. Endpoints are compared with a Radau
-reference at ``rtol=1e-10, atol=1e-14`` (``rtol=1e-8`` at ``--quick``).
+with LSODA and BDF (the operator applied through one SVD per call, the stop as a terminal event), side
+by side in one run. Endpoints are compared with a Radau reference at ``rtol=1e-10, atol=1e-14``
+(``rtol=1e-8`` at ``--quick``) at each run's own stopping time. LSODA runs at the issue's setting
+(``rtol=1e-6``, scipy's default ``atol=1e-6``, whose endpoints are off by 5e-3–1e-1 on this task) and at
+the loosest tolerance that brings its endpoint within 1e-3 (the goal row).
 
 Workloads (issue 11, "What it must show"):
 
@@ -31,8 +33,9 @@ __all__ = ["bench_flows_stiff", "scipy_flow"]
 
 
 def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float, atol: float | None = None,
-               normalized: bool = True) -> tuple[np.ndarray, float, int, float]:
-    """The flow by ``solve_ivp(method)`` until ``task.mse <= 1e-6``: ``(X_end, seconds, nfev, t_end)``."""
+               normalized: bool = True, dense_until: float | None = None) -> tuple[np.ndarray, float, int, float, Any]:
+    """The flow by ``solve_ivp(method)`` until ``task.mse <= 1e-6`` (a terminal event; with ``dense_until``
+    instead up to that time with dense output): ``(X_end, seconds, nfev, t_end, sol)``."""
     from scipy.integrate import solve_ivp
 
     from dlnvolume.spectral import log_multipliers
@@ -54,10 +57,14 @@ def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float
         return float(task.loss(y.reshape(m, n))) - tol
 
     event.terminal = True  # type: ignore[attr-defined]
-    kw = {} if atol is None else {"atol": atol}
+    kw: dict[str, Any] = {} if atol is None else {"atol": atol}
+    if dense_until is None:
+        kw["events"] = event
+    else:
+        kw["dense_output"] = True
     t0 = time.perf_counter()
-    sol = solve_ivp(f, (0.0, 1e12), X0.ravel(), method=method, rtol=rtol, events=event, **kw)
-    return sol.y[:, -1].reshape(m, n), time.perf_counter() - t0, int(sol.nfev), float(sol.t[-1])
+    sol = solve_ivp(f, (0.0, 1e12 if dense_until is None else dense_until), X0.ravel(), method=method, rtol=rtol, **kw)
+    return sol.y[:, -1].reshape(m, n), time.perf_counter() - t0, int(sol.nfev), float(sol.t[-1]), sol
 
 
 def _ours(task: Any, depth: float, X0: np.ndarray, **kw: Any) -> tuple[Any, float]:
@@ -66,7 +73,19 @@ def _ours(task: Any, depth: float, X0: np.ndarray, **kw: Any) -> tuple[Any, floa
     return res, time.perf_counter() - t0
 
 
+#: LSODA tolerances tried, loosest first, for the accuracy-matched comparison
+LSODA_LADDER = ((1e-6, 1e-9), (1e-7, 1e-12), (1e-8, 1e-14), (1e-9, 1e-15))
+#: endpoint accuracy of the comparison (issue 11): max-entry error at the run's own stopping time
+ENDPOINT_TOL = 1e-3
+
+
 def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
+    """Rows of the section. Every endpoint error is measured against a Radau reference (rtol 1e-10,
+    atol 1e-14; 1e-8 at ``--quick``) *at the run's own stopping time* (dense output): the stopping rule
+    ``mse <= 1e-6`` is met at different times by different integrators, and near the end ``X`` moves by
+    ~1e-3 between them, which is not an integration error. LSODA is run at the issue's setting (rtol 1e-6,
+    scipy's default atol 1e-6) and at the loosest tolerance of :data:`LSODA_LADDER` whose endpoint is
+    within :data:`ENDPOINT_TOL` of the reference (the goal compares equal accuracy)."""
     rows: list[Row] = []
     task = dv.tasks.random_low_rank(6, 6, 2, 12, rng=1)
     X0 = 1e-3 * np.random.default_rng(0).standard_normal((6, 6)) / math.sqrt(6)
@@ -75,22 +94,39 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
     cost: dict[float, float] = {}
     for N in depths:
         tag = "∞" if math.isinf(N) else str(N)
-        Xr, t_ref, nf_ref, T_ref = scipy_flow(task, N, X0, "Radau", ref_rtol, atol=1e-14)
         res, t_ours = _ours(task, N, X0)
-        err = float(np.max(np.abs(res.X[0] - Xr)))
+        runs = {"LSODA": scipy_flow(task, N, X0, "LSODA", 1e-6), "BDF": scipy_flow(task, N, X0, "BDF", 1e-6)}
+        ladder = [(rt, at, scipy_flow(task, N, X0, "LSODA", rt, atol=at)) for rt, at in LSODA_LADDER]
+        T_max = 1.2 * max([float(res.t[0])] + [r[3] for r in runs.values()] + [r[2][3] for r in ladder])
+        *_, t_ref, _, _, ref = scipy_flow(task, N, X0, "Radau", ref_rtol, atol=1e-14, dense_until=T_max)
+
+        def err(X: np.ndarray, t: float) -> float:
+            return float(np.max(np.abs(X - ref.sol(t).reshape(X.shape))))
+
+        e_ours = err(res.X[0], float(res.t[0]))
         cost[N] = t_ours
-        for method in ("LSODA", "BDF"):
-            Xs, t_s, nf_s, T_s = scipy_flow(task, N, X0, method, 1e-6)
-            err_s = float(np.max(np.abs(Xs - Xr)))
-            goal, met = ("faster than LSODA, endpoint to 1e-3", t_ours < t_s and err <= 1e-3) if method == "LSODA" \
-                else ("", None)
-            rows.append(Row("flows-stiff", f"6×6 N={tag}: {int(res.n_steps[0])} steps ({res.integrator})", t_ours,
-                            f"solve_ivp {method} rtol 1e-6 ({nf_s} f-evals)", t_s,
-                            f"max|ΔX| vs Radau rtol {ref_rtol:g}: ours {err:.1e}, {method} {err_s:.1e}",
-                            goal, met,
+        steps = f"{int(res.n_steps[0])} steps ({res.integrator}), max|ΔX| {e_ours:.1e}"
+        for method, (Xs, t_s, nf_s, T_s, _) in runs.items():
+            e_s = err(Xs, T_s)
+            rows.append(Row("flows-stiff", f"6×6 N={tag}: {steps}", t_ours,
+                            f"solve_ivp {method} rtol 1e-6, default atol ({nf_s} f-evals)", t_s,
+                            f"max|ΔX| at the stop vs Radau rtol {ref_rtol:g}: ours {e_ours:.1e}, {method} {e_s:.1e}",
+                            "", None,
                             {"depth": str(N), "steps": int(res.n_steps[0]), "rejected": int(res.n_rejected[0]),
-                             "err_ours": err, "err_scipy": err_s, "nfev_scipy": nf_s, "t_end_ours": float(res.t[0]),
-                             "t_end_ref": T_ref, "ref_seconds": t_ref}))
+                             "err_ours": e_ours, "err_scipy": e_s, "nfev_scipy": nf_s, "t_end_ours": float(res.t[0]),
+                             "t_end_scipy": T_s, "ref_seconds": t_ref}))
+        ok = [(rt, at, r) for rt, at, r in ladder if err(r[0], r[3]) <= ENDPOINT_TOL]
+        if ok:
+            rt, at, (Xs, t_s, nf_s, T_s, _) = ok[0]
+            base, e_s = f"LSODA at {ENDPOINT_TOL:g} accuracy: rtol {rt:g}, atol {at:g} ({nf_s} f-evals)", err(Xs, T_s)
+        else:
+            base, t_s, e_s = f"LSODA: no tolerance down to rtol {LSODA_LADDER[-1][0]:g} reaches {ENDPOINT_TOL:g}", None, math.nan
+        rows.append(Row("flows-stiff", f"6×6 N={tag}: {steps}", t_ours, base, t_s,
+                        f"max|ΔX| at the stop: ours {e_ours:.1e}, LSODA {e_s:.1e}",
+                        f"faster than LSODA at equal accuracy (≤ {ENDPOINT_TOL:g})",
+                        t_s is not None and t_ours < t_s and e_ours <= ENDPOINT_TOL,
+                        {"depth": str(N), "err_ours": e_ours, "err_scipy": e_s,
+                         "ladder": [(rt_, at_, r[1], err(r[0], r[3])) for rt_, at_, r in ladder]}))
     for N in (100, math.inf):
         if N in cost and 3 in cost:
             tag = "∞" if math.isinf(N) else str(N)

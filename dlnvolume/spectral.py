@@ -88,6 +88,49 @@ def _extended(log_sigma: np.ndarray, size: int, rank: int) -> np.ndarray:
     return out
 
 
+def _log_expm1_ratio_nonpositive(z: np.ndarray) -> np.ndarray:
+    """:func:`log_expm1_ratio` for ``z <= 0`` (fewer passes; the flows call it at every step)."""
+    zero = z == 0.0
+    safe = np.where(zero, -1.0, z)
+    r = np.expm1(safe)
+    r /= safe
+    r[zero] = 1.0
+    return np.log(r)
+
+
+def _log_multipliers_positive(log_sigma: np.ndarray, shape: tuple[int, int], N: float,
+                              normalized: bool) -> np.ndarray:
+    """:func:`log_multipliers` when every singular value is positive and kept (``rank >= k``), the case of
+    every flow step: the same formulas without the masks for zero singular values."""
+    m, n = shape
+    k = log_sigma.shape[-1]
+    li = log_sigma[..., :, None]
+    lj = log_sigma[..., None, :]
+    hi = np.maximum(li, lj)
+    d2 = np.abs(li - lj)
+    d2 *= -2.0
+    if math.isinf(N):
+        core = 2.0 * hi + _log_expm1_ratio_nonpositive(d2)
+        mixed = None
+    else:
+        core = (2.0 * (N - 1) / N) * hi
+        core += _log_expm1_ratio_nonpositive(d2)
+        core -= _log_expm1_ratio_nonpositive(d2 / N)
+        mixed = (2.0 * (N - 1) / N) * log_sigma
+        if normalized:
+            mixed -= math.log(N)
+        else:
+            core += math.log(N)
+    if m == n == k:
+        return core
+    out = np.full(log_sigma.shape[:-1] + (m, n), -np.inf)
+    out[..., :k, :k] = core
+    if mixed is not None:  # one singular value beyond the rank (zero): σ^{2(N-1)/N}/N of the other
+        out[..., k:, :k] = mixed[..., None, :]
+        out[..., :k, k:] = mixed[..., :, None]
+    return out
+
+
 def log_multipliers(
     log_sigma: np.ndarray,
     shape: tuple[int, int],
@@ -111,6 +154,14 @@ def log_multipliers(
     normalized : bool
         ``λ = a/N`` if True, ``a`` otherwise (finite depth only).
     """
+    if depth != 1 and rank >= log_sigma.shape[-1] and np.isfinite(log_sigma).all():
+        return _log_multipliers_positive(log_sigma, shape, depth, normalized)
+    return _log_multipliers_general(log_sigma, shape, rank, depth, normalized)
+
+
+def _log_multipliers_general(log_sigma: np.ndarray, shape: tuple[int, int], rank: int, depth: float,
+                             normalized: bool) -> np.ndarray:
+    """:func:`log_multipliers` for any input (zero singular values, ``rank < k``)."""
     m, n = shape
     N = depth
     li = _extended(log_sigma, m, rank)[..., :, None]

@@ -66,11 +66,13 @@ class StepInfo:
     """Per-run diagnostics of one attempted step: error ratio (accept iff ``<= 1``), non-finite flag, and
     ``ratio_basic``: the ratio of the plain Frobenius control, which the loop uses instead of ``ratio``
     after 30 consecutive rejections (the σ-relative checks cannot be met at the float64 resolution of
-    ``σ_min``)."""
+    ``σ_min``); ``h_max``: a cap on the next step size after an accepted step (a stepper that changes
+    method, :mod:`.switching`)."""
 
     ratio: np.ndarray
     bad: np.ndarray
     ratio_basic: np.ndarray | None = None
+    h_max: np.ndarray | None = None  # if the step is accepted, the next step is at most this
 
 
 class Stepper(Protocol):
@@ -316,6 +318,8 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         fac = np.where(accept & (n_rej > 0), np.minimum(fac, 1.0), fac)
         fac = np.where(bad, 0.25, fac)
         h_next = ha * fac
+        if info.h_max is not None:
+            h_next = np.where(accept, np.minimum(h_next, info.h_max), h_next)
         nonfin = np.where(bad, True, np.where(accept, False, nonfin))
         n_rej = np.where(accept, 0, n_rej + 1)
 

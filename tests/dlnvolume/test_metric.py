@@ -639,3 +639,23 @@ def test_item28_stolarsky(N, rng):
 
     lam = np.array([[S(a * a, b * b) ** (1 - 1 / N) for b in s] for a in s])
     np.testing.assert_allclose(dv.DLNMetric(N).multipliers(X), lam, rtol=1e-11)
+
+
+@pytest.mark.parametrize("depth,normalized", [(2, True), (3, False), (7.5, True), (100, True), (math.inf, True)])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4), (5, 3), (1, 4)])
+def test_log_multipliers_positive_path_matches_general_path(depth, normalized, shape, rng):
+    """The fast path for positive singular values (every flow step) against the masked general formulas,
+    on spreads of 1e±40, coincident and nearly coincident singular values."""
+    from dlnvolume.spectral import _log_multipliers_general, log_multipliers
+
+    m, n = shape
+    k = min(m, n)
+    ls = np.sort(rng.normal(0.0, 30.0, (5, k)), axis=-1)[:, ::-1].copy()
+    ls[0, :] = ls[0, 0]  # all coincident
+    ls[1, -1] = ls[1, 0] - 1e-13 if k > 1 else ls[1, 0]
+    fast = log_multipliers(ls, shape, k, depth, normalized)
+    ref = _log_multipliers_general(ls, shape, k, depth, normalized)
+    np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(fast[fin], ref[fin], rtol=1e-13, atol=1e-12)
+    assert np.isfinite(ref).any()

@@ -152,6 +152,78 @@ def test_invariants_on_ill_conditioned_start(integrator, N, kind):
     assert np.all(np.diff(L) <= 1e-6 * L[:-1] + 1e-14)
 
 
+# --------------------------------------------------------------------------- large |Ω|: Cholesky solves
+def test_cholesky_solves_agree_with_dopri5_on_a_large_observed_set():
+    """|Ω| = 110 >= CHOLESKY_MIN: the frozen-metric Rosenbrock solves by per-run Cholesky factors."""
+    from dlnvolume.flows import rosenbrock
+
+    rng = np.random.default_rng(SEED)
+    task = tasks.random_low_rank(12, 11, 2, 110, rng=rng)
+    assert task.n_observed >= rosenbrock.CHOLESKY_MIN and 12 * 11 > rosenbrock.FD_MAX
+    X0 = 0.3 * rng.standard_normal((2, 12, 11))
+    kw = dict(t_max=2.0, loss_tol=0)
+    ref = flows.end_to_end(task, 3, X0, rtol=1e-11, integrator="dopri5", **kw)
+    res = flows.end_to_end(task, 3, X0, rtol=1e-8, integrator="rosenbrock", **kw)
+    assert np.all(res.status == "max_time")
+    scale = np.linalg.norm(ref.X, axis=(-2, -1))[:, None, None]
+    np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_obs", [60, 110])  # explicit inverse / Cholesky factors
+def test_frozen_metric_solve_satisfies_its_linear_system(n_obs):
+    """``x = (I + hγ K P)⁻¹ rhs`` from the reduced ``|Ω|×|Ω|`` solve, checked by applying ``K = Ā_Y``
+    through its SVD (``U (λ ⊙ UᵀZV) Vᵀ``) and the mask directly."""
+    rng = np.random.default_rng(SEED)
+    task = tasks.random_low_rank(12, 11, 2, n_obs, rng=rng)
+    ros = Rosenbrock(EndToEndField(task, 3, True), 1e-6, 0.0, True, jacobian="frozen")
+    st = ros.init(rng.standard_normal((2, 12, 11)))
+    hg = np.array([0.7, 30.0])
+    rhs = rng.standard_normal((2, 12, 11))
+    T, fac, bad = ros._factor(st, hg)
+    x = ros._solve(st, hg, T, fac, rhs)
+    _, U, Vh, lam = st.cache[:4]
+    Px = task._observed * x
+    Kx = U @ (lam * (np.swapaxes(U, -1, -2) @ Px @ np.swapaxes(Vh, -1, -2))) @ Vh
+    assert not bad.any()
+    np.testing.assert_allclose(x + hg[:, None, None] * Kx, rhs, atol=1e-10 * np.abs(rhs).max())
+
+
+# --------------------------------------------------------------------------- switching: step after a switch
+def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
+    """After an explicit step with h·max λ >= STIFF the run turns stiff, and StepInfo.h_max carries the
+    step its last Rosenbrock step proposed (inf for runs that did not switch); the loop obeys the cap."""
+    from dlnvolume.flows import loop, switching
+
+    task = tasks.diagonal_2x2()
+    field = EndToEndField(task, 3, True)
+    sw = switching.Switching(field, 1e-6, 0.0, True)
+    Y = np.stack([np.diag([2.0, 1.5]), np.diag([1e-3, 1e-3])])
+    st = sw.init(Y)
+    h_ros = np.array([0.0123, 0.0456])
+    st = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, st.cache[5]))
+    lam_max = np.max(st.cache[3].reshape(2, -1), axis=1)
+    h = switching.STIFF * 1.01 / lam_max[0] * np.ones(2)  # run 0 crosses the threshold, run 1 does not
+    assert h[1] * lam_max[1] < switching.STIFF
+    trial, info = sw.step(st, h)
+    assert list(trial.cache[-1]) == [1, 0]
+    assert info.h_max[0] == pytest.approx(0.0123) and info.h_max[1] == np.inf
+
+    class Capped:
+        name, order = "capped", 2
+        seen: list = []
+
+        def init(self, Y):
+            return loop.StepState(Y, np.linalg.svd(Y, compute_uv=False), np.zeros(len(Y), bool), (np.ones_like(Y),))
+
+        def step(self, state, h):
+            self.seen.append(float(h[0]))
+            return state, loop.StepInfo(np.zeros(len(h)), np.zeros(len(h), bool), None, np.full(len(h), 1e-3))
+
+    loop.run(Capped(), task.loss, Y[:1], t_max=1.0, loss_tol=0.0, rtol=1e-6, atol=0.0, max_steps=3, log_every=1,
+             n_log=5, threshold=0.5, h0=0.5)
+    assert Capped.seen[0] == 0.5 and Capped.seen[1:] == [1e-3, 1e-3]
+
+
 # --------------------------------------------------------------------------- options and records
 def test_integrator_choice_is_recorded_and_validated():
     task = tasks.diagonal_2x2()
