@@ -84,7 +84,7 @@ class Dopri5:
         if not ok.any():
             return out
         s5 = sig_new[ok]
-        s4 = np.linalg.svd(Ynew[ok] - errm[ok], compute_uv=False)
+        s4 = self.f.svdvals(Ynew[ok] - errm[ok])
         floor = max(self.rtol * SV_FLOOR, 64 * _EPS) * s5[:, :1] + self.atol
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.abs(s5 - s4) / (self.sv_rtol * s5 + floor)

@@ -298,11 +298,10 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
             ratio = np.where(n_rej < 30, ratio, info.ratio_basic)
         if ref_sign is not None:  # invariant guard: no sign flip while σ_min is resolvable (before and after)
             was = prev_sig[active]
-            resolvable = (trial.sigma[:, -1] > _RES * trial.sigma[:, 0]) & (was[:, -1] > _RES * was[:, 0])
-            chk = resolvable & (ref_sign != 0) & ~bad
-            if chk.any():
-                flip = np.zeros(active.size, dtype=bool)
-                flip[chk] = np.sign(np.linalg.det(trial.Y[chk])) != ref_sign[chk]
+            sd_trial = _sign_det(trial.Y, trial.sigma)  # 0 where σ_min of the trial is not resolvable
+            chk = (sd_trial != 0) & (was[:, -1] > _RES * was[:, 0]) & (ref_sign != 0) & ~bad
+            flip = chk & (sd_trial != ref_sign)
+            if flip.any():
                 ratio = np.where(flip, np.inf, ratio)
         accept = (~bad) & (ratio <= 1.0)
         Lnew = np.full(active.size, np.inf)
@@ -331,9 +330,9 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
             ta_acc = t_old + y
             tc[accept] = (ta_acc - t_old) - y
             ta[accept] = ta_acc
-            st = st.put(accept, trial)
+            st = trial if accept.all() else st.put(accept, trial)
             if ref_sign is not None:  # follow the sign through states where σ_min is resolvable
-                rs = _sign_det(trial.Y[accept], trial.sigma[accept])
+                rs = sd_trial[accept]
                 ref_sign[accept] = np.where(rs != 0, rs, ref_sign[accept])
             La[accept] = Lnew[accept]
             steps[acc_g] += 1
@@ -354,7 +353,9 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         new_status[ms] = "max_steps"
         # no progress possible: the step would not change the state in float64; h_next <= 0: repeated
         # rejections underflowed the step (ends every run after at most ~1100 rejections)
-        tiny = (h_next * fro(st.cache[0]) <= _EPS * fro(st.Y)) | (h_next <= 0)
+        tiny = np.zeros(active.size, dtype=bool)
+        if not accept.all():  # only rejected runs can end this way
+            tiny = (h_next * fro(st.cache[0]) <= _EPS * fro(st.Y)) | (h_next <= 0)
         new_status[tiny & ~accept & nonfin] = "nonfinite"
         new_status[tiny & ~accept & ~nonfin] = "stalled"
         done = new_status != ""

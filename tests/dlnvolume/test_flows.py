@@ -396,3 +396,28 @@ def test_error_messages():
         flows.endpoints(task, math.inf, 3, 1e-3, method="factor")
     with pytest.raises(errors.InvalidArgumentError, match="'X0' cannot be passed"):
         flows.endpoints(task, 2, 3, 1e-3, X0=X0)
+
+
+def test_closed_form_2x2_svd_against_lapack():
+    """``svd2x2`` (the 2×2 flows' SVD): reconstruction, orthogonality and singular values against
+    LAPACK's to ``O(eps·σ_1)``, on random matrices, rank-deficient, coincident, reflected, nearly singular
+    (σ_2/σ_1 = 1e-11) and extreme-scale (1e±300) ones."""
+    from dlnvolume.flows.field import svd2x2
+
+    rng = np.random.default_rng(SEED)
+    Y = rng.standard_normal((300, 2, 2)) * np.exp(rng.normal(0, 5, (300, 1, 1)))
+    Q, _ = np.linalg.qr(rng.standard_normal((2, 2)))
+    special = [np.zeros((2, 2)), np.diag([3.0, 3.0]), [[1, 2], [2, 4.0]], np.diag([1e-3, 1e-14]), [[0, 1], [1, 0.0]],
+               np.diag([1e-300, 2e-300]), np.diag([1e300, -2e300]), Q @ np.diag([1.0, 1e-11]) @ Q.T, [[0, -1], [1, 0.0]],
+               np.diag([-1.0, -1.0]), [[0, 0], [0, 5.0]]]
+    Y[: len(special)] = np.array(special, dtype=float)
+    U, s, Vh = svd2x2(Y)
+    s_ref = np.linalg.svd(Y, compute_uv=False)
+    s1 = np.maximum(s_ref[:, :1], 1e-300)
+    assert np.all(np.isfinite(U)) and np.all(np.isfinite(Vh)) and np.all(s[:, 0] >= s[:, 1]) and np.all(s >= 0)
+    np.testing.assert_allclose(np.swapaxes(U, -1, -2) @ U, np.broadcast_to(np.eye(2), U.shape), atol=4e-16)
+    np.testing.assert_allclose(Vh @ np.swapaxes(Vh, -1, -2), np.broadcast_to(np.eye(2), U.shape), atol=4e-16)
+    assert np.max(np.abs(U @ (s[..., None] * Vh) - Y) / s1[:, :, None]) < 4e-15
+    assert np.max(np.abs(s - s_ref) / s1) < 4e-15
+    np.testing.assert_array_equal(svd2x2(Y, compute_uv=False), s)
+    assert s[7, 1] == pytest.approx(1e-11, rel=1e-4)  # the small one to O(eps·σ_1)
