@@ -66,7 +66,7 @@ REGISTRY: dict[str, MethodSpec] = {
     "emcee": MethodSpec("emcee", ("gibbs",), "any", "emcee ensemble on the SVD coordinates θ (or X)",
                         kernel=_emcee, options=("n_walkers", "coordinates")),
     "smc": MethodSpec("smc", ("gibbs",), "any", "tempered SMC on θ with batched MALA (samplers.smc)",
-                      run=_smc, population=True, options=("n_mcmc", "final_mcmc", "target_ess")),
+                      run=_smc, population=True, options=("n_mcmc", "final_mcmc", "target_ess", "kernel")),
     "solution_smc": MethodSpec("solution_smc", ("solution_set",), "any",
                                "SMC centres + kernel-mixture importance sampling on S ∩ M_r (samplers.solution_set)",
                                run=_solution_smc, population=True, options=("beta_max", "n_mcmc", "n_walk")),

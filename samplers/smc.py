@@ -168,6 +168,134 @@ def mala_sweep(
     return theta, lp, g, acc
 
 
+# ----------------------------------------------------------------------------- rank-1 factor chart
+def factor_from_theta(theta: np.ndarray, m: int, n: int) -> np.ndarray:
+    """Rank 1: ``φ = (a, b, w)`` with ``a = A/k``, ``b = B/k``, ``w = log(|A||B|)``, ``k = e^{(w-u)/2}``.
+
+    Then ``X(θ) = a bᵀ`` and ``|a||b| = e^u``; the inverse is :func:`theta_from_factor`.
+    """
+    u = theta[:, 0]
+    A = theta[:, 1:1 + m]
+    B = theta[:, 1 + m:1 + m + n]
+    w = np.log(np.linalg.norm(A, axis=1)) + np.log(np.linalg.norm(B, axis=1))
+    k = np.exp(0.5 * (w - u))
+    return np.concatenate([A / k[:, None], B / k[:, None], w[:, None]], axis=1)
+
+
+def theta_from_factor(phi: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``θ = (u, k a, k b)`` with ``u = log|a| + log|b|``, ``k = e^{(w-u)/2}``; returns ``(θ, k)``."""
+    a = phi[:, :m]
+    b = phi[:, m:m + n]
+    w = phi[:, m + n]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        u = np.log(np.linalg.norm(a, axis=1)) + np.log(np.linalg.norm(b, axis=1))
+        k = np.exp(0.5 * (w - u))
+        theta = np.concatenate([u[:, None], k[:, None] * a, k[:, None] * b], axis=1)
+    return theta, k
+
+
+def factor_log_jacobian(phi: np.ndarray, m: int, n: int) -> np.ndarray:
+    """``log |det ∂θ/∂φ| = (m + n) log k = (m + n)(w - u)/2`` (so ``p_φ(φ) = p_θ(θ(φ)) k^{m+n}``).
+
+    Why: ``a ↦ A = k a`` keeps the direction; in polar coordinates ``dA = |A|^{m-1} d|A| dω``,
+    ``da = |a|^{m-1} d|a| dω``, and ``(log|a|, log|b|, w) ↦ (u, log|A|, log|B|)`` is linear with
+    determinant ``-1`` (``u = ℓ_a + ℓ_b``, ``log|A| = (w + ℓ_a - ℓ_b)/2``, ``log|B| = (w + ℓ_b - ℓ_a)/2``);
+    hence ``dθ = (|A|/|a|)^m (|B|/|b|)^n dφ = k^{m+n} dφ``.
+    """
+    a = phi[:, :m]
+    b = phi[:, m:m + n]
+    with np.errstate(divide="ignore"):
+        u = np.log(np.linalg.norm(a, axis=1)) + np.log(np.linalg.norm(b, axis=1))
+    return 0.5 * (m + n) * (phi[:, m + n] - u)
+
+
+def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``log p_φ = log p_θ(θ(φ)) + log k^{m+n}`` and its φ-gradient, from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``."""
+    theta, k = theta_from_factor(phi, m, n)
+    bad = ~np.all(np.isfinite(theta), axis=1)
+    theta = np.where(bad[:, None], 1.0, theta)
+    lp, g = fn(theta)
+    a = phi[:, :m]
+    b = phi[:, m:m + n]
+    with np.errstate(all="ignore"):
+        na2 = np.sum(a * a, axis=1)
+        nb2 = np.sum(b * b, axis=1)
+        gu, gA, gB = g[:, 0], g[:, 1:1 + m], g[:, 1 + m:1 + m + n]
+        s = k * (np.sum(a * gA, axis=1) + np.sum(b * gB, axis=1))
+        c = gu - 0.5 * s - 0.5 * (m + n)
+        ga = (c / na2)[:, None] * a + k[:, None] * gA
+        gb = (c / nb2)[:, None] * b + k[:, None] * gB
+        gw = 0.5 * s + 0.5 * (m + n)
+        out = np.concatenate([ga, gb, gw[:, None]], axis=1)
+        lp = lp + factor_log_jacobian(phi, m, n)
+    lp = np.where(bad | np.isnan(lp), -np.inf, lp)
+    out = np.where(np.isfinite(out), out, 0.0)
+    return lp, out
+
+
+def factor_gauss_newton(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``JᵀJ`` of the observed residual ``P_Ω(a bᵀ - M)`` w.r.t. ``φ = (a, b, w)``, shape ``(P, m+n+1, m+n+1)``.
+
+    ``∂X_ij/∂a_i = b_j``, ``∂X_ij/∂b_j = a_i``: blocks ``diag(Ω b²)``, ``diag(Ωᵀ a²)`` and ``Ω ∘ a bᵀ``.
+    """
+    m, n = mask.shape
+    a = phi[:, :m]
+    b = phi[:, m:m + n]
+    Om = mask.astype(np.float64)
+    d = m + n + 1
+    G = np.zeros((phi.shape[0], d, d))
+    ia = np.arange(m)
+    ib = m + np.arange(n)
+    G[:, ia, ia] = (b * b) @ Om.T
+    G[:, ib, ib] = (a * a) @ Om
+    C = Om * a[:, :, None] * b[:, None, :]
+    G[:, :m, m:m + n] = C
+    G[:, m:m + n, :m] = np.swapaxes(C, 1, 2)
+    return G
+
+
+def mmala_sweep(
+    logp_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    metric: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray, lp: np.ndarray, g: np.ndarray, eig: tuple[np.ndarray, np.ndarray], h: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """One simplified manifold MALA step (Girolami & Calderhead 2011, no Christoffel terms) per particle.
+
+    Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G(x) = V diag(λ) Vᵀ`` (``eig``
+    holds ``(λ, V)`` at the current points); Metropolis–Hastings with the proposal densities at both
+    points, so exact for any position-dependent ``metric``. Returns ``(x, lp, g, eig, accept_prob)``.
+    """
+    lam, V = eig
+    xi = rng.standard_normal(x.shape)
+    vg = np.einsum("pji,pj->pi", V, g)
+    drift = np.einsum("pij,pj->pi", V, vg / lam)
+    noise = np.einsum("pij,pj->pi", V, xi / np.sqrt(lam))
+    prop = x + 0.5 * h * drift + math.sqrt(h) * noise
+    ok = np.all(np.isfinite(prop), axis=1)
+    prop = np.where(ok[:, None], prop, x)
+    lp2, g2 = logp_grad(prop)
+    lam2, V2 = np.linalg.eigh(metric(prop))
+    lam2 = np.maximum(lam2, 1e-300)
+    with np.errstate(invalid="ignore", over="ignore"):
+        vg2 = np.einsum("pji,pj->pi", V2, g2)
+        back = x - prop - 0.5 * h * np.einsum("pij,pj->pi", V2, vg2 / lam2)
+        vb = np.einsum("pji,pj->pi", V2, back)
+        log_rev = -0.5 * np.sum(lam2 * vb * vb, axis=1) / h + 0.5 * np.sum(np.log(lam2), axis=1)
+        log_fwd = -0.5 * np.sum(xi * xi, axis=1) + 0.5 * np.sum(np.log(lam), axis=1)
+        log_a = lp2 - lp + log_rev - log_fwd
+    log_a = np.where(np.isnan(log_a) | ~ok, -np.inf, log_a)
+    acc = np.exp(np.minimum(log_a, 0.0))
+    take = np.log(rng.uniform(size=lp.shape)) < log_a
+    x = np.where(take[:, None], prop, x)
+    lp = np.where(take, lp2, lp)
+    g = np.where(take[:, None], g2, g)
+    lam = np.where(take[:, None], lam2, lam)
+    V = np.where(take[:, None, None], V2, V)
+    return x, lp, g, (lam, V), acc
+
+
 @dataclass
 class SMCRun:
     """One replicate of tempered SMC: equally weighted particles (ancestor order) and its record."""
@@ -181,6 +309,20 @@ class SMCRun:
     n_evaluations: int = 0
     stage_ess: list[float] = field(default_factory=list)
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # last resampling
+
+
+KERNELS = ("auto", "diagonal", "factor")
+
+
+def resolve_kernel(kernel: Any, rank: int) -> str:
+    """``kernel`` checked (``InvalidArgumentError`` naming it) and ``"auto"`` resolved for ``rank``."""
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise InvalidArgumentError(f"kernel={kernel!r}; expected one of {', '.join(map(repr, KERNELS))}")
+    if kernel == "auto":
+        return "factor" if rank == 1 else "diagonal"
+    if kernel == "factor" and rank != 1:
+        raise InvalidArgumentError(f"kernel='factor' needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
+    return kernel
 
 
 def _next_s(path: ThetaPath, s: float, parts: tuple[np.ndarray, np.ndarray, np.ndarray], target_ess: float) -> tuple[float, np.ndarray]:
@@ -224,10 +366,19 @@ def run_tempered_smc(
     final_mcmc: int = 0,
     target_ess: float = 0.5,
     max_stages: int = 500,
+    kernel: str = "diagonal",
 ) -> SMCRun:
-    """Run adaptive tempered SMC along ``path`` to its end; see the module docstring."""
+    """Run adaptive tempered SMC along ``path`` to its end; see the module docstring.
+
+    ``kernel``: ``"diagonal"`` (MALA in θ, diagonal preconditioner), ``"factor"`` (rank 1 only: simplified
+    manifold MALA in the factor chart ``φ = (a, b, w)``, ``X = a bᵀ``, metric ``β JᵀJ + D^{-1}``) or
+    ``"auto"`` (``"factor"`` for rank 1, ``"diagonal"`` otherwise).
+    """
     if not 0 < target_ess < 1:
         raise InvalidArgumentError(f"target_ess={target_ess!r}; expected a fraction in (0, 1)")
+    kernel = resolve_kernel(kernel, path.target_a.rank)
+    m_, n_ = path.target_a.shape
+    mask = path.target_a.task.mask
     P = n_particles
     theta = path.sample_base(P, rng)
     s = 0.0
@@ -256,18 +407,43 @@ def run_tempered_smc(
         s = s_new
         lam, beta = path.schedule(s)
         fn = lambda th, lam=lam, beta=beta: path.logp_grad(th, lam, beta)  # noqa: E731
-        lp, g = fn(theta)
-        n_eval += 2 * P
-        scale = np.std(theta, axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
         steps = n_mcmc + (final_mcmc if s >= path.s_end else 0)
         accs = []
-        for _ in range(steps):
-            theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+        if kernel == "factor":
+            phi = factor_from_theta(theta, m_, n_)
+            var = np.var(phi, axis=0)
+            prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 1.0)
+
+            def ffn(x: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:
+                return factor_logp_grad(fn, x, m_, n_)
+
+            def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
+                G = beta * factor_gauss_newton(x, mask)
+                G[:, np.arange(prec.size), np.arange(prec.size)] += prec
+                return G
+
+            lp, g = ffn(phi)
+            lam_, V_ = np.linalg.eigh(metric(phi))
+            eig = (np.maximum(lam_, 1e-300), V_)
             n_eval += 2 * P
-            a = float(np.mean(acc))
-            accs.append(a)
-            h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+            for _ in range(steps):
+                phi, lp, g, eig, acc = mmala_sweep(ffn, metric, phi, lp, g, eig, h, rng)
+                n_eval += 2 * P
+                a = float(np.mean(acc))
+                accs.append(a)
+                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+            theta = theta_from_factor(phi, m_, n_)[0]
+        else:
+            lp, g = fn(theta)
+            n_eval += 2 * P
+            scale = np.std(theta, axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+            for _ in range(steps):
+                theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+                n_eval += 2 * P
+                a = float(np.mean(acc))
+                accs.append(a)
+                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
         run.schedule.append((lam, beta))
         run.accept.append(float(np.mean(accs)) if accs else float("nan"))
         if s >= path.s_end:
@@ -332,7 +508,7 @@ def _gibbs_replicate(payload: dict[str, Any]) -> dict[str, Any]:
         rng = np.random.default_rng(int(seed))
         path = default_path(target)
         run = run_tempered_smc(path, payload["n"], rng, n_mcmc=payload["n_mcmc"], final_mcmc=payload["final_mcmc"],
-                               target_ess=payload["target_ess"])
+                               target_ess=payload["target_ess"], kernel=payload["kernel"])
         perm = sibling_order(run.parents, rng)
         theta = run.theta[perm]
         X = target.to_matrix(theta)
@@ -363,6 +539,7 @@ def sample_gibbs(
     n_mcmc: int = 10,
     final_mcmc: int = 20,
     target_ess: float = 0.8,
+    kernel: str = "auto",
 ) -> Any:
     """Tempered SMC for a :class:`GibbsTarget` on any stratum: one replicate of ``n_draws`` particles per chain.
 
@@ -384,10 +561,12 @@ def sample_gibbs(
     n_chains = check_int(n_chains, "n_chains", minimum=1)
     n_mcmc = check_int(n_mcmc, "n_mcmc", minimum=1)
     final_mcmc = check_int(final_mcmc, "final_mcmc", minimum=0)
+    resolve_kernel(kernel, target.rank)
     seeds = spawn_seeds(rng, n_chains)
     bs = check_int(batch_size if batch_size is not None else 1, "batch_size", minimum=1)
     payloads = [{"target": target, "seeds": [int(seeds[i]) for i in idx], "n": n_draws, "n_mcmc": n_mcmc,
-                 "final_mcmc": final_mcmc, "target_ess": target_ess} for idx in make_batches(n_chains, bs)]
+                 "final_mcmc": final_mcmc, "target_ess": target_ess,
+                 "kernel": kernel} for idx in make_batches(n_chains, bs)]
     results = run_batches(_gibbs_replicate, payloads, executor=executor, workers=workers, progress=progress,
                           desc="smc replicates")
     rows = [row for batch in results for row in batch["rows"]]
