@@ -170,64 +170,55 @@ def mala_sweep(
 
 # ----------------------------------------------------------------------------- rank-1 factor chart
 def factor_from_theta(theta: np.ndarray, m: int, n: int) -> np.ndarray:
-    """Rank 1: ``φ = (a, b, w)`` with ``a = A/k``, ``b = B/k``, ``w = log(|A||B|)``, ``k = e^{(w-u)/2}``.
+    """Rank 1: the factor chart ``φ = (A, z, w)`` of ``θ = (u, A, B)``: ``z = e^u B/|B|``, ``w = log|B|``.
 
-    Then ``X(θ) = a bᵀ`` and ``|a||b| = e^u``; the inverse is :func:`theta_from_factor`.
+    Then ``X(θ) = (A/|A|) zᵀ``: the scale sits in ``z``, so a solution set ``{â (t, b′)ᵀ}`` that is a
+    straight segment in ``X`` along an unobserved column is a straight line in ``z`` (``A`` fixed), and the
+    radial part of ``A`` (which ``X`` ignores) is a straight line too. Inverse: :func:`theta_from_factor`.
     """
     u = theta[:, 0]
     A = theta[:, 1:1 + m]
     B = theta[:, 1 + m:1 + m + n]
-    w = np.log(np.linalg.norm(A, axis=1)) + np.log(np.linalg.norm(B, axis=1))
-    k = np.exp(0.5 * (w - u))
-    return np.concatenate([A / k[:, None], B / k[:, None], w[:, None]], axis=1)
+    nB = np.linalg.norm(B, axis=1)
+    return np.concatenate([A, B * (np.exp(u) / nB)[:, None], np.log(nB)[:, None]], axis=1)
 
 
-def theta_from_factor(phi: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``θ = (u, k a, k b)`` with ``u = log|a| + log|b|``, ``k = e^{(w-u)/2}``; returns ``(θ, k)``."""
-    a = phi[:, :m]
-    b = phi[:, m:m + n]
+def theta_from_factor(phi: np.ndarray, m: int, n: int) -> np.ndarray:
+    """``θ = (log|z|, A, e^w z/|z|)``."""
+    z = phi[:, m:m + n]
     w = phi[:, m + n]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        u = np.log(np.linalg.norm(a, axis=1)) + np.log(np.linalg.norm(b, axis=1))
-        k = np.exp(0.5 * (w - u))
-        theta = np.concatenate([u[:, None], k[:, None] * a, k[:, None] * b], axis=1)
-    return theta, k
+        nz = np.linalg.norm(z, axis=1)
+        return np.concatenate([np.log(nz)[:, None], phi[:, :m], z * (np.exp(w) / nz)[:, None]], axis=1)
 
 
 def factor_log_jacobian(phi: np.ndarray, m: int, n: int) -> np.ndarray:
-    """``log |det ∂θ/∂φ| = (m + n) log k = (m + n)(w - u)/2`` (so ``p_φ(φ) = p_θ(θ(φ)) k^{m+n}``).
+    """``log |det ∂θ/∂φ| = n (w − log|z|)``.
 
-    Why: ``a ↦ A = k a`` keeps the direction; in polar coordinates ``dA = |A|^{m-1} d|A| dω``,
-    ``da = |a|^{m-1} d|a| dω``, and ``(log|a|, log|b|, w) ↦ (u, log|A|, log|B|)`` is linear with
-    determinant ``-1`` (``u = ℓ_a + ℓ_b``, ``log|A| = (w + ℓ_a - ℓ_b)/2``, ``log|B| = (w + ℓ_b - ℓ_a)/2``);
-    hence ``dθ = (|A|/|a|)^m (|B|/|b|)^n dφ = k^{m+n} dφ``.
+    Why: ``A`` is unchanged; ``z`` and ``B`` share their direction, and in polar coordinates
+    ``dB = |B|^n d log|B| dω = e^{nw} dw dω``, ``dz = |z|^n d log|z| dω = e^{nu} du dω``.
     """
-    a = phi[:, :m]
-    b = phi[:, m:m + n]
     with np.errstate(divide="ignore"):
-        u = np.log(np.linalg.norm(a, axis=1)) + np.log(np.linalg.norm(b, axis=1))
-    return 0.5 * (m + n) * (phi[:, m + n] - u)
+        return n * (phi[:, m + n] - np.log(np.linalg.norm(phi[:, m:m + n], axis=1)))
 
 
 def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``log p_φ = log p_θ(θ(φ)) + log k^{m+n}`` and its φ-gradient, from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``."""
-    theta, k = theta_from_factor(phi, m, n)
+    """``log p_φ = log p_θ(θ(φ)) + log|det ∂θ/∂φ|`` and its φ-gradient, from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``."""
+    theta = theta_from_factor(phi, m, n)
     bad = ~np.all(np.isfinite(theta), axis=1)
     theta = np.where(bad[:, None], 1.0, theta)
     lp, g = fn(theta)
-    a = phi[:, :m]
-    b = phi[:, m:m + n]
+    z = phi[:, m:m + n]
     with np.errstate(all="ignore"):
-        na2 = np.sum(a * a, axis=1)
-        nb2 = np.sum(b * b, axis=1)
+        nz2 = np.sum(z * z, axis=1)
+        zh = z / np.sqrt(nz2)[:, None]
         gu, gA, gB = g[:, 0], g[:, 1:1 + m], g[:, 1 + m:1 + m + n]
-        s = k * (np.sum(a * gA, axis=1) + np.sum(b * gB, axis=1))
-        c = gu - 0.5 * s - 0.5 * (m + n)
-        ga = (c / na2)[:, None] * a + k[:, None] * gA
-        gb = (c / nb2)[:, None] * b + k[:, None] * gB
-        gw = 0.5 * s + 0.5 * (m + n)
-        out = np.concatenate([ga, gb, gw[:, None]], axis=1)
+        B = theta[:, 1 + m:1 + m + n]
+        kB = np.exp(phi[:, m + n]) / np.sqrt(nz2)
+        gz = ((gu - n) / nz2)[:, None] * z + kB[:, None] * (gB - np.sum(zh * gB, axis=1)[:, None] * zh)
+        gw = np.sum(B * gB, axis=1) + n
+        out = np.concatenate([gA, gz, gw[:, None]], axis=1)
         lp = lp + factor_log_jacobian(phi, m, n)
     lp = np.where(bad | np.isnan(lp), -np.inf, lp)
     out = np.where(np.isfinite(out), out, 0.0)
@@ -235,55 +226,93 @@ def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], 
 
 
 def factor_gauss_newton(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``JᵀJ`` of the observed residual ``P_Ω(a bᵀ - M)`` w.r.t. ``φ = (a, b, w)``, shape ``(P, m+n+1, m+n+1)``.
+    """``JᵀJ`` of the observed residual ``P_Ω(Q zᵀ − M)``, ``Q = A/|A|``, w.r.t. ``φ = (A, z, w)``.
 
-    ``∂X_ij/∂a_i = b_j``, ``∂X_ij/∂b_j = a_i``: blocks ``diag(Ω b²)``, ``diag(Ωᵀ a²)`` and ``Ω ∘ a bᵀ``.
+    ``∂X_ij/∂z_j = Q_i``, ``∂X_ij/∂A = z_j (I − QQᵀ)_i /|A|``; shape ``(P, m+n+1, m+n+1)``.
     """
     m, n = mask.shape
-    a = phi[:, :m]
-    b = phi[:, m:m + n]
     Om = mask.astype(np.float64)
+    A = phi[:, :m]
+    z = phi[:, m:m + n]
+    nA = np.linalg.norm(A, axis=1)
+    Q = A / nA[:, None]
+    Pr = np.eye(m) - Q[:, :, None] * Q[:, None, :]  # (P, m, m)
     d = m + n + 1
     G = np.zeros((phi.shape[0], d, d))
-    ia = np.arange(m)
+    wrow = (z * z) @ Om.T  # (P, m): Σ_j Ω_ij z_j²
+    G[:, :m, :m] = np.einsum("pik,pi,pil->pkl", Pr, wrow, Pr) / (nA * nA)[:, None, None]
     ib = m + np.arange(n)
-    G[:, ia, ia] = (b * b) @ Om.T
-    G[:, ib, ib] = (a * a) @ Om
-    C = Om * a[:, :, None] * b[:, None, :]
+    G[:, ib, ib] = (Q * Q) @ Om
+    C = np.einsum("pik,ij,pi->pkj", Pr, Om, Q) * (z / nA[:, None])[:, None, :]  # (P, m, n)
     G[:, :m, m:m + n] = C
     G[:, m:m + n, :m] = np.swapaxes(C, 1, 2)
     return G
 
 
+def factor_metric(phi: np.ndarray, mask: np.ndarray, beta: float, prec: np.ndarray) -> np.ndarray:
+    """``G(φ) = β JᵀJ + diag(prec)`` (Gauss–Newton in the factor chart plus the particle precisions)."""
+    G = beta * factor_gauss_newton(phi, mask)
+    d = prec.size
+    G[:, np.arange(d), np.arange(d)] += prec
+    return G
+
+
+def _tri_solve(L: np.ndarray, b: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """Batched ``L y = b`` (or ``Lᵀ y = b``) for lower-triangular ``L`` (P, d, d) and ``b`` (P, d)."""
+    d = L.shape[-1]
+    y = np.zeros_like(b)
+    rows = range(d - 1, -1, -1) if transpose else range(d)
+    for i in rows:
+        if transpose:
+            acc = np.einsum("pk,pk->p", L[:, i + 1:, i], y[:, i + 1:])
+        else:
+            acc = np.einsum("pk,pk->p", L[:, i, :i], y[:, :i])
+        y[:, i] = (b[:, i] - acc) / L[:, i, i]
+    return y
+
+
+def metric_cache(metric: Callable[[np.ndarray], np.ndarray], x: np.ndarray, g: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(L, G^{-1} g, log det G)`` at ``x`` with ``G = metric(x) = L Lᵀ`` (batched Cholesky)."""
+    G = metric(x)
+    ok = np.all(np.isfinite(G), axis=(1, 2))
+    eye = np.eye(G.shape[-1])
+    G = np.where(ok[:, None, None], G, eye)
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:  # numerically indefinite rows: clamp their eigenvalues
+        lam, V = np.linalg.eigh(G)
+        lam = np.maximum(lam, 1e-12 * np.max(np.abs(lam), axis=1, keepdims=True) + 1e-300)
+        L = np.linalg.cholesky((V * lam[:, None, :]) @ np.swapaxes(V, 1, 2))
+    drift = _tri_solve(L, _tri_solve(L, g), transpose=True)
+    logdet = 2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+    return L, drift, np.where(ok, logdet, np.nan)
+
+
 def mmala_sweep(
     logp_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     metric: Callable[[np.ndarray], np.ndarray],
-    x: np.ndarray, lp: np.ndarray, g: np.ndarray, eig: tuple[np.ndarray, np.ndarray], h: float,
+    x: np.ndarray, lp: np.ndarray, g: np.ndarray, cache: tuple[np.ndarray, np.ndarray, np.ndarray], h: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """One simplified manifold MALA step (Girolami & Calderhead 2011, no Christoffel terms) per particle.
 
-    Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G(x) = V diag(λ) Vᵀ`` (``eig``
-    holds ``(λ, V)`` at the current points); Metropolis–Hastings with the proposal densities at both
-    points, so exact for any position-dependent ``metric``. Returns ``(x, lp, g, eig, accept_prob)``.
+    Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G = metric`` (``cache`` =
+    :func:`metric_cache` at the current points); Metropolis–Hastings with the proposal densities at both
+    points, so exact for any position-dependent metric. Returns ``(x, lp, g, cache, accept_prob)``.
     """
-    lam, V = eig
+    L, drift, logdet = cache
     xi = rng.standard_normal(x.shape)
-    vg = np.einsum("pji,pj->pi", V, g)
-    drift = np.einsum("pij,pj->pi", V, vg / lam)
-    noise = np.einsum("pij,pj->pi", V, xi / np.sqrt(lam))
-    prop = x + 0.5 * h * drift + math.sqrt(h) * noise
+    prop = x + 0.5 * h * drift + math.sqrt(h) * _tri_solve(L, xi, transpose=True)
     ok = np.all(np.isfinite(prop), axis=1)
     prop = np.where(ok[:, None], prop, x)
     lp2, g2 = logp_grad(prop)
-    lam2, V2 = np.linalg.eigh(metric(prop))
-    lam2 = np.maximum(lam2, 1e-300)
+    L2, drift2, logdet2 = metric_cache(metric, prop, g2)
     with np.errstate(invalid="ignore", over="ignore"):
-        vg2 = np.einsum("pji,pj->pi", V2, g2)
-        back = x - prop - 0.5 * h * np.einsum("pij,pj->pi", V2, vg2 / lam2)
-        vb = np.einsum("pji,pj->pi", V2, back)
-        log_rev = -0.5 * np.sum(lam2 * vb * vb, axis=1) / h + 0.5 * np.sum(np.log(lam2), axis=1)
-        log_fwd = -0.5 * np.sum(xi * xi, axis=1) + 0.5 * np.sum(np.log(lam), axis=1)
+        back = x - prop - 0.5 * h * drift2
+        lb = np.einsum("pji,pj->pi", L2, back)  # L2ᵀ back
+        log_rev = -0.5 * np.sum(lb * lb, axis=1) / h + 0.5 * logdet2
+        log_fwd = -0.5 * np.sum(xi * xi, axis=1) + 0.5 * logdet
         log_a = lp2 - lp + log_rev - log_fwd
     log_a = np.where(np.isnan(log_a) | ~ok, -np.inf, log_a)
     acc = np.exp(np.minimum(log_a, 0.0))
@@ -291,9 +320,8 @@ def mmala_sweep(
     x = np.where(take[:, None], prop, x)
     lp = np.where(take, lp2, lp)
     g = np.where(take[:, None], g2, g)
-    lam = np.where(take[:, None], lam2, lam)
-    V = np.where(take[:, None, None], V2, V)
-    return x, lp, g, (lam, V), acc
+    cache = (np.where(take[:, None, None], L2, L), np.where(take[:, None], drift2, drift), np.where(take, logdet2, logdet))
+    return x, lp, g, cache, acc
 
 
 @dataclass
@@ -418,21 +446,18 @@ def run_tempered_smc(
                 return factor_logp_grad(fn, x, m_, n_)
 
             def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
-                G = beta * factor_gauss_newton(x, mask)
-                G[:, np.arange(prec.size), np.arange(prec.size)] += prec
-                return G
+                return factor_metric(x, mask, beta, prec)
 
             lp, g = ffn(phi)
-            lam_, V_ = np.linalg.eigh(metric(phi))
-            eig = (np.maximum(lam_, 1e-300), V_)
+            cache = metric_cache(metric, phi, g)
             n_eval += 2 * P
             for _ in range(steps):
-                phi, lp, g, eig, acc = mmala_sweep(ffn, metric, phi, lp, g, eig, h, rng)
+                phi, lp, g, cache, acc = mmala_sweep(ffn, metric, phi, lp, g, cache, h, rng)
                 n_eval += 2 * P
                 a = float(np.mean(acc))
                 accs.append(a)
                 h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
-            theta = theta_from_factor(phi, m_, n_)[0]
+            theta = theta_from_factor(phi, m_, n_)
         else:
             lp, g = fn(theta)
             n_eval += 2 * P
