@@ -202,13 +202,9 @@ def factor_log_jacobian(phi: np.ndarray, m: int, n: int) -> np.ndarray:
         return n * (phi[:, m + n] - np.log(np.linalg.norm(phi[:, m:m + n], axis=1)))
 
 
-def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``log p_φ = log p_θ(θ(φ)) + log|det ∂θ/∂φ|`` and its φ-gradient, from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``."""
-    theta = theta_from_factor(phi, m, n)
-    bad = ~np.all(np.isfinite(theta), axis=1)
-    theta = np.where(bad[:, None], 1.0, theta)
-    lp, g = fn(theta)
+def factor_pullback(phi: np.ndarray, theta: np.ndarray, lp: np.ndarray, g: np.ndarray, m: int, n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``log p_φ = log p_θ + log|det ∂θ/∂φ|`` and its φ-gradient from ``(log p_θ, ∇_θ log p_θ)`` at ``θ = θ(φ)``."""
     z = phi[:, m:m + n]
     with np.errstate(all="ignore"):
         nz2 = np.sum(z * z, axis=1)
@@ -220,9 +216,22 @@ def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], 
         gw = np.sum(B * gB, axis=1) + n
         out = np.concatenate([gA, gz, gw[:, None]], axis=1)
         lp = lp + factor_log_jacobian(phi, m, n)
-    lp = np.where(bad | np.isnan(lp), -np.inf, lp)
+    lp = np.where(np.isnan(lp), -np.inf, lp)
     out = np.where(np.isfinite(out), out, 0.0)
     return lp, out
+
+
+def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log p_φ, ∇_φ log p_φ, aux)`` at ``φ`` from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``; ``aux = [log p_θ, ∇_θ log p_θ]``
+    at ``θ(φ)`` (so a θ-kernel can continue without evaluating again)."""
+    theta = theta_from_factor(phi, m, n)
+    bad = ~np.all(np.isfinite(theta), axis=1)
+    theta = np.where(bad[:, None], 1.0, theta)
+    lpt, gt = fn(theta)
+    lpt = np.where(bad, -np.inf, lpt)
+    lp, out = factor_pullback(phi, theta, lpt, gt, m, n)
+    return lp, out, np.concatenate([lpt[:, None], gt], axis=1)
 
 
 def factor_gauss_newton(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -293,20 +302,23 @@ def mmala_sweep(
     logp_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     metric: Callable[[np.ndarray], np.ndarray],
     x: np.ndarray, lp: np.ndarray, g: np.ndarray, cache: tuple[np.ndarray, np.ndarray, np.ndarray], h: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    rng: np.random.Generator, aux: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
     """One simplified manifold MALA step (Girolami & Calderhead 2011, no Christoffel terms) per particle.
 
     Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G = metric`` (``cache`` =
     :func:`metric_cache` at the current points); Metropolis–Hastings with the proposal densities at both
-    points, so exact for any position-dependent metric. Returns ``(x, lp, g, cache, accept_prob)``.
+    points, so exact for any position-dependent metric. ``logp_grad`` returns ``(lp, g)`` or ``(lp, g, aux)``
+    (per-particle rows carried along with the accepted points). Returns ``(x, lp, g, cache, accept_prob, aux)``.
     """
     L, drift, logdet = cache
     xi = rng.standard_normal(x.shape)
     prop = x + 0.5 * h * drift + math.sqrt(h) * _tri_solve(L, xi, transpose=True)
     ok = np.all(np.isfinite(prop), axis=1)
     prop = np.where(ok[:, None], prop, x)
-    lp2, g2 = logp_grad(prop)
+    out = logp_grad(prop)
+    lp2, g2 = out[0], out[1]
+    aux2 = out[2] if len(out) > 2 else None
     L2, drift2, logdet2 = metric_cache(metric, prop, g2)
     with np.errstate(invalid="ignore", over="ignore"):
         back = x - prop - 0.5 * h * drift2
@@ -321,7 +333,9 @@ def mmala_sweep(
     lp = np.where(take, lp2, lp)
     g = np.where(take[:, None], g2, g)
     cache = (np.where(take[:, None, None], L2, L), np.where(take[:, None], drift2, drift), np.where(take, logdet2, logdet))
-    return x, lp, g, cache, acc
+    if aux is not None and aux2 is not None:
+        aux = np.where(take[:, None], aux2, aux)
+    return x, lp, g, cache, acc, aux
 
 
 @dataclass
@@ -339,7 +353,8 @@ class SMCRun:
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # last resampling
 
 
-KERNELS = ("auto", "diagonal", "factor")
+KERNELS = ("auto", "diagonal", "factor", "mixed")
+MIXED_EVERY = 4  # kernel "mixed": one θ-MALA sweep after every 4th factor-chart sweep
 
 
 def resolve_kernel(kernel: Any, rank: int) -> str:
@@ -347,9 +362,9 @@ def resolve_kernel(kernel: Any, rank: int) -> str:
     if not isinstance(kernel, str) or kernel not in KERNELS:
         raise InvalidArgumentError(f"kernel={kernel!r}; expected one of {', '.join(map(repr, KERNELS))}")
     if kernel == "auto":
-        return "factor" if rank == 1 else "diagonal"
-    if kernel == "factor" and rank != 1:
-        raise InvalidArgumentError(f"kernel='factor' needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
+        return "mixed" if rank == 1 else "diagonal"
+    if kernel in ("factor", "mixed") and rank != 1:
+        raise InvalidArgumentError(f"kernel={kernel!r} needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
     return kernel
 
 
@@ -412,6 +427,7 @@ def run_tempered_smc(
     s = 0.0
     logZ = 0.0
     h = 0.5
+    h_d = 0.5  # step of the θ-MALA sweeps of kernel "mixed"
     run = SMCRun(theta, 0.0, 0)
     n_eval = 2 * P
     for stage in range(max_stages):
@@ -437,32 +453,43 @@ def run_tempered_smc(
         fn = lambda th, lam=lam, beta=beta: path.logp_grad(th, lam, beta)  # noqa: E731
         steps = n_mcmc + (final_mcmc if s >= path.s_end else 0)
         accs = []
-        if kernel == "factor":
+        scale = np.std(theta, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        if kernel in ("factor", "mixed"):
+            lpt, gt = fn(theta)
+            n_eval += 2 * P
             phi = factor_from_theta(theta, m_, n_)
             var = np.var(phi, axis=0)
             prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 1.0)
 
-            def ffn(x: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:
+            def ffn(x: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 return factor_logp_grad(fn, x, m_, n_)
 
             def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
                 return factor_metric(x, mask, beta, prec)
 
-            lp, g = ffn(phi)
+            lp, g = factor_pullback(phi, theta, lpt, gt, m_, n_)
             cache = metric_cache(metric, phi, g)
-            n_eval += 2 * P
-            for _ in range(steps):
-                phi, lp, g, cache, acc = mmala_sweep(ffn, metric, phi, lp, g, cache, h, rng)
+            for step in range(steps):
+                aux = np.concatenate([lpt[:, None], gt], axis=1)
+                phi, lp, g, cache, acc, aux = mmala_sweep(ffn, metric, phi, lp, g, cache, h, rng, aux)
                 n_eval += 2 * P
                 a = float(np.mean(acc))
                 accs.append(a)
                 h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
-            theta = theta_from_factor(phi, m_, n_)
+                theta = theta_from_factor(phi, m_, n_)
+                lpt, gt = aux[:, 0], aux[:, 1:]
+                if kernel == "mixed" and step % MIXED_EVERY == MIXED_EVERY - 1:
+                    theta, lpt, gt, acc = mala_sweep(fn, theta, lpt, gt, h_d, scale, rng)
+                    n_eval += 2 * P
+                    a = float(np.mean(acc))
+                    h_d = float(np.clip(h_d * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+                    phi = factor_from_theta(theta, m_, n_)
+                    lp, g = factor_pullback(phi, theta, lpt, gt, m_, n_)
+                    cache = metric_cache(metric, phi, g)
         else:
             lp, g = fn(theta)
             n_eval += 2 * P
-            scale = np.std(theta, axis=0)
-            scale = np.where(scale > 0, scale, 1.0)
             for _ in range(steps):
                 theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
                 n_eval += 2 * P
