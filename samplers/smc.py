@@ -234,6 +234,16 @@ def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], 
     return lp, out, np.concatenate([lpt[:, None], gt], axis=1)
 
 
+def factor_orientation(mask: np.ndarray) -> bool:
+    """Whether the factor kernel should use the chart of ``Xᵀ``: more fully unobserved rows than columns.
+
+    The chart puts the scale in the column factor ``z``, so a solution set that runs along an unobserved
+    column is straight in it; an unobserved row is straight in the chart of ``Xᵀ``.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    return int(np.sum(~mask.any(axis=1))) > int(np.sum(~mask.any(axis=0)))
+
+
 def factor_gauss_newton(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``JᵀJ`` of the observed residual ``P_Ω(Q zᵀ − M)``, ``Q = A/|A|``, w.r.t. ``φ = (A, z, w)``.
 
@@ -422,6 +432,12 @@ def run_tempered_smc(
     kernel = resolve_kernel(kernel, path.target_a.rank)
     m_, n_ = path.target_a.shape
     mask = path.target_a.task.mask
+    perm = np.arange(path.target_a.ndim)
+    m_o, n_o, mask_o = m_, n_, mask
+    if kernel in ("factor", "mixed") and factor_orientation(mask):  # the chart of Xᵀ: θ_o = (u, B, A)
+        perm = np.concatenate([[0], 1 + m_ + np.arange(n_), 1 + np.arange(m_)])
+        m_o, n_o, mask_o = n_, m_, mask.T
+    inv = np.argsort(perm)
     P = n_particles
     theta = path.sample_base(P, rng)
     s = 0.0
@@ -456,19 +472,26 @@ def run_tempered_smc(
         scale = np.std(theta, axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         if kernel in ("factor", "mixed"):
-            lpt, gt = fn(theta)
+            # oriented coordinates θ_o = (u, A, B) of X or of Xᵀ (factor_orientation), mapped back after the stage
+            def fn_o(th: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:
+                lp_, g_ = fn(th[:, inv])
+                return lp_, g_[:, perm]
+
+            theta = theta[:, perm]
+            scale = scale[perm]
+            lpt, gt = fn_o(theta)
             n_eval += 2 * P
-            phi = factor_from_theta(theta, m_, n_)
+            phi = factor_from_theta(theta, m_o, n_o)
             var = np.var(phi, axis=0)
             prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 1.0)
 
-            def ffn(x: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                return factor_logp_grad(fn, x, m_, n_)
+            def ffn(x: np.ndarray, fn_o: Any = fn_o) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                return factor_logp_grad(fn_o, x, m_o, n_o)
 
             def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
-                return factor_metric(x, mask, beta, prec)
+                return factor_metric(x, mask_o, beta, prec)
 
-            lp, g = factor_pullback(phi, theta, lpt, gt, m_, n_)
+            lp, g = factor_pullback(phi, theta, lpt, gt, m_o, n_o)
             cache = metric_cache(metric, phi, g)
             for step in range(steps):
                 aux = np.concatenate([lpt[:, None], gt], axis=1)
@@ -477,16 +500,17 @@ def run_tempered_smc(
                 a = float(np.mean(acc))
                 accs.append(a)
                 h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
-                theta = theta_from_factor(phi, m_, n_)
+                theta = theta_from_factor(phi, m_o, n_o)
                 lpt, gt = aux[:, 0], aux[:, 1:]
                 if kernel == "mixed" and step % MIXED_EVERY == MIXED_EVERY - 1:
-                    theta, lpt, gt, acc = mala_sweep(fn, theta, lpt, gt, h_d, scale, rng)
+                    theta, lpt, gt, acc = mala_sweep(fn_o, theta, lpt, gt, h_d, scale, rng)
                     n_eval += 2 * P
                     a = float(np.mean(acc))
                     h_d = float(np.clip(h_d * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
-                    phi = factor_from_theta(theta, m_, n_)
-                    lp, g = factor_pullback(phi, theta, lpt, gt, m_, n_)
+                    phi = factor_from_theta(theta, m_o, n_o)
+                    lp, g = factor_pullback(phi, theta, lpt, gt, m_o, n_o)
                     cache = metric_cache(metric, phi, g)
+            theta = theta[:, inv]
         else:
             lp, g = fn(theta)
             n_eval += 2 * P
