@@ -65,7 +65,7 @@ REGISTRY: dict[str, MethodSpec] = {
                         kernel=_rmala, options=("step_size", "local_step")),
     "emcee": MethodSpec("emcee", ("gibbs",), "any", "emcee ensemble on the SVD coordinates θ (or X)",
                         kernel=_emcee, options=("n_walkers", "coordinates")),
-    "smc": MethodSpec("smc", ("gibbs",), "any", "tempered SMC on θ with batched MALA (samplers.smc)",
+    "smc": MethodSpec("smc", ("gibbs",), "any", "tempered SMC on θ with batched MALA; rank 1: manifold MALA in a factor chart (samplers.smc)",
                       run=_smc, population=True, options=("n_mcmc", "final_mcmc", "target_ess", "kernel")),
     "solution_smc": MethodSpec("solution_smc", ("solution_set",), "any",
                                "SMC centres + kernel-mixture importance sampling on S ∩ M_r (samplers.solution_set)",

@@ -23,8 +23,14 @@ default); (2) ``log Z += log mean(w)``; (3) systematic resampling of the particl
 (sign pattern of the unobserved entries; stable sort, so inside a piece particles stay in ancestor order
 and descendants of one ancestor are contiguous, which the ArviZ ESS of the output then sees): the count
 of a piece changes by at most one per stage, so the masses of separated components do not random-walk
-through resampling noise; (4) ``K`` steps of preconditioned MALA on ``γ_{s'}`` batched over particles (diagonal
-preconditioner = particle variances; step size adapted between steps towards acceptance 0.57).
+through resampling noise; (4) ``K`` rejuvenation steps on ``γ_{s'}`` batched over particles, step size
+adapted between steps towards acceptance 0.57: preconditioned MALA in θ (``kernel="diagonal"``, diagonal
+preconditioner = particle variances) or, for rank 1, simplified manifold MALA (Girolami & Calderhead
+2011, no Christoffel terms) in the factor chart ``φ = (A, z, w)``, ``X = (A/|A|) zᵀ``, with the
+Gauss–Newton metric ``β JᵀJ + D^{-1}`` (``kernel="factor"``; ``"mixed"`` adds a θ-MALA sweep after every
+fourth). At large ``β`` the target is a thin ridge around the solution set; in θ that ridge is curved and
+the diagonal preconditioner cannot follow it, in the factor chart a segment of solutions along an
+unobserved column is a straight line along which ``G^{-1}`` has the particle scale.
 
 Result. ``log Z`` estimates ``log ∫ exp(log p_β(θ)) dθ`` of the target's θ-density (unbiased in ``Z``).
 Independent replicates (one per chain, seeds from ``SeedSequence.spawn``) give the Monte Carlo
@@ -423,9 +429,11 @@ def run_tempered_smc(
 ) -> SMCRun:
     """Run adaptive tempered SMC along ``path`` to its end; see the module docstring.
 
-    ``kernel``: ``"diagonal"`` (MALA in θ, diagonal preconditioner), ``"factor"`` (rank 1 only: simplified
-    manifold MALA in the factor chart ``φ = (a, b, w)``, ``X = a bᵀ``, metric ``β JᵀJ + D^{-1}``) or
-    ``"auto"`` (``"factor"`` for rank 1, ``"diagonal"`` otherwise).
+    ``kernel`` (default ``"diagonal"`` here; :func:`sample_gibbs` defaults to ``"auto"``): see
+    :func:`sample_gibbs`. ``"factor"`` and ``"mixed"`` move the particles in the factor chart
+    ``φ = (A, z, w)`` (:func:`factor_from_theta`; of ``Xᵀ`` when :func:`factor_orientation` says so) by
+    :func:`mmala_sweep` with metric ``G(φ) = β JᵀJ + D^{-1}`` (:func:`factor_metric`, ``D`` the particle
+    variances of ``φ`` at the start of the stage, ``β`` the stage's).
     """
     if not 0 < target_ess < 1:
         raise InvalidArgumentError(f"target_ess={target_ess!r}; expected a fraction in (0, 1)")
@@ -625,7 +633,15 @@ def sample_gibbs(
     The draws of a chain are its particles, siblings adjacent (:func:`sibling_order`). Component masses
     of a Gibbs target at large ``β`` come from the SMC weights only (no exact reweighting as for solution
     sets), so their Monte Carlo error grows with the number of stages after the components separate;
-    ``Chains.pieces`` and the R-hat across replicates show it.
+    ``Chains.pieces`` and the R-hat across replicates show it, unless the rejuvenation kernel moves
+    particles between the components within a stage.
+
+    ``kernel``: ``"auto"`` (default: ``"mixed"`` for rank 1, ``"diagonal"`` otherwise), ``"diagonal"``
+    (MALA in θ with the particle standard deviations as preconditioner), ``"factor"`` (rank 1: simplified
+    manifold MALA in the factor chart, :func:`factor_from_theta`, with the Gauss–Newton metric
+    ``β JᵀJ + D^{-1}``) or ``"mixed"`` (rank 1: ``"factor"`` plus one θ-MALA sweep after every
+    ``MIXED_EVERY`` factor sweeps). ``InvalidArgumentError`` for any other value, and for ``"factor"`` or
+    ``"mixed"`` on rank > 1. See docs/samplers.md §3.
     """
     from dlnvolume.validation import check_int
     from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
