@@ -210,7 +210,8 @@ def factor_log_jacobian(phi: np.ndarray, m: int, n: int) -> np.ndarray:
 
 def factor_pullback(phi: np.ndarray, theta: np.ndarray, lp: np.ndarray, g: np.ndarray, m: int, n: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``log p_φ = log p_θ + log|det ∂θ/∂φ|`` and its φ-gradient from ``(log p_θ, ∇_θ log p_θ)`` at ``θ = θ(φ)``."""
+    """``log p_φ = log p_θ + log|det ∂θ/∂φ|`` and its φ-gradient, from ``(log p_θ, ∇_θ log p_θ)`` at
+    ``θ = θ(φ)``."""
     z = phi[:, m:m + n]
     with np.errstate(all="ignore"):
         nz2 = np.sum(z * z, axis=1)
@@ -229,8 +230,8 @@ def factor_pullback(phi: np.ndarray, theta: np.ndarray, lp: np.ndarray, g: np.nd
 
 def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(log p_φ, ∇_φ log p_φ, aux)`` at ``φ`` from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``; ``aux = [log p_θ, ∇_θ log p_θ]``
-    at ``θ(φ)`` (so a θ-kernel can continue without evaluating again)."""
+    """``(log p_φ, ∇_φ log p_φ, aux)`` at ``φ`` from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``;
+    ``aux = [log p_θ, ∇_θ log p_θ]`` at ``θ(φ)`` (so a θ-kernel can continue without evaluating again)."""
     theta = theta_from_factor(phi, m, n)
     bad = ~np.all(np.isfinite(theta), axis=1)
     theta = np.where(bad[:, None], 1.0, theta)
@@ -319,7 +320,8 @@ def mmala_sweep(
     metric: Callable[[np.ndarray], np.ndarray],
     x: np.ndarray, lp: np.ndarray, g: np.ndarray, cache: tuple[np.ndarray, np.ndarray, np.ndarray], h: float,
     rng: np.random.Generator, aux: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray,
+           np.ndarray | None]:
     """One simplified manifold MALA step (Girolami & Calderhead 2011, no Christoffel terms) per particle.
 
     Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G = metric`` (``cache`` =
@@ -348,7 +350,8 @@ def mmala_sweep(
     x = np.where(take[:, None], prop, x)
     lp = np.where(take, lp2, lp)
     g = np.where(take[:, None], g2, g)
-    cache = (np.where(take[:, None, None], L2, L), np.where(take[:, None], drift2, drift), np.where(take, logdet2, logdet))
+    cache = (np.where(take[:, None, None], L2, L), np.where(take[:, None], drift2, drift),
+             np.where(take, logdet2, logdet))
     if aux is not None and aux2 is not None:
         aux = np.where(take[:, None], aux2, aux)
     return x, lp, g, cache, acc, aux
@@ -380,7 +383,8 @@ def resolve_kernel(kernel: Any, rank: int) -> str:
     if kernel == "auto":
         return "mixed" if rank == 1 else "diagonal"
     if kernel in ("factor", "mixed") and rank != 1:
-        raise InvalidArgumentError(f"kernel={kernel!r} needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
+        raise InvalidArgumentError(
+            f"kernel={kernel!r} needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
     return kernel
 
 

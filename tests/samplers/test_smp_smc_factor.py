@@ -44,7 +44,8 @@ def test_factor_chart_round_trip_matrix_and_log_jacobian():
         for k in range(p.size):
             d = np.zeros(p.size)
             d[k] = 1e-6
-            J[:, k] = (smc.theta_from_factor((p + d)[None], m, n)[0] - smc.theta_from_factor((p - d)[None], m, n)[0]) / 2e-6
+            J[:, k] = (smc.theta_from_factor((p + d)[None], m, n)[0]
+                       - smc.theta_from_factor((p - d)[None], m, n)[0]) / 2e-6
         assert np.linalg.slogdet(J)[1] == pytest.approx(smc.factor_log_jacobian(p[None], m, n)[0], abs=1e-6)
 
 
