@@ -270,7 +270,7 @@ def sample(
         ``"emcee"``: one emcee ensemble per chain on ``θ`` (:mod:`samplers.ensemble`);
         ``"smc"``: one tempered-SMC replicate of ``n_draws`` particles per chain, batched MALA on ``θ``,
         any stratum (:func:`samplers.smc.sample_gibbs`; ``options`` ``n_mcmc``, ``final_mcmc``,
-        ``target_ess``). See :mod:`samplers.registry` for what each method supports.
+        ``target_ess``, ``kernel``). See :mod:`samplers.registry` for what each method supports.
     n_draws : int >= 1
         Draws kept per chain (after thinning).
     n_chains : int >= 1

@@ -23,8 +23,14 @@ default); (2) ``log Z += log mean(w)``; (3) systematic resampling of the particl
 (sign pattern of the unobserved entries; stable sort, so inside a piece particles stay in ancestor order
 and descendants of one ancestor are contiguous, which the ArviZ ESS of the output then sees): the count
 of a piece changes by at most one per stage, so the masses of separated components do not random-walk
-through resampling noise; (4) ``K`` steps of preconditioned MALA on ``γ_{s'}`` batched over particles (diagonal
-preconditioner = particle variances; step size adapted between steps towards acceptance 0.57).
+through resampling noise; (4) ``K`` rejuvenation steps on ``γ_{s'}`` batched over particles, step size
+adapted between steps towards acceptance 0.57: preconditioned MALA in θ (``kernel="diagonal"``, diagonal
+preconditioner = particle variances) or, for rank 1, simplified manifold MALA (Girolami & Calderhead
+2011, no Christoffel terms) in the factor chart ``φ = (A, z, w)``, ``X = (A/|A|) zᵀ``, with the
+Gauss–Newton metric ``β JᵀJ + D^{-1}`` (``kernel="factor"``; ``"mixed"`` adds a θ-MALA sweep after every
+fourth). At large ``β`` the target is a thin ridge around the solution set; in θ that ridge is curved and
+the diagonal preconditioner cannot follow it, in the factor chart a segment of solutions along an
+unobserved column is a straight line along which ``G^{-1}`` has the particle scale.
 
 Result. ``log Z`` estimates ``log ∫ exp(log p_β(θ)) dθ`` of the target's θ-density (unbiased in ``Z``).
 Independent replicates (one per chain, seeds from ``SeedSequence.spawn``) give the Monte Carlo
@@ -168,6 +174,189 @@ def mala_sweep(
     return theta, lp, g, acc
 
 
+# ----------------------------------------------------------------------------- rank-1 factor chart
+def factor_from_theta(theta: np.ndarray, m: int, n: int) -> np.ndarray:
+    """Rank 1: the factor chart ``φ = (A, z, w)`` of ``θ = (u, A, B)``: ``z = e^u B/|B|``, ``w = log|B|``.
+
+    Then ``X(θ) = (A/|A|) zᵀ``: the scale sits in ``z``, so a solution set ``{â (t, b′)ᵀ}`` that is a
+    straight segment in ``X`` along an unobserved column is a straight line in ``z`` (``A`` fixed), and the
+    radial part of ``A`` (which ``X`` ignores) is a straight line too. Inverse: :func:`theta_from_factor`.
+    """
+    u = theta[:, 0]
+    A = theta[:, 1:1 + m]
+    B = theta[:, 1 + m:1 + m + n]
+    nB = np.linalg.norm(B, axis=1)
+    return np.concatenate([A, B * (np.exp(u) / nB)[:, None], np.log(nB)[:, None]], axis=1)
+
+
+def theta_from_factor(phi: np.ndarray, m: int, n: int) -> np.ndarray:
+    """``θ = (log|z|, A, e^w z/|z|)``."""
+    z = phi[:, m:m + n]
+    w = phi[:, m + n]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        nz = np.linalg.norm(z, axis=1)
+        return np.concatenate([np.log(nz)[:, None], phi[:, :m], z * (np.exp(w) / nz)[:, None]], axis=1)
+
+
+def factor_log_jacobian(phi: np.ndarray, m: int, n: int) -> np.ndarray:
+    """``log |det ∂θ/∂φ| = n (w − log|z|)``.
+
+    Why: ``A`` is unchanged; ``z`` and ``B`` share their direction, and in polar coordinates
+    ``dB = |B|^n d log|B| dω = e^{nw} dw dω``, ``dz = |z|^n d log|z| dω = e^{nu} du dω``.
+    """
+    with np.errstate(divide="ignore"):
+        return n * (phi[:, m + n] - np.log(np.linalg.norm(phi[:, m:m + n], axis=1)))
+
+
+def factor_pullback(phi: np.ndarray, theta: np.ndarray, lp: np.ndarray, g: np.ndarray, m: int, n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``log p_φ = log p_θ + log|det ∂θ/∂φ|`` and its φ-gradient, from ``(log p_θ, ∇_θ log p_θ)`` at
+    ``θ = θ(φ)``."""
+    z = phi[:, m:m + n]
+    with np.errstate(all="ignore"):
+        nz2 = np.sum(z * z, axis=1)
+        zh = z / np.sqrt(nz2)[:, None]
+        gu, gA, gB = g[:, 0], g[:, 1:1 + m], g[:, 1 + m:1 + m + n]
+        B = theta[:, 1 + m:1 + m + n]
+        kB = np.exp(phi[:, m + n]) / np.sqrt(nz2)
+        gz = ((gu - n) / nz2)[:, None] * z + kB[:, None] * (gB - np.sum(zh * gB, axis=1)[:, None] * zh)
+        gw = np.sum(B * gB, axis=1) + n
+        out = np.concatenate([gA, gz, gw[:, None]], axis=1)
+        lp = lp + factor_log_jacobian(phi, m, n)
+    lp = np.where(np.isnan(lp), -np.inf, lp)
+    out = np.where(np.isfinite(out), out, 0.0)
+    return lp, out
+
+
+def factor_logp_grad(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], phi: np.ndarray, m: int, n: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log p_φ, ∇_φ log p_φ, aux)`` at ``φ`` from ``fn(θ) = (log p_θ, ∇_θ log p_θ)``;
+    ``aux = [log p_θ, ∇_θ log p_θ]`` at ``θ(φ)`` (so a θ-kernel can continue without evaluating again)."""
+    theta = theta_from_factor(phi, m, n)
+    bad = ~np.all(np.isfinite(theta), axis=1)
+    theta = np.where(bad[:, None], 1.0, theta)
+    lpt, gt = fn(theta)
+    lpt = np.where(bad, -np.inf, lpt)
+    lp, out = factor_pullback(phi, theta, lpt, gt, m, n)
+    return lp, out, np.concatenate([lpt[:, None], gt], axis=1)
+
+
+def factor_orientation(mask: np.ndarray) -> bool:
+    """Whether the factor kernel should use the chart of ``Xᵀ``: more fully unobserved rows than columns.
+
+    The chart puts the scale in the column factor ``z``, so a solution set that runs along an unobserved
+    column is straight in it; an unobserved row is straight in the chart of ``Xᵀ``.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    return int(np.sum(~mask.any(axis=1))) > int(np.sum(~mask.any(axis=0)))
+
+
+def factor_gauss_newton(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``JᵀJ`` of the observed residual ``P_Ω(Q zᵀ − M)``, ``Q = A/|A|``, w.r.t. ``φ = (A, z, w)``.
+
+    ``∂X_ij/∂z_j = Q_i``, ``∂X_ij/∂A = z_j (I − QQᵀ)_i /|A|``; shape ``(P, m+n+1, m+n+1)``.
+    """
+    m, n = mask.shape
+    Om = mask.astype(np.float64)
+    A = phi[:, :m]
+    z = phi[:, m:m + n]
+    nA = np.linalg.norm(A, axis=1)
+    Q = A / nA[:, None]
+    Pr = np.eye(m) - Q[:, :, None] * Q[:, None, :]  # (P, m, m)
+    d = m + n + 1
+    G = np.zeros((phi.shape[0], d, d))
+    wrow = (z * z) @ Om.T  # (P, m): Σ_j Ω_ij z_j²
+    G[:, :m, :m] = np.einsum("pik,pi,pil->pkl", Pr, wrow, Pr) / (nA * nA)[:, None, None]
+    ib = m + np.arange(n)
+    G[:, ib, ib] = (Q * Q) @ Om
+    C = np.einsum("pik,ij,pi->pkj", Pr, Om, Q) * (z / nA[:, None])[:, None, :]  # (P, m, n)
+    G[:, :m, m:m + n] = C
+    G[:, m:m + n, :m] = np.swapaxes(C, 1, 2)
+    return G
+
+
+def factor_metric(phi: np.ndarray, mask: np.ndarray, beta: float, prec: np.ndarray) -> np.ndarray:
+    """``G(φ) = β JᵀJ + diag(prec)`` (Gauss–Newton in the factor chart plus the particle precisions)."""
+    G = beta * factor_gauss_newton(phi, mask)
+    d = prec.size
+    G[:, np.arange(d), np.arange(d)] += prec
+    return G
+
+
+def _tri_solve(L: np.ndarray, b: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """Batched ``L y = b`` (or ``Lᵀ y = b``) for lower-triangular ``L`` (P, d, d) and ``b`` (P, d)."""
+    d = L.shape[-1]
+    y = np.zeros_like(b)
+    rows = range(d - 1, -1, -1) if transpose else range(d)
+    for i in rows:
+        if transpose:
+            acc = np.einsum("pk,pk->p", L[:, i + 1:, i], y[:, i + 1:])
+        else:
+            acc = np.einsum("pk,pk->p", L[:, i, :i], y[:, :i])
+        y[:, i] = (b[:, i] - acc) / L[:, i, i]
+    return y
+
+
+def metric_cache(metric: Callable[[np.ndarray], np.ndarray], x: np.ndarray, g: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(L, G^{-1} g, log det G)`` at ``x`` with ``G = metric(x) = L Lᵀ`` (batched Cholesky)."""
+    G = metric(x)
+    ok = np.all(np.isfinite(G), axis=(1, 2))
+    eye = np.eye(G.shape[-1])
+    G = np.where(ok[:, None, None], G, eye)
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:  # numerically indefinite rows: clamp their eigenvalues
+        lam, V = np.linalg.eigh(G)
+        lam = np.maximum(lam, 1e-12 * np.max(np.abs(lam), axis=1, keepdims=True) + 1e-300)
+        L = np.linalg.cholesky((V * lam[:, None, :]) @ np.swapaxes(V, 1, 2))
+    drift = _tri_solve(L, _tri_solve(L, g), transpose=True)
+    logdet = 2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+    return L, drift, np.where(ok, logdet, np.nan)
+
+
+def mmala_sweep(
+    logp_grad: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    metric: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray, lp: np.ndarray, g: np.ndarray, cache: tuple[np.ndarray, np.ndarray, np.ndarray], h: float,
+    rng: np.random.Generator, aux: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray,
+           np.ndarray | None]:
+    """One simplified manifold MALA step (Girolami & Calderhead 2011, no Christoffel terms) per particle.
+
+    Proposal ``x' ~ N(x + (h/2) G(x)^{-1} ∇log γ(x), h G(x)^{-1})`` with ``G = metric`` (``cache`` =
+    :func:`metric_cache` at the current points); Metropolis–Hastings with the proposal densities at both
+    points, so exact for any position-dependent metric. ``logp_grad`` returns ``(lp, g)`` or ``(lp, g, aux)``
+    (per-particle rows carried along with the accepted points). Returns ``(x, lp, g, cache, accept_prob, aux)``.
+    """
+    L, drift, logdet = cache
+    xi = rng.standard_normal(x.shape)
+    prop = x + 0.5 * h * drift + math.sqrt(h) * _tri_solve(L, xi, transpose=True)
+    ok = np.all(np.isfinite(prop), axis=1)
+    prop = np.where(ok[:, None], prop, x)
+    out = logp_grad(prop)
+    lp2, g2 = out[0], out[1]
+    aux2 = out[2] if len(out) > 2 else None
+    L2, drift2, logdet2 = metric_cache(metric, prop, g2)
+    with np.errstate(invalid="ignore", over="ignore"):
+        back = x - prop - 0.5 * h * drift2
+        lb = np.einsum("pji,pj->pi", L2, back)  # L2ᵀ back
+        log_rev = -0.5 * np.sum(lb * lb, axis=1) / h + 0.5 * logdet2
+        log_fwd = -0.5 * np.sum(xi * xi, axis=1) + 0.5 * logdet
+        log_a = lp2 - lp + log_rev - log_fwd
+    log_a = np.where(np.isnan(log_a) | ~ok, -np.inf, log_a)
+    acc = np.exp(np.minimum(log_a, 0.0))
+    take = np.log(rng.uniform(size=lp.shape)) < log_a
+    x = np.where(take[:, None], prop, x)
+    lp = np.where(take, lp2, lp)
+    g = np.where(take[:, None], g2, g)
+    cache = (np.where(take[:, None, None], L2, L), np.where(take[:, None], drift2, drift),
+             np.where(take, logdet2, logdet))
+    if aux is not None and aux2 is not None:
+        aux = np.where(take[:, None], aux2, aux)
+    return x, lp, g, cache, acc, aux
+
+
 @dataclass
 class SMCRun:
     """One replicate of tempered SMC: equally weighted particles (ancestor order) and its record."""
@@ -181,6 +370,22 @@ class SMCRun:
     n_evaluations: int = 0
     stage_ess: list[float] = field(default_factory=list)
     parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # last resampling
+
+
+KERNELS = ("auto", "diagonal", "factor", "mixed")
+MIXED_EVERY = 4  # kernel "mixed": one θ-MALA sweep after every 4th factor-chart sweep
+
+
+def resolve_kernel(kernel: Any, rank: int) -> str:
+    """``kernel`` checked (``InvalidArgumentError`` naming it) and ``"auto"`` resolved for ``rank``."""
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise InvalidArgumentError(f"kernel={kernel!r}; expected one of {', '.join(map(repr, KERNELS))}")
+    if kernel == "auto":
+        return "mixed" if rank == 1 else "diagonal"
+    if kernel in ("factor", "mixed") and rank != 1:
+        raise InvalidArgumentError(
+            f"kernel={kernel!r} needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
+    return kernel
 
 
 def _next_s(path: ThetaPath, s: float, parts: tuple[np.ndarray, np.ndarray, np.ndarray], target_ess: float) -> tuple[float, np.ndarray]:
@@ -224,15 +429,33 @@ def run_tempered_smc(
     final_mcmc: int = 0,
     target_ess: float = 0.5,
     max_stages: int = 500,
+    kernel: str = "diagonal",
 ) -> SMCRun:
-    """Run adaptive tempered SMC along ``path`` to its end; see the module docstring."""
+    """Run adaptive tempered SMC along ``path`` to its end; see the module docstring.
+
+    ``kernel`` (default ``"diagonal"`` here; :func:`sample_gibbs` defaults to ``"auto"``): see
+    :func:`sample_gibbs`. ``"factor"`` and ``"mixed"`` move the particles in the factor chart
+    ``φ = (A, z, w)`` (:func:`factor_from_theta`; of ``Xᵀ`` when :func:`factor_orientation` says so) by
+    :func:`mmala_sweep` with metric ``G(φ) = β JᵀJ + D^{-1}`` (:func:`factor_metric`, ``D`` the particle
+    variances of ``φ`` at the start of the stage, ``β`` the stage's).
+    """
     if not 0 < target_ess < 1:
         raise InvalidArgumentError(f"target_ess={target_ess!r}; expected a fraction in (0, 1)")
+    kernel = resolve_kernel(kernel, path.target_a.rank)
+    m_, n_ = path.target_a.shape
+    mask = path.target_a.task.mask
+    perm = np.arange(path.target_a.ndim)
+    m_o, n_o, mask_o = m_, n_, mask
+    if kernel in ("factor", "mixed") and factor_orientation(mask):  # the chart of Xᵀ: θ_o = (u, B, A)
+        perm = np.concatenate([[0], 1 + m_ + np.arange(n_), 1 + np.arange(m_)])
+        m_o, n_o, mask_o = n_, m_, mask.T
+    inv = np.argsort(perm)
     P = n_particles
     theta = path.sample_base(P, rng)
     s = 0.0
     logZ = 0.0
     h = 0.5
+    h_d = 0.5  # step of the θ-MALA sweeps of kernel "mixed"
     run = SMCRun(theta, 0.0, 0)
     n_eval = 2 * P
     for stage in range(max_stages):
@@ -256,18 +479,59 @@ def run_tempered_smc(
         s = s_new
         lam, beta = path.schedule(s)
         fn = lambda th, lam=lam, beta=beta: path.logp_grad(th, lam, beta)  # noqa: E731
-        lp, g = fn(theta)
-        n_eval += 2 * P
-        scale = np.std(theta, axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
         steps = n_mcmc + (final_mcmc if s >= path.s_end else 0)
         accs = []
-        for _ in range(steps):
-            theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+        scale = np.std(theta, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        if kernel in ("factor", "mixed"):
+            # oriented coordinates θ_o = (u, A, B) of X or of Xᵀ (factor_orientation), mapped back after the stage
+            def fn_o(th: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:
+                lp_, g_ = fn(th[:, inv])
+                return lp_, g_[:, perm]
+
+            theta = theta[:, perm]
+            scale = scale[perm]
+            lpt, gt = fn_o(theta)
             n_eval += 2 * P
-            a = float(np.mean(acc))
-            accs.append(a)
-            h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+            phi = factor_from_theta(theta, m_o, n_o)
+            var = np.var(phi, axis=0)
+            prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 1.0)
+
+            def ffn(x: np.ndarray, fn_o: Any = fn_o) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                return factor_logp_grad(fn_o, x, m_o, n_o)
+
+            def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
+                return factor_metric(x, mask_o, beta, prec)
+
+            lp, g = factor_pullback(phi, theta, lpt, gt, m_o, n_o)
+            cache = metric_cache(metric, phi, g)
+            for step in range(steps):
+                aux = np.concatenate([lpt[:, None], gt], axis=1)
+                phi, lp, g, cache, acc, aux = mmala_sweep(ffn, metric, phi, lp, g, cache, h, rng, aux)
+                n_eval += 2 * P
+                a = float(np.mean(acc))
+                accs.append(a)
+                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+                theta = theta_from_factor(phi, m_o, n_o)
+                lpt, gt = aux[:, 0], aux[:, 1:]
+                if kernel == "mixed" and step % MIXED_EVERY == MIXED_EVERY - 1:
+                    theta, lpt, gt, acc = mala_sweep(fn_o, theta, lpt, gt, h_d, scale, rng)
+                    n_eval += 2 * P
+                    a = float(np.mean(acc))
+                    h_d = float(np.clip(h_d * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+                    phi = factor_from_theta(theta, m_o, n_o)
+                    lp, g = factor_pullback(phi, theta, lpt, gt, m_o, n_o)
+                    cache = metric_cache(metric, phi, g)
+            theta = theta[:, inv]
+        else:
+            lp, g = fn(theta)
+            n_eval += 2 * P
+            for _ in range(steps):
+                theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+                n_eval += 2 * P
+                a = float(np.mean(acc))
+                accs.append(a)
+                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
         run.schedule.append((lam, beta))
         run.accept.append(float(np.mean(accs)) if accs else float("nan"))
         if s >= path.s_end:
@@ -332,7 +596,7 @@ def _gibbs_replicate(payload: dict[str, Any]) -> dict[str, Any]:
         rng = np.random.default_rng(int(seed))
         path = default_path(target)
         run = run_tempered_smc(path, payload["n"], rng, n_mcmc=payload["n_mcmc"], final_mcmc=payload["final_mcmc"],
-                               target_ess=payload["target_ess"])
+                               target_ess=payload["target_ess"], kernel=payload["kernel"])
         perm = sibling_order(run.parents, rng)
         theta = run.theta[perm]
         X = target.to_matrix(theta)
@@ -363,6 +627,7 @@ def sample_gibbs(
     n_mcmc: int = 10,
     final_mcmc: int = 20,
     target_ess: float = 0.8,
+    kernel: str = "auto",
 ) -> Any:
     """Tempered SMC for a :class:`GibbsTarget` on any stratum: one replicate of ``n_draws`` particles per chain.
 
@@ -372,7 +637,15 @@ def sample_gibbs(
     The draws of a chain are its particles, siblings adjacent (:func:`sibling_order`). Component masses
     of a Gibbs target at large ``β`` come from the SMC weights only (no exact reweighting as for solution
     sets), so their Monte Carlo error grows with the number of stages after the components separate;
-    ``Chains.pieces`` and the R-hat across replicates show it.
+    ``Chains.pieces`` and the R-hat across replicates show it, unless the rejuvenation kernel moves
+    particles between the components within a stage.
+
+    ``kernel``: ``"auto"`` (default: ``"mixed"`` for rank 1, ``"diagonal"`` otherwise), ``"diagonal"``
+    (MALA in θ with the particle standard deviations as preconditioner), ``"factor"`` (rank 1: simplified
+    manifold MALA in the factor chart, :func:`factor_from_theta`, with the Gauss–Newton metric
+    ``β JᵀJ + D^{-1}``) or ``"mixed"`` (rank 1: ``"factor"`` plus one θ-MALA sweep after every
+    ``MIXED_EVERY`` factor sweeps). ``InvalidArgumentError`` for any other value, and for ``"factor"`` or
+    ``"mixed"`` on rank > 1. See docs/samplers.md §3.
     """
     from dlnvolume.validation import check_int
     from dlnvolume.parallel import make_batches, run_batches, spawn_seeds
@@ -384,10 +657,12 @@ def sample_gibbs(
     n_chains = check_int(n_chains, "n_chains", minimum=1)
     n_mcmc = check_int(n_mcmc, "n_mcmc", minimum=1)
     final_mcmc = check_int(final_mcmc, "final_mcmc", minimum=0)
+    resolve_kernel(kernel, target.rank)
     seeds = spawn_seeds(rng, n_chains)
     bs = check_int(batch_size if batch_size is not None else 1, "batch_size", minimum=1)
     payloads = [{"target": target, "seeds": [int(seeds[i]) for i in idx], "n": n_draws, "n_mcmc": n_mcmc,
-                 "final_mcmc": final_mcmc, "target_ess": target_ess} for idx in make_batches(n_chains, bs)]
+                 "final_mcmc": final_mcmc, "target_ess": target_ess,
+                 "kernel": kernel} for idx in make_batches(n_chains, bs)]
     results = run_batches(_gibbs_replicate, payloads, executor=executor, workers=workers, progress=progress,
                           desc="smc replicates")
     rows = [row for batch in results for row in batch["rows"]]

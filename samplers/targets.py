@@ -48,7 +48,15 @@ __all__ = ["GibbsTarget", "chart_log_density_grad", "polar", "polar_grad"]
 
 # ----------------------------------------------------------------------------- polar factor
 def polar(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Polar factor of ``A`` (..., m, r) via its thin SVD ``A = U S Vᵀ``: returns ``(Q, U, s, V)``, ``Q = U Vᵀ``."""
+    """Polar factor of ``A`` (..., m, r) via its thin SVD ``A = U S Vᵀ``: returns ``(Q, U, s, V)``, ``Q = U Vᵀ``.
+
+    ``r = 1``: ``U = Q = A/|A|``, ``s = |A|``, ``V = 1`` directly (no batched SVD).
+    """
+    if A.shape[-1] == 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = np.sqrt(np.sum(A * A, axis=-2))  # (..., 1)
+            Q = A / s[..., None, :]
+        return Q, Q, s, np.ones(A.shape[:-2] + (1, 1))
     U, s, Vh = np.linalg.svd(A, full_matrices=False)
     V = np.swapaxes(Vh, -1, -2)
     return U @ Vh, U, s, V

@@ -120,8 +120,6 @@ def test_not_converged_warns_once_and_sets_the_flag():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12: SMC component masses at β = 1000 carry resampling noise "
-                   "(docs/samplers.md §3, §6); remove the marker when the Gibbs sampler reweights exactly")
 def test_smc_gibbs_at_beta_1000_has_the_exact_symmetric_masses():
     # the 4×4 benchmark task (random_low_rank(4, 4, 1, 8, rng=2), rank 1, depth 3, window 3‖W*‖) at β = 1000.
     # Exact reference by symmetry: column 0 is unobserved, so X ↦ X diag(-1, 1, 1, 1) preserves E, ρ_N and
