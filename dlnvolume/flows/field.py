@@ -60,6 +60,15 @@ def svd2x2(Y: np.ndarray, compute_uv: bool = True) -> tuple[np.ndarray, ...] | n
     sgn = np.where(det < 0, -1.0, 1.0)  # Q − R < 0 exactly when det < 0
     U = np.stack([np.stack([cp, -sp * sgn], axis=-1), np.stack([sp, cp * sgn], axis=-1)], axis=-2)
     Vh = np.stack([np.stack([ct, -st], axis=-1), np.stack([st, ct], axis=-1)], axis=-2)
+    diag = (b == 0) & (c == 0)
+    if diag.any():  # exact signed permutations (cos(π/2) ≠ 0 would leak round-off off the diagonal)
+        sa, sd = np.where(a[diag] < 0, -1.0, 1.0), np.where(d[diag] < 0, -1.0, 1.0)
+        swap = np.abs(a[diag]) < np.abs(d[diag])
+        z, o = np.zeros(swap.size), np.ones(swap.size)
+        U[diag] = np.where(swap[:, None, None], np.stack([np.stack([z, o], -1), np.stack([o, z], -1)], -2),
+                           np.stack([np.stack([o, z], -1), np.stack([z, o], -1)], -2))
+        Vh[diag] = np.where(swap[:, None, None], np.stack([np.stack([z, sd], -1), np.stack([sa, z], -1)], -2),
+                            np.stack([np.stack([sa, z], -1), np.stack([z, sd], -1)], -2))
     return U, s, Vh
 
 

@@ -420,4 +420,9 @@ def test_closed_form_2x2_svd_against_lapack():
     assert np.max(np.abs(U @ (s[..., None] * Vh) - Y) / s1[:, :, None]) < 4e-15
     assert np.max(np.abs(s - s_ref) / s1) < 4e-15
     np.testing.assert_array_equal(svd2x2(Y, compute_uv=False), s)
+    # diagonal matrices: exact signed permutations, so a diagonal flow stays exactly diagonal (§8 item 18)
+    D = np.array([np.diag([2.0, -3.0]), np.diag([-5.0, 1.0]), np.diag([0.0, -1.0]), np.diag([0.01, 0.01])])
+    Ud, sd, Vhd = svd2x2(D)
+    np.testing.assert_array_equal(Ud @ (sd[..., None] * Vhd), D)
+    assert set(np.unique(np.abs(Ud))) <= {0.0, 1.0} and set(np.unique(np.abs(Vhd))) <= {0.0, 1.0}
     assert s[7, 1] == pytest.approx(1e-11, rel=1e-4)  # the small one to O(eps·σ_1)
