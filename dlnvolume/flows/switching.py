@@ -4,10 +4,13 @@ Petzold 1983, with an explicit/linearly implicit pair instead of Adams/BDF).
 The stiffness indicator of a run is ``h·ρ`` with ``ρ = max_ij λ_ij`` the largest multiplier of ``Ā_X``
 (MATH.md §2.1), an upper bound of the spectral radius of the frozen-metric Jacobian ``Ā_X∘P_Ω``.
 Dormand–Prince is stable for ``h·ρ`` up to about 3.3 on the negative real axis: a run switches to
-Rosenbrock after ``STRIKES = 2`` accepted explicit steps in a row with ``h·ρ >= STIFF`` (the step size is
-stability-limited; a single one is often an accuracy-limited step that happens to be near the limit, and
-switching on it cost 15 % more steps on the 20×20 benchmark task and a Rosenbrock call for a handful of
-runs in 881 of the 4060 iterations of the batched 2×2 CMV run, against 639 with two)
+Rosenbrock after ``STRIKES = 16`` accepted explicit steps in a row with ``h·ρ >= STIFF`` (the step
+size is stability-limited for a sustained stretch, not in passing: a Rosenbrock step, accuracy-limited
+at order 3 and with the finite-difference Jacobian, costs about twice an explicit one, and on the
+benchmark tasks the explicit method near its stability limit was the cheaper of the two except on the
+long plateaus; steps with 1 / 2 / 4 / 8 / 16 / 32 strikes: 6×6 at ``N = ∞`` 1956 / 1914 / 1890 / 1866 /
+1836 / 1791, 20×20 4175 / 3567 / 3242 / 3011 / 2880 / 2694, and from 8 on the batched 2×2 CMV runs never
+switch, which made "auto" as fast as "dopri5" there; docs/flows.md)
 and back to Dormand–Prince after an accepted Rosenbrock step with ``h·ρ <= NONSTIFF`` (an explicit step
 of that size is stable and its order 5 makes it cheaper). Each run's step is checked by the error
 control of the stepper that took it.
@@ -26,7 +29,7 @@ __all__ = ["Switching"]
 
 STIFF = 3.2
 NONSTIFF = 1.5
-STRIKES = 2
+STRIKES = 16
 
 
 class Switching:

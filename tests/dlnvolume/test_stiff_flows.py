@@ -190,7 +190,7 @@ def test_frozen_metric_solve_satisfies_its_linear_system(n_obs):
 
 # --------------------------------------------------------------------------- switching: step after a switch
 def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
-    """After STRIKES = 2 explicit steps in a row with h·max λ >= STIFF the run turns stiff, and
+    """After STRIKES explicit steps in a row with h·max λ >= STIFF the run turns stiff, and
     StepInfo.h_max carries the step its last Rosenbrock step proposed (inf for runs that did not switch);
     the loop obeys the cap."""
     from dlnvolume.flows import loop, switching
@@ -203,13 +203,14 @@ def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
     h_ros = np.array([0.0123, 0.0456])
     lam_max = np.max(st.cache[3].reshape(2, -1), axis=1)
     h = switching.STIFF * 1.01 / lam_max[0] * np.ones(2)  # run 0 crosses the threshold, run 1 does not
-    assert h[1] * lam_max[1] < switching.STIFF and switching.STRIKES == 2
+    k = switching.STRIKES
+    assert h[1] * lam_max[1] < switching.STIFF and k >= 2
     first = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.zeros(2, dtype=np.int64)))
     trial, info = sw.step(first, h)
     assert list(trial.cache[-1]) == [-1, 0] and np.all(info.h_max == np.inf)  # one strike: still explicit
-    second = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.array([-1, -1])))
-    trial, info = sw.step(second, h)
-    assert list(trial.cache[-1]) == [1, 0]  # the second strike in a row switches; below the limit resets
+    last = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.array([1 - k, 1 - k])))
+    trial, info = sw.step(last, h)
+    assert list(trial.cache[-1]) == [1, 0]  # the k-th strike in a row switches; below the limit resets
     assert info.h_max[0] == pytest.approx(0.0123) and info.h_max[1] == np.inf
 
     class Capped:
