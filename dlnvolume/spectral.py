@@ -42,10 +42,7 @@ def log_expm1_ratio(z: np.ndarray) -> np.ndarray:
     For ``z > 0`` uses ``expm1(z)/z = e^z · expm1(-z)/(-z)`` so nothing overflows.
     """
     z = np.asarray(z, dtype=np.float64)
-    w = -np.abs(z)
-    safe = np.where(w == 0.0, -1.0, w)
-    ratio = np.where(w == 0.0, 1.0, np.expm1(safe) / safe)
-    return np.maximum(z, 0.0) + np.log(ratio)
+    return np.maximum(z, 0.0) + _log_expm1_ratio_nonpositive(-np.abs(z))
 
 
 def scaled_singular_values(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

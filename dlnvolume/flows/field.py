@@ -84,20 +84,25 @@ class EndToEndField:
         self.normalized = normalized
 
     def svdvals(self, Y: np.ndarray) -> np.ndarray:
-        """Singular values ``(b, k)`` of a stack, descending (closed form for large 2×2 stacks)."""
+        """Singular values ``(b, k)`` of a stack, descending (closed form for 2×2 stacks)."""
         if self.shape == (2, 2):
             return svd2x2(Y, compute_uv=False)
         return np.linalg.svd(Y, compute_uv=False)
+
+    def svd(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full SVD ``(U, s, Vh)`` of a stack (closed form for 2×2 stacks)."""
+        if self.shape == (2, 2):
+            return svd2x2(Y)
+        return np.linalg.svd(Y, full_matrices=True)
 
     def __call__(self, Y: np.ndarray, full: bool = False) -> FieldEval:
         bad = ~np.all(np.isfinite(Y), axis=(-2, -1))
         if bad.any():
             Y = np.where(bad[:, None, None], 0.0, Y)
         G = self.mask * (Y - self.values)
-        two = self.shape == (2, 2)
         if self.depth == 1 and not full:
             return FieldEval(-G, self.svdvals(Y), bad)
-        U, s, Vh = svd2x2(Y) if two else np.linalg.svd(Y, full_matrices=True)
+        U, s, Vh = self.svd(Y)
         with np.errstate(divide="ignore"):
             ls = np.log(s)
         with np.errstate(over="ignore", invalid="ignore"):

@@ -25,7 +25,8 @@ import numpy as np
 
 from .results import STATUSES
 
-__all__ = ["SV_FLOOR", "StepState", "StepInfo", "Stepper", "Recorder", "update_crossings", "LoopOutput", "run", "fro"]
+__all__ = ["SV_FLOOR", "StepState", "StepInfo", "Stepper", "Recorder", "update_crossings", "LoopOutput", "run", "fro",
+           "step_factor"]
 
 _EPS = float(np.finfo(float).eps)
 _RES = 256 * _EPS  # σ_min/σ_1 above which σ_min (and sign det) are resolvable in float64
@@ -164,6 +165,14 @@ def update_crossings(
     crossing[g] = cr
 
 
+def step_factor(ratio: np.ndarray, order: int) -> np.ndarray:
+    """The step-size controller: ``clip(0.9·ratio^{−1/(q+1)}, 0.2, 5)`` (5 at ``ratio = 0``), ``q = order``
+    (Hairer–Nørsett–Wanner I, II.4). The loop's, and :mod:`.switching`'s for its Rosenbrock proposals."""
+    with np.errstate(divide="ignore"):
+        fac = np.where(ratio == 0, 5.0, 0.9 * ratio ** (-1.0 / (order + 1)))
+    return np.clip(fac, 0.2, 5.0)
+
+
 def fro(Z: np.ndarray) -> np.ndarray:
     """Frobenius norm over the last two axes, scaled by ``max|Z_ij|`` where the plain sum of squares
     overflows or underflows (an infinite norm of a finite field made the step-size checks
@@ -288,7 +297,6 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
     ref_sign = _sign_det(Y[active], sig[active]) if (sign_det and m == n) else None
     nonfin = np.zeros(active.size, dtype=bool)  # the last attempt was not finite
     n_rej = np.zeros(active.size, dtype=np.int64)  # consecutive rejections
-    expo = -1.0 / (stepper.order + 1)
 
     while active.size:
         ha = np.minimum(ha, t_max - ta)
@@ -310,9 +318,7 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
             bad_loss = accept & ~np.isfinite(Lnew)
             accept &= ~bad_loss
             bad |= bad_loss
-        with np.errstate(divide="ignore"):
-            fac = np.where(ratio == 0, 5.0, 0.9 * ratio ** expo)
-        fac = np.clip(fac, 0.2, 5.0)
+        fac = step_factor(ratio, stepper.order)
         # no growth on the step right after a rejection (Hairer–Nørsett–Wanner I, II.4)
         fac = np.where(accept & (n_rej > 0), np.minimum(fac, 1.0), fac)
         fac = np.where(bad, 0.25, fac)

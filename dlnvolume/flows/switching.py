@@ -22,7 +22,7 @@ import numpy as np
 
 from .dopri5 import Dopri5
 from .field import EndToEndField
-from .loop import StepInfo, StepState
+from .loop import StepInfo, StepState, step_factor
 from .rosenbrock import Rosenbrock
 
 __all__ = ["Switching"]
@@ -73,8 +73,7 @@ class Switching:
         else:
             tr, info = self.ros.step(sub, h)
             ratio = info.ratio
-            with np.errstate(divide="ignore"):
-                h_ros = h * np.clip(np.where(ratio > 0, 0.9 * ratio ** (-1.0 / 3.0), 5.0), 0.2, 5.0)
+            h_ros = h * step_factor(ratio, self.ros.order)
         basic = info.ratio_basic if info.ratio_basic is not None else info.ratio
         trial = StepState(tr.Y, tr.sigma, tr.bad | info.bad, tr.cache + (h_ros,))
         return trial, ratio, basic
