@@ -106,18 +106,27 @@ def _log_multipliers_positive(log_sigma: np.ndarray, shape: tuple[int, int], N: 
     hi = np.maximum(li, lj)
     d2 = np.abs(li - lj)
     d2 *= -2.0
+    # log of expm1(d2)/(N·expm1(d2/N)) (finite N) or expm1(d2)/d2 (N = ∞), 1 at d2 = 0: one quotient
+    # instead of two log_expm1_ratio calls (the flows call this at every field evaluation)
     if math.isinf(N):
-        core = 2.0 * hi + _log_expm1_ratio_nonpositive(d2)
+        core = 2.0 * hi
+        den = d2.copy()
         mixed = None
     else:
         core = (2.0 * (N - 1) / N) * hi
-        core += _log_expm1_ratio_nonpositive(d2)
-        core -= _log_expm1_ratio_nonpositive(d2 / N)
+        den = np.expm1(d2 / N)
+        den *= N
         mixed = (2.0 * (N - 1) / N) * log_sigma
         if normalized:
             mixed -= math.log(N)
         else:
             core += math.log(N)
+    q = np.expm1(d2)
+    zero = den == 0.0  # d2 == 0 (or |d2|/N below the smallest subnormal, where the quotient is 1)
+    q[zero] = 1.0
+    den[zero] = 1.0
+    q /= den
+    core += np.log(q)
     if m == n == k:
         return core
     out = np.full(log_sigma.shape[:-1] + (m, n), -np.inf)

@@ -19,7 +19,7 @@ from .loop import SV_FLOOR, StepInfo, StepState, fro
 
 __all__ = ["Dopri5"]
 
-_A = [
+_A = [np.array(row) for row in [
     [],
     [1 / 5],
     [3 / 40, 9 / 40],
@@ -27,7 +27,7 @@ _A = [
     [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
     [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
     [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
-]
+]]
 _E = np.array([71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40])
 _EPS = float(np.finfo(float).eps)
 
@@ -50,21 +50,20 @@ class Dopri5:
 
     def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
         Ya, hb = state.Y, h[:, None, None]
-        Ks = [state.cache[0]]
-        bad = np.zeros(Ya.shape[0], dtype=bool)
+        b = Ya.shape[0]
+        K = np.empty((7,) + Ya.shape)  # the stages, so that each stage's sum is one matrix product
+        K[0] = state.cache[0]
+        Kf = K.reshape(7, -1)
+        bad = np.zeros(b, dtype=bool)
         for s in range(1, 7):
-            Ys = Ya.copy()
-            for j, a in enumerate(_A[s]):
-                if a != 0.0:
-                    Ys += (hb * a) * Ks[j]
+            Ys = (_A[s] @ Kf[:s]).reshape(Ya.shape)
+            Ys *= hb
+            Ys += Ya
             e = self.f(Ys, full=self.full and s == 6)
-            Ks.append(e.F)
+            K[s] = e.F
             bad |= e.bad
         Ynew, sig_new = Ys, e.sigma  # stage 7 is evaluated at the 5th-order solution (FSAL)
-        errm = np.zeros_like(Ya)
-        for j in range(7):
-            if _E[j] != 0.0:
-                errm += _E[j] * Ks[j]
+        errm = (_E @ Kf).reshape(Ya.shape)
         errm *= hb
         err = fro(errm)
         tol = self.rtol * np.maximum(fro(Ya), fro(Ynew)) + self.atol
@@ -74,7 +73,7 @@ class Dopri5:
         ratio = basic
         if self.spectral_control:
             ratio = np.maximum(basic, self._spectral_ratio(Ynew, errm, sig_new, bad))
-        trial = StepState(Ynew, sig_new, bad, (Ks[6], e.U, e.Vh, e.lam) if self.full else (Ks[6],))
+        trial = StepState(Ynew, sig_new, bad, (e.F, e.U, e.Vh, e.lam) if self.full else (e.F,))
         return trial, StepInfo(ratio, bad, basic if self.spectral_control else None)
 
     def _spectral_ratio(self, Ynew: np.ndarray, errm: np.ndarray, sig_new: np.ndarray, bad: np.ndarray) -> np.ndarray:

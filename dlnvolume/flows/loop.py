@@ -54,9 +54,7 @@ class StepState:
     def put(self, mask: np.ndarray, other: "StepState") -> "StepState":
         """Rows ``mask`` replaced by those of ``other`` (same batch size)."""
         def w(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            out = a.copy()
-            out[mask] = b[mask]
-            return out
+            return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
 
         return StepState(w(self.Y, other.Y), w(self.sigma, other.sigma), w(self.bad, other.bad),
                          tuple(w(a, b) for a, b in zip(self.cache, other.cache)))
@@ -210,6 +208,12 @@ class LoopOutput:
 def _sign_det(Y: np.ndarray, sig: np.ndarray) -> np.ndarray:
     """``sign det Y`` where ``σ_min`` is resolvable (> 256·eps·σ_1), else 0."""
     res = sig[:, -1] > _RES * sig[:, 0]
+    if Y.shape[1:] == (2, 2):  # ad − bc: right in sign where σ_min is resolvable (|det| > 256·eps·σ_1²)
+        det = Y[:, 0, 0] * Y[:, 1, 1] - Y[:, 0, 1] * Y[:, 1, 0]
+        odd = ~np.isfinite(det) | (det == 0)  # products over/underflowed: LAPACK's LU as before
+        if odd.any():
+            det[odd] = np.linalg.det(Y[odd])
+        return np.where(res, np.sign(det), 0.0)
     out = np.zeros(Y.shape[0])
     if res.any():
         out[res] = np.sign(np.linalg.det(Y[res]))
@@ -312,12 +316,22 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
             if flip.any():
                 ratio = np.where(flip, np.inf, ratio)
         accept = (~bad) & (ratio <= 1.0)
-        Lnew = np.full(active.size, np.inf)
-        if accept.any():
+        all_acc = accept.all()
+        if all_acc:
+            Lnew = loss_fn(trial.Y)
+            if not np.isfinite(Lnew).all():
+                bad_loss = ~np.isfinite(Lnew)
+                accept &= ~bad_loss
+                bad |= bad_loss
+                all_acc = False
+        elif accept.any():
+            Lnew = np.full(active.size, np.inf)
             Lnew[accept] = loss_fn(trial.Y[accept])
             bad_loss = accept & ~np.isfinite(Lnew)
             accept &= ~bad_loss
             bad |= bad_loss
+        else:
+            Lnew = np.full(active.size, np.inf)
         fac = step_factor(ratio, stepper.order)
         # no growth on the step right after a rejection (Hairer–Nørsett–Wanner I, II.4)
         fac = np.where(accept & (n_rej > 0), np.minimum(fac, 1.0), fac)
@@ -329,42 +343,47 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         n_rej = np.where(accept, 0, n_rej + 1)
 
         gi = active
-        acc_g = gi[accept]
+        sel = slice(None) if all_acc else accept  # a view instead of boolean indexing when all accept
+        acc_g = gi[sel]
         if acc_g.size:
-            t_old = ta[accept]
-            y = ha[accept] - tc[accept]
+            t_old = ta[accept]  # a copy (ta is updated below)
+            y = ha[sel] - tc[sel]
             ta_acc = t_old + y
-            tc[accept] = (ta_acc - t_old) - y
-            ta[accept] = ta_acc
-            st = trial if accept.all() else st.put(accept, trial)
+            tc[sel] = (ta_acc - t_old) - y
+            ta[sel] = ta_acc
+            st = trial if all_acc else st.put(accept, trial)
             if ref_sign is not None:  # follow the sign through states where σ_min is resolvable
-                rs = sd_trial[accept]
-                ref_sign[accept] = np.where(rs != 0, rs, ref_sign[accept])
-            La[accept] = Lnew[accept]
+                rs = sd_trial[sel]
+                ref_sign[sel] = np.where(rs != 0, rs, ref_sign[sel])
+            La[sel] = Lnew[sel]
             steps[acc_g] += 1
-            sn = trial.sigma[accept]
+            sn = trial.sigma[sel]
             update_crossings(crossing, acc_g, threshold, t_old, prev_sig[acc_g], ta_acc, sn)
             prev_sig[acc_g] = sn
             with np.errstate(divide="ignore", invalid="ignore"):
                 q_ = np.where(sn[:, 0] > 0, sn[:, -1] / sn[:, 0], 0.0)
             min_ratio[acc_g] = np.minimum(min_ratio[acc_g], q_)
-        rejected[gi[~accept]] += 1
+        if not all_acc:
+            rejected[gi[~accept]] += 1
 
-        new_status = np.full(active.size, "", dtype=object)
         conv = accept & (Lnew <= loss_tol)
-        new_status[conv] = "converged"
         tm = accept & ~conv & (ta >= t_max * (1 - 1e-14))
-        new_status[tm] = "max_time"
         ms = accept & ~conv & ~tm & (steps[gi] >= max_steps)
-        new_status[ms] = "max_steps"
+        done = conv | tm | ms
         # no progress possible: the step would not change the state in float64; h_next <= 0: repeated
         # rejections underflowed the step (ends every run after at most ~1100 rejections)
-        tiny = np.zeros(active.size, dtype=bool)
-        if not accept.all():  # only rejected runs can end this way
+        if not all_acc:  # only rejected runs can end this way
             tiny = (h_next * fro(st.cache[0]) <= _EPS * fro(st.Y)) | (h_next <= 0)
-        new_status[tiny & ~accept & nonfin] = "nonfinite"
-        new_status[tiny & ~accept & ~nonfin] = "stalled"
-        done = new_status != ""
+            tiny &= ~accept
+            done |= tiny
+        if done.any():
+            new_status = np.full(active.size, "", dtype=object)
+            new_status[conv] = "converged"
+            new_status[tm] = "max_time"
+            new_status[ms] = "max_steps"
+            if not all_acc:
+                new_status[tiny & nonfin] = "nonfinite"
+                new_status[tiny & ~nonfin] = "stalled"
 
         running = accept & ~done
         if running.any():
