@@ -110,28 +110,24 @@ def _log_multipliers_positive(log_sigma: np.ndarray, shape: tuple[int, int], N: 
     # instead of two log_expm1_ratio calls (the flows call this at every field evaluation)
     if math.isinf(N):
         core = 2.0 * hi
-        den = d2.copy()
-        mixed = None
+        den = d2
     else:
         core = (2.0 * (N - 1) / N) * hi
         den = np.expm1(d2 / N)
         den *= N
-        mixed = (2.0 * (N - 1) / N) * log_sigma
-        if normalized:
-            mixed -= math.log(N)
-        else:
+        if not normalized:
             core += math.log(N)
-    q = np.expm1(d2)
-    zero = den == 0.0  # d2 == 0 (or |d2|/N below the smallest subnormal, where the quotient is 1)
-    q[zero] = 1.0
-    den[zero] = 1.0
-    q /= den
+    # 1 where den = 0: d2 = 0 (or |d2|/N below the smallest subnormal, where the quotient is 1)
+    q = np.divide(np.expm1(d2), den, out=np.ones_like(d2), where=den != 0.0)
     core += np.log(q)
     if m == n == k:
         return core
     out = np.full(log_sigma.shape[:-1] + (m, n), -np.inf)
     out[..., :k, :k] = core
-    if mixed is not None:  # one singular value beyond the rank (zero): σ^{2(N-1)/N}/N of the other
+    if not math.isinf(N):  # one singular value beyond the rank (zero): σ^{2(N-1)/N}/N of the other
+        mixed = (2.0 * (N - 1) / N) * log_sigma
+        if normalized:
+            mixed -= math.log(N)
         out[..., k:, :k] = mixed[..., None, :]
         out[..., :k, k:] = mixed[..., :, None]
     return out
