@@ -372,16 +372,17 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         done = conv | tm | ms
         # no progress possible: the step would not change the state in float64; h_next <= 0: repeated
         # rejections underflowed the step (ends every run after at most ~1100 rejections)
-        if not all_acc:  # only rejected runs can end this way
+        tiny = None
+        if (n_rej >= 2).any():  # only runs rejected (twice in a row, so rarely checked) end this way
             tiny = (h_next * fro(st.cache[0]) <= _EPS * fro(st.Y)) | (h_next <= 0)
-            tiny &= ~accept
+            tiny &= n_rej >= 2
             done |= tiny
         if done.any():
             new_status = np.full(active.size, "", dtype=object)
             new_status[conv] = "converged"
             new_status[tm] = "max_time"
             new_status[ms] = "max_steps"
-            if not all_acc:
+            if tiny is not None:
                 new_status[tiny & nonfin] = "nonfinite"
                 new_status[tiny & ~nonfin] = "stalled"
 
