@@ -119,7 +119,7 @@ def change_D(D: np.ndarray, order: np.ndarray, factor: np.ndarray) -> np.ndarray
 
 class Bdf:
     """Batched variable-order NDF/BDF; ``cache = (F, U, Vh, D, h_D, order, n_equal, J, Minv, c_inv,
-    j_fresh, itol)``: the field at ``Y`` (after a step the Newton value ``(ψ + d)/c``), the full SVD of ``Y``,
+    j_fresh, itol, ‖Y‖_F, rate)``: the field at ``Y`` (after a step the Newton value ``(ψ + d)/c``), the full SVD of ``Y``,
     the differences ``D (b, 8, m, n)`` at spacing ``h_D``, the order, the number of steps since the last
     change of step size or order, ``J (b, mn, mn)``, ``(I − c_inv·J)⁻¹`` and whether ``J`` was
     computed at this ``Y``, and the inverted Newton scale at ``Y`` (:meth:`_itol`). ``n_fev`` / ``n_fmat`` / ``n_jac`` / ``n_lu`` count batched field calls,
@@ -138,6 +138,7 @@ class Bdf:
         self.spectral_control = spectral_control
         self.newton_tol = max(10 * _EPS / rtol, min(0.03, rtol ** 0.5))
         self.n_fev = self.n_fmat = self.n_jac = self.n_lu = 0
+        self.remember_rate = True
 
     def _jac(self, Y: np.ndarray, F: np.ndarray | None = None) -> np.ndarray:
         self.n_fev += 1
@@ -154,18 +155,19 @@ class Bdf:
         D[:, 0] = Y
         D[:, 1] = e.F  # at spacing h_D = 1
         J = self._jac(Y, e.F)
+        nY = fro(Y)
         return StepState(Y, e.sigma, e.bad, (e.F, e.U, e.Vh, D, np.ones(b), np.ones(b, dtype=np.int64),
                                              np.zeros(b, dtype=np.int64), J, np.zeros_like(J), np.full(b, np.nan),
-                                             np.ones(b, dtype=bool), self._itol(e.sigma, fro(Y), (m, n))))
+                                             np.ones(b, dtype=bool), self._itol(e.sigma, nY, (m, n)), nY,
+                                             np.full(b, np.nan)))
 
     # ------------------------------------------------------------------ pieces
     def _norm(self, Z: np.ndarray, U: np.ndarray, Vh: np.ndarray, tolm: np.ndarray | None,
               ftol: np.ndarray) -> np.ndarray:
         """The scaled norm of ``Z (s, m, n)``: Frobenius over ``ftol``, and with ``tolm`` also the
         componentwise one in the basis ``U, Vh`` (the max of the two)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zn = fro(Z)
-            r = np.where(zn == 0, 0.0, zn / ftol)
+        zn = fro(Z)
+        r = np.where(zn == 0, 0.0, zn / ftol)
         if tolm is not None:
             r = np.maximum(r, componentwise(Z, U, Vh, tolm))
         return r
@@ -182,7 +184,7 @@ class Bdf:
         cinv[rows] = c[rows]
         self.n_lu += Mx.shape[0]
 
-    def _newton(self, rows, y_pred, psi, c, Minv, Ut, V, itol):
+    def _newton(self, rows, y_pred, psi, c, Minv, Ut, V, itol, crate):
         """Simplified Newton on runs ``rows`` (scipy's ``solve_bdf_system``, batched): ``(converged,
         n_iter, y, d, f_bad)``, ``y``/``d`` flat ``(s, mn)``. The increments are measured by
         ``max |Uᵀ dy V| · itol`` (the componentwise tolerance at ``y_0``, inverted) or, with ``Ut = None``,
@@ -192,6 +194,8 @@ class Bdf:
         s, dim = y.shape
         m, n = self.f.shape
         psi, c, Minv, itol = sel(psi), sel(c), sel(Minv), sel(itol)
+        rate0 = sel(crate)
+        crate = rate0.copy()
         if Ut is not None:
             Ut, V = sel(Ut), sel(V)
         d = np.zeros_like(y)
@@ -216,11 +220,17 @@ class Bdf:
             bad_k = ev.bad | ~np.isfinite(dn)
             if k == 0:
                 stop = bad_k
-                cv = ~bad_k & (dn == 0)
-            else:
+                # converged at once if the remembered rate says the next correction is below tol
+                cv = ~bad_k & ((dn == 0) | (self.remember_rate & (rate0 * dn < tol * (1 - rate0))))
+            else:  # scipy's tests (rate >= 1 makes the right-hand sides <= 0)
                 rate = dn / g(dn_old)
-                stop = bad_k | (rate >= 1) | (rate ** (NEWTON_MAXITER - k) / (1 - rate) * dn > tol)
-                cv = ~stop & ((dn == 0) | (rate / (1 - rate) * dn < tol))
+                tr = tol * (1 - rate)
+                stop = bad_k | (rate ** (NEWTON_MAXITER - k) * dn > tr)
+                cv = ~stop & (rate * dn < tr)
+                if full:
+                    crate[:] = rate
+                else:
+                    crate[it] = rate
             if stop.any():
                 dy[stop] = 0.0
             if full:
@@ -242,7 +252,7 @@ class Bdf:
                 break
             idx = np.arange(s) if full else it
             it = idx[still]
-        return conv, n_iter, y, d, fbad
+        return conv, n_iter, y, d, fbad, crate
 
     def _itol(self, sigma: np.ndarray, nY: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """The inverted Newton scale of states with singular values ``sigma``: ``1/spectral_tol`` (a zero
@@ -257,7 +267,7 @@ class Bdf:
 
     def _step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
         Y0 = state.Y
-        _, U0, Vh0, D, hD, order, neq, J, Minv, cinv, jfresh, itol0 = state.cache
+        _, U0, Vh0, D, hD, order, neq, J, Minv, cinv, jfresh, itol0, nY0, crate0 = state.cache
         b, m, n = Y0.shape
         dim = m * n
         Dflat = D.reshape(b, _ND, dim)
@@ -272,20 +282,21 @@ class Bdf:
         psi = (_T["psi"][order][:, None, :] @ D6)[:, 0]
         c = h / ALPHA[order]
         need = c != cinv
-        if need.any():
+        if need.any():  # the remembered Newton rate scales at most like c (conservative when stiff)
+            crate0 = np.where(need, crate0 * np.maximum(1.0, c / cinv), crate0)
             self._factor(J, Minv, cinv, c, slice(None) if need.all() else np.flatnonzero(need))
-        nY0 = fro(Y0)
         Ut, V = (np.swapaxes(U0, -1, -2), np.swapaxes(Vh0, -1, -2)) if self.spectral_control else (None, None)
 
-        conv, n_iter, y, d, fbad = self._newton(slice(None), y_pred, psi, c, Minv, Ut, V, itol0)
+        conv, n_iter, y, d, fbad, crate = self._newton(slice(None), y_pred, psi, c, Minv, Ut, V, itol0, crate0)
         retry = ~conv & ~fbad & ~jfresh
         if retry.any():  # stale J: refresh it at Y0 (in place in the input state) and solve again
             r = np.flatnonzero(retry)
             J[r] = self._jac(Y0[r])
             jfresh[r] = True
             self._factor(J, Minv, cinv, c, r)
-            cv2, ni2, y2, d2, fb2 = self._newton(r, y_pred, psi, c, Minv, Ut, V, itol0)
-            conv[r], n_iter[r], y[r], d[r], fbad[r] = cv2, ni2, y2, d2, fb2
+            crate0[r] = np.nan
+            cv2, ni2, y2, d2, fb2, cr2 = self._newton(r, y_pred, psi, c, Minv, Ut, V, itol0, crate0)
+            conv[r], n_iter[r], y[r], d[r], fbad[r], crate[r] = cv2, ni2, y2, d2, fb2, cr2
 
         Y1 = y.reshape(b, m, n)
         bad = fbad | ~np.all(np.isfinite(Y1), axis=(-2, -1))
@@ -293,8 +304,10 @@ class Bdf:
         U1, s1, Vh1 = self.f.svd(Ys)
         ec = ERROR_CONST[order][:, None, None]
         err = ec * d.reshape(b, m, n)
-        ftol1 = self.rtol * np.maximum(nY0, fro(Ys)) + self.atol
+        nY1 = fro(Ys)
+        ftol1 = self.rtol * np.maximum(nY0, nY1) + self.atol
         tolm1 = spectral_tol(s1, (m, n), self.rtol, self.atol) if self.spectral_control else None
+        itol1 = 1.0 / np.maximum(tolm1 if self.spectral_control else self.rtol * nY1 + self.atol, 1e-300)
         en = fro(err)
         basic = np.where(en == 0, 0.0, en / ftol1)
         ratio = basic if tolm1 is None else np.maximum(basic, componentwise(err, U1, Vh1, tolm1))
@@ -306,7 +319,7 @@ class Bdf:
         # accepted: update the differences; after k + 1 equal steps choose order and step (scipy)
         Dnew = _T["upd"][order] @ Dflat + _T["upd_d"][order][:, :, None] * d[:, None, :]
         neq1 = neq + 1
-        safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
+        safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + np.maximum(n_iter, 2))
         h_acc = h.copy()
         new_order = order.copy()
         due = (neq1 >= order + 1) & ~failed
@@ -335,5 +348,5 @@ class Bdf:
 
         F1 = ((psi + d) / c[:, None]).reshape(b, m, n)
         trial = StepState(Y1, s1, bad, (F1, U1, Vh1, Dnew.reshape(b, _ND, m, n), h.copy(), new_order, neq1, J,
-                                        Minv, cinv, np.zeros(b, dtype=bool), self._itol(s1, fro(Ys), (m, n))))
+                                        Minv, cinv, np.zeros(b, dtype=bool), itol1, nY1, crate))
         return trial, StepInfo(ratio, bad, basic if self.spectral_control else None, h_next=h_next)
