@@ -285,7 +285,9 @@ class Bdf:
         if need.any():  # the remembered Newton rate scales at most like c (conservative when stiff)
             crate0 = np.where(need, crate0 * np.maximum(1.0, c / cinv), crate0)
             self._factor(J, Minv, cinv, c, slice(None) if need.all() else np.flatnonzero(need))
-        Ut, V = (np.swapaxes(U0, -1, -2), np.swapaxes(Vh0, -1, -2)) if self.spectral_control else (None, None)
+        # contiguous, so that the full batch and its subsets use the same matmul kernels (round-off equal)
+        Ut, V = ((np.ascontiguousarray(np.swapaxes(U0, -1, -2)), np.ascontiguousarray(np.swapaxes(Vh0, -1, -2)))
+                 if self.spectral_control else (None, None))
 
         conv, n_iter, y, d, fbad, crate = self._newton(slice(None), y_pred, psi, c, Minv, Ut, V, itol0, crate0)
         retry = ~conv & ~fbad & ~jfresh
