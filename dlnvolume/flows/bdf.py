@@ -7,7 +7,10 @@ scipy's ``scipy/integrate/_ivp/bdf.py`` (same coefficients: Klopfenstein–Shamp
 modified divided differences ``D (8, m, n)`` at spacing ``h_D``, the order ``k``, the count of steps of
 equal size. A step of size ``h`` predicts ``y_p = Σ_{i<=k} D_i``, solves
 ``d − c·f(y_p + d) + ψ = 0`` (``c = h/α_k``, ``ψ = Σ_{i=1}^{k} γ_i D_i / α_k``) by simplified Newton
-iterations with ``(I − cJ)⁻¹`` (at most ``NEWTON_MAXITER = 4``, convergence-rate test of scipy), and
+iterations with ``(I − cJ)⁻¹`` (at most ``NEWTON_MAXITER = 4``, convergence-rate test of scipy; also
+converged after one iteration when the run's last measured rate ``ρ`` — scaled by ``max(1, c/c_old)``
+after a new factorization, forgotten with a new ``J`` — gives ``ρ·‖Δ‖ < tol·(1 − ρ)``, CVODE's test;
+``remember_rate = False`` switches it off), and
 estimates the local error as ``error_const[k]·d``: the estimate does not involve ``J``, so ``J`` and the
 factorization are reused over many steps. After ``k + 1`` steps of equal size the orders ``k − 1, k,
 k + 1`` are compared (scipy's rule) and the next step size is chosen with the order; the stepper returns
@@ -180,7 +183,10 @@ class Bdf:
         ok = np.all(np.isfinite(Mx), axis=(-2, -1))
         if not ok.all():
             Mx[~ok] = np.eye(d)
-        Minv[rows] = np.linalg.inv(Mx)
+        try:
+            Minv[rows] = np.linalg.inv(Mx)
+        except np.linalg.LinAlgError:  # a singular I − cJ (J with an eigenvalue 1/c): that run's Newton
+            Minv[rows] = np.linalg.pinv(Mx)  # iteration fails and h shrinks (c changes)
         cinv[rows] = c[rows]
         self.n_lu += Mx.shape[0]
 
