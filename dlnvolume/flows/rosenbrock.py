@@ -112,23 +112,24 @@ def spectral_tol(sigma: np.ndarray, shape: tuple[int, int], rtol: float, atol: f
     ``sigma (b, k)``: ``rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol + 64·eps·σ_1`` (module docstring)."""
     m, n = shape
     k = sigma.shape[-1]
-    si = np.zeros(sigma.shape[:-1] + (m,))
-    sj = np.zeros(sigma.shape[:-1] + (n,))
-    si[..., :k] = sigma
-    sj[..., :k] = sigma
-    w = np.maximum(si[..., :, None], sj[..., None, :])
+    if m == n == k:  # square: no zero padding (fewer array operations at batch size 1)
+        w = np.maximum(sigma[..., :, None], sigma[..., None, :])
+    else:
+        si = np.zeros(sigma.shape[:-1] + (m,))
+        sj = np.zeros(sigma.shape[:-1] + (n,))
+        si[..., :k] = sigma
+        sj[..., :k] = sigma
+        w = np.maximum(si[..., :, None], sj[..., None, :])
     return rtol * np.maximum(w, SV_FLOOR * sigma[..., :1, None]) + (atol + 64 * _EPS * sigma[..., :1, None])
 
 
 def componentwise(err: np.ndarray, U: np.ndarray, Vh: np.ndarray, tol: np.ndarray) -> np.ndarray:
     """``max_ij |(Uᵀ err V)_ij| / tol_ij`` per run (``tol`` from :func:`spectral_tol`; exact zeros count 0,
-    a zero tolerance with a nonzero error inf)."""
+    a zero tolerance with a nonzero error is ``|E|/1e-300`` (huge or inf), a non-finite error gives a
+    non-finite ratio: both callers then reject the step)."""
     Eh = np.swapaxes(U, -1, -2) @ err @ np.swapaxes(Vh, -1, -2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.abs(Eh) / tol
-    r = np.where(np.isnan(r), np.inf, r)
-    r = np.where((Eh == 0), 0.0, r)
-    return np.max(r, axis=(-2, -1))
+    with np.errstate(over="ignore"):
+        return np.max(np.abs(Eh) / np.maximum(tol, 1e-300), axis=(-2, -1))
 
 
 class Rosenbrock:
