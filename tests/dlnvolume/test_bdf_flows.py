@@ -87,6 +87,20 @@ def test_agrees_with_dopri5_at_tight_tolerance(N, shape, rank):
     np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
 
 
+@pytest.mark.parametrize("N,kw", [(1, {}), (2, {"normalized": False}), (3, {"spectral_control": False}),
+                                  (math.inf, {"spectral_control": False}), (10, {"atol": 1e-8})])
+def test_options_agree_with_dopri5(N, kw):
+    """The linear N = 1 flow, the unnormalized time, the Frobenius-only control (Newton increments in the
+    Frobenius norm) and atol > 0, on a rectangular 3×4 task: same ``100·rtol`` agreement as above."""
+    rng = np.random.default_rng(SEED + 5)
+    task = tasks.random_low_rank(3, 4, 2, 8, rng=rng)
+    X0 = 0.3 * rng.standard_normal((2, 3, 4))
+    ref = flows.end_to_end(task, N, X0, rtol=1e-11, integrator="dopri5", t_max=4.0, loss_tol=0, **kw)
+    res = flows.end_to_end(task, N, X0, rtol=1e-8, integrator="bdf", t_max=4.0, loss_tol=0, **kw)
+    scale = np.linalg.norm(ref.X, axis=(-2, -1))[:, None, None]
+    np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("N", [3, math.inf])
 def test_small_initialization_plateaus_against_dopri5(N):
