@@ -140,10 +140,12 @@ def test_error_decreases_with_rtol_against_the_exact_integral():
 
 
 # --------------------------------------------------------------------------- invariants
-@pytest.mark.parametrize("N", [2, 3, math.inf])
+@pytest.mark.parametrize("N", [2, 3, pytest.param(math.inf, marks=pytest.mark.slow)])
 def test_invariants_on_ill_conditioned_3x3_start(N):
     """σ₃/σ₁ = 1e-10 at the start (a generic rotation): no NaN, loss non-increasing, and while σ_min stays
-    resolvable (``min_sigma_ratio > 256·eps``) rank and sign det of X0 are kept (MATH.md §1.5 item 6)."""
+    resolvable (``min_sigma_ratio > 256·eps``) rank and sign det of X0 are kept (MATH.md §1.5 item 6).
+    (At N = ∞ the run makes slow progress — 3000 steps reach t ≈ 100, "auto" t ≈ 900: Newton fails at
+    the steps the error estimate allows while σ₃ is far below SV_FLOOR·σ₁, docs/flows.md §3.3.)"""
     rng = np.random.default_rng(SEED)
     Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
     R, _ = np.linalg.qr(rng.standard_normal((3, 3)))
