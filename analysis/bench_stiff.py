@@ -15,7 +15,9 @@ Workloads (issue 11, "What it must show"):
    100, ∞ (3 and ∞ at ``--quick``): ours vs LSODA and BDF; cost at ∞ and 100 relative to N = 3;
 2. 20×20 rank 3, ``|Ω| = 200``, N = ∞: one endpoint (10×10, ``|Ω| = 60`` at ``--quick``);
 3. the batched 2×2 CMV run (``diagonal_2x2``, 200 flows, N = 20, init 1e-3; 40 at ``--quick``):
-   ``integrator="auto"`` against ``integrator="dopri5"``, corner fractions of both.
+   ``integrator="auto"`` against ``integrator="dopri5"``, corner fractions of both;
+4. on the 6×6 task also ``integrator="bdf"`` (:mod:`dlnvolume.flows.bdf`, rtol :data:`BDF_RTOL`) against
+   "auto" and against LSODA at equal accuracy.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ def _best(fn: Any, repeat: int) -> Any:
 LSODA_LADDER = ((1e-6, 1e-9), (1e-7, 1e-12), (1e-8, 1e-14), (1e-9, 1e-15))
 #: endpoint accuracy of the comparison (issue 11): max-entry error at the run's own stopping time
 ENDPOINT_TOL = 1e-3
+#: ``integrator="bdf"`` is run at this tolerance: the loosest of 3e-5, 1e-5, 3e-6, 1e-6 whose 6×6 endpoints
+#: were within ENDPOINT_TOL at every depth (3e-5: 1.0e-3 and 1.1e-3 at N = ∞ and 100; docs/flows.md §3.3)
+BDF_RTOL = 1e-5
 
 
 def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
@@ -113,7 +118,9 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
                 for meth in ("LSODA", "BDF")}
         ladder = [(rt, at, _best(lambda rt=rt, at=at: scipy_flow(task, N, X0, "LSODA", rt, atol=at), rep))
                   for rt, at in LSODA_LADDER]
-        T_max = 1.2 * max([float(res.t[0])] + [r[3] for r in runs.values()] + [r[2][3] for r in ladder])
+        res_bdf, t_bdf = _best(lambda: _ours(task, N, X0, integrator="bdf", rtol=BDF_RTOL), rep)
+        T_max = 1.2 * max([float(res.t[0]), float(res_bdf.t[0])] + [r[3] for r in runs.values()]
+                          + [r[2][3] for r in ladder])
         *_, t_ref, _, _, ref = scipy_flow(task, N, X0, "Radau", ref_rtol, atol=1e-14, dense_until=T_max)
 
         def err(X: np.ndarray, t: float) -> float:
@@ -144,6 +151,17 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
                         t_s is not None and t_ours < t_s and e_ours <= ENDPOINT_TOL,
                         {"depth": str(N), "err_ours": e_ours, "err_scipy": e_s,
                          "ladder": [(rt_, at_, r[1], err(r[0], r[3])) for rt_, at_, r in ladder]}))
+        e_bdf = err(res_bdf.X[0], float(res_bdf.t[0]))
+        bdf = f"6×6 N={tag}: integrator='bdf' rtol {BDF_RTOL:g}, {int(res_bdf.n_steps[0])} steps, max|ΔX| {e_bdf:.1e}"
+        rows.append(Row("flows-stiff", bdf, t_bdf, f"integrator='auto' ({int(res.n_steps[0])} steps)", t_ours,
+                        f"max|ΔX| at the stop: bdf {e_bdf:.1e}, auto {e_ours:.1e}",
+                        f"faster than auto at ≤ {ENDPOINT_TOL:g}", t_bdf < t_ours and e_bdf <= ENDPOINT_TOL,
+                        {"depth": str(N), "steps": int(res_bdf.n_steps[0]), "rejected": int(res_bdf.n_rejected[0]),
+                         "err_bdf": e_bdf, "err_auto": e_ours}))
+        rows.append(Row("flows-stiff", bdf, t_bdf, base, t_s, f"max|ΔX| at the stop: bdf {e_bdf:.1e}, LSODA {e_s:.1e}",
+                        f"faster than LSODA at equal accuracy (≤ {ENDPOINT_TOL:g})",
+                        t_s is not None and t_bdf < t_s and e_bdf <= ENDPOINT_TOL,
+                        {"depth": str(N), "err_bdf": e_bdf, "err_scipy": e_s}))
     for N in (100, math.inf):
         if N in cost and 3 in cost:
             tag = "∞" if math.isinf(N) else str(N)

@@ -23,7 +23,8 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ``dopri5``          explicit Dormand–Prince 5(4) stepper
 ``rosenbrock``      linearly implicit Rosenbrock-W ROS34PW2 stepper (stiff)
 ``switching``       per-run switching between the two where the explicit step is stability-limited
-``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5"`` (:data:`INTEGRATORS`)
+``bdf``             variable-order NDF/BDF stepper, simplified Newton with a reused Jacobian (m·n <= 64)
+``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5" | "bdf"``
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs
 ==================  =====================================================================

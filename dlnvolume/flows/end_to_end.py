@@ -12,6 +12,7 @@ from ..completion import CompletionTask
 from ..errors import InvalidArgumentError
 from . import loop
 from ._checks import _check_bool, _check_task, _check_X0, _log_every, _loss_tol
+from .bdf import Bdf
 from .dopri5 import Dopri5
 from .field import EndToEndField
 from .results import FlowResult, Trajectory
@@ -23,7 +24,7 @@ __all__ = ["end_to_end", "INTEGRATORS", "STEPPERS", "resolve_integrator"]
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
 #: Registry of end-to-end steppers: a new integrator is one module plus one line here.
-STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching}
+STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching, "bdf": Bdf}
 INTEGRATORS = ("auto",) + tuple(STEPPERS)
 
 
@@ -131,9 +132,10 @@ def end_to_end(
         towards 0 (rank-deficient limits, MATH.md §5.2–5.3); it costs one extra singular-value-only
         SVD per step. ``False``: Frobenius error control only. (Rosenbrock: the componentwise control
         of ``rtol, atol`` above, at no extra SVD; the sign-det guard is the same.)
-    integrator : {"auto", "switching", "rosenbrock", "dopri5"}, default "auto"
+    integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf"}, default "auto"
         "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1`` or more than 400 observed
-        entries. :attr:`FlowResult.integrator` says which one ran.
+        entries. "bdf": variable-order NDF/BDF with a reused Jacobian (:mod:`dlnvolume.flows.bdf`,
+        ``m·n <= 64`` only). :attr:`FlowResult.integrator` says which one ran.
 
     Returns
     -------

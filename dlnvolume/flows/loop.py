@@ -66,12 +66,15 @@ class StepInfo:
     ``ratio_basic``: the ratio of the plain Frobenius control, which the loop uses instead of ``ratio``
     after 30 consecutive rejections (the σ-relative checks cannot be met at the float64 resolution of
     ``σ_min``); ``h_max``: a cap on the next step size after an accepted step (a stepper that changes
-    method, :mod:`.switching`)."""
+    method, :mod:`.switching`); ``h_next``: the next step size of every run, accepted or rejected, chosen
+    by the stepper itself (a variable-order multistep method, :mod:`.bdf`); it overrides the controller
+    except for runs the loop rejects on its own (sign-det guard, non-finite loss)."""
 
     ratio: np.ndarray
     bad: np.ndarray
     ratio_basic: np.ndarray | None = None
     h_max: np.ndarray | None = None  # if the step is accepted, the next step is at most this
+    h_next: np.ndarray | None = None  # if given, the next step size of every run (overrides the controller)
 
 
 class Stepper(Protocol):
@@ -339,6 +342,8 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         h_next = ha * fac
         if info.h_max is not None:
             h_next = np.where(accept, np.minimum(h_next, info.h_max), h_next)
+        if info.h_next is not None:  # the stepper's own choice, unless the loop overruled its verdict
+            h_next = np.where(accept | ~(info.ratio <= 1) | info.bad, info.h_next, h_next)
         nonfin = np.where(bad, True, np.where(accept, False, nonfin))
         n_rej = np.where(accept, 0, n_rej + 1)
 

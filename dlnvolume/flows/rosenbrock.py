@@ -43,7 +43,7 @@ from scipy.linalg import cho_factor, cho_solve
 from .field import EndToEndField
 from .loop import SV_FLOOR, StepInfo, StepState, fro
 
-__all__ = ["Rosenbrock", "ROS34PW2"]
+__all__ = ["Rosenbrock", "ROS34PW2", "fd_jacobian", "spectral_tol", "componentwise"]
 
 _EPS = float(np.finfo(float).eps)
 #: finite-difference Jacobian up to this ``m·n`` (one batched field call of ``m·n`` matrices per step);
@@ -81,6 +81,55 @@ def _transformed(tab: dict) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, 
     alpha = strict(tab["A"] @ Gi)
     c = strict(np.diag(np.full(len(Gi), 1.0 / gamma)) - Gi)
     return gamma, alpha, c, tab["b"] @ Gi, (tab["b"] - tab["bhat"]) @ Gi
+
+
+def fd_jacobian(field: EndToEndField, Y: np.ndarray, F0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The Jacobian ``J (b, mn, mn)`` of ``field`` at ``Y (b, m, n)`` by forward differences, one batched
+    field call of the ``m·n`` perturbed matrices (``m·n + 1`` with ``Y`` itself when ``F0``, the field at
+    ``Y``, is not given: a difference quotient needs the exact ``F0``), and a bad-row flag. Steps
+    ``sqrt(eps)·max(|Y_ij|, rms(Y))``. Shared by :class:`Rosenbrock` and :mod:`.bdf`."""
+    b, m, n = Y.shape
+    d = m * n
+    scale = np.abs(Y).reshape(b, d)
+    ref = np.sqrt(np.sum(scale * scale, axis=1, keepdims=True) / d)
+    delta = np.sqrt(_EPS) * np.maximum(np.maximum(scale, ref), 1e-300)
+    e = d if F0 is not None else d + 1
+    Yp = np.repeat(Y.reshape(b, 1, d), e, axis=1)
+    idx = np.arange(d)
+    Yp[:, idx, idx] += delta
+    dl = Yp[:, idx, idx] - Y.reshape(b, d)
+    ev = field(Yp.reshape(b * e, m, n))
+    Fp = ev.F.reshape(b, e, d)
+    F0 = Fp[:, d:, :] if F0 is None else F0.reshape(b, 1, d)
+    J = (Fp[:, :d, :] - F0) / dl[:, :, None]  # J[b, j, :] = ∂F/∂y_j
+    J = np.swapaxes(J, -1, -2)
+    bad = ~np.all(np.isfinite(J), axis=(-2, -1)) | ev.bad.reshape(b, e).any(axis=1)
+    return np.where(bad[:, None, None], 0.0, J), bad
+
+
+def spectral_tol(sigma: np.ndarray, shape: tuple[int, int], rtol: float, atol: float) -> np.ndarray:
+    """The componentwise tolerance ``(b, m, n)`` in the SVD basis of a state with singular values
+    ``sigma (b, k)``: ``rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol + 64·eps·σ_1`` (module docstring)."""
+    m, n = shape
+    k = sigma.shape[-1]
+    if m == n == k:  # square: no zero padding (fewer array operations at batch size 1)
+        w = np.maximum(sigma[..., :, None], sigma[..., None, :])
+    else:
+        si = np.zeros(sigma.shape[:-1] + (m,))
+        sj = np.zeros(sigma.shape[:-1] + (n,))
+        si[..., :k] = sigma
+        sj[..., :k] = sigma
+        w = np.maximum(si[..., :, None], sj[..., None, :])
+    return rtol * np.maximum(w, SV_FLOOR * sigma[..., :1, None]) + (atol + 64 * _EPS * sigma[..., :1, None])
+
+
+def componentwise(err: np.ndarray, U: np.ndarray, Vh: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """``max_ij |(Uᵀ err V)_ij| / tol_ij`` per run (``tol`` from :func:`spectral_tol`; exact zeros count 0,
+    a zero tolerance with a nonzero error is ``|E|/1e-300`` (huge or inf), a non-finite error gives a
+    non-finite ratio: both callers then reject the step)."""
+    Eh = np.swapaxes(U, -1, -2) @ err @ np.swapaxes(Vh, -1, -2)
+    with np.errstate(over="ignore"):
+        return np.max(np.abs(Eh) / np.maximum(tol, 1e-300), axis=(-2, -1))
 
 
 class Rosenbrock:
@@ -163,7 +212,7 @@ class Rosenbrock:
     def _fd_factor(self, state: StepState, hg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(I − hγJ)⁻¹`` with the full Jacobian ``J`` at the step's start by forward differences (one
         batched field call of ``m·n`` perturbed matrices)."""
-        J, bad = self._fd_jacobian(state)
+        J, bad = fd_jacobian(self.f, state.Y, state.cache[0])
         d = J.shape[-1]
         M = -hg[:, None, None] * J
         M += np.eye(d)
@@ -171,23 +220,6 @@ class Rosenbrock:
         if bad.any():
             M[bad] = np.eye(d)
         return np.linalg.inv(M), bad
-
-    def _fd_jacobian(self, state: StepState) -> tuple[np.ndarray, np.ndarray]:
-        Y, F0 = state.Y, state.cache[0]
-        b, m, n = Y.shape  # noqa: F841
-        d = m * n
-        scale = np.abs(Y).reshape(b, d)
-        ref = np.sqrt(np.sum(scale * scale, axis=1, keepdims=True) / d)
-        delta = np.sqrt(_EPS) * np.maximum(np.maximum(scale, ref), 1e-300)
-        Yp = np.repeat(Y.reshape(b, 1, d), d, axis=1)
-        idx = np.arange(d)
-        Yp[:, idx, idx] += delta
-        dl = Yp[:, idx, idx] - Y.reshape(b, d)
-        ev = self.f(Yp.reshape(b * d, m, n))
-        J = (ev.F.reshape(b, d, d) - F0.reshape(b, 1, d)) / dl[:, :, None]  # J[b, j, :] = ∂F/∂y_j
-        J = np.swapaxes(J, -1, -2)
-        bad = ~np.all(np.isfinite(J), axis=(-2, -1)) | ev.bad.reshape(b, d).any(axis=1)
-        return np.where(bad[:, None, None], 0.0, J), bad
 
     # ------------------------------------------------------------------ one step
     def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
@@ -233,23 +265,8 @@ class Rosenbrock:
             basic = np.where(en == 0, 0.0, en / basic_tol)
         ratio = basic
         if self.spectral_control:
-            ratio = np.maximum(basic, self._componentwise(err, ev.U, ev.Vh, ev.sigma))
+            ratio = np.maximum(basic, componentwise(err, ev.U, ev.Vh,
+                                                    spectral_tol(ev.sigma, y1.shape[1:], self.rtol, self.atol)))
         bad = bad | ~np.isfinite(ratio)
         trial = StepState(y1, ev.sigma, bad, (ev.F, ev.U, ev.Vh, ev.lam))
         return trial, StepInfo(np.where(bad, np.inf, ratio), bad, basic if self.spectral_control else None)
-
-    def _componentwise(self, err: np.ndarray, U: np.ndarray, Vh: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        m, n = self.f.shape
-        k = sigma.shape[-1]
-        Eh = np.swapaxes(U, -1, -2) @ err @ np.swapaxes(Vh, -1, -2)
-        si = np.zeros(sigma.shape[:-1] + (m,))
-        sj = np.zeros(sigma.shape[:-1] + (n,))
-        si[..., :k] = sigma
-        sj[..., :k] = sigma
-        w = np.maximum(si[..., :, None], sj[..., None, :])
-        tol = self.rtol * np.maximum(w, SV_FLOOR * sigma[..., :1, None]) + (self.atol + 64 * _EPS * sigma[..., :1, None])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.abs(Eh) / tol
-        r = np.where(np.isnan(r), np.inf, r)
-        r = np.where((Eh == 0), 0.0, r)
-        return np.max(r, axis=(-2, -1))

@@ -19,7 +19,7 @@ from dlnvolume.flows.field import EndToEndField
 from dlnvolume.flows.rosenbrock import ROS34PW2, Rosenbrock
 
 SEED = 20261130
-STIFF = ["rosenbrock", "switching"]
+STIFF = ["rosenbrock", "switching", "bdf"]
 
 
 def _diag_task(mu):
@@ -120,7 +120,7 @@ def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
 
 
 # --------------------------------------------------------------------------- invariants, ill-conditioned X0
-@pytest.mark.parametrize("integrator", ["switching", "dopri5", pytest.param("rosenbrock", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", ["switching", "dopri5", "bdf", pytest.param("rosenbrock", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("N", [2, 3, 10, math.inf])
 @pytest.mark.parametrize("kind", ["aligned", "generic"])
 def test_invariants_on_ill_conditioned_start(integrator, N, kind):
