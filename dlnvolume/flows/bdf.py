@@ -122,7 +122,7 @@ def change_D(D: np.ndarray, order: np.ndarray, factor: np.ndarray) -> np.ndarray
     M = np.zeros((b, _K, _K))
     M[:, 0, :] = 1.0
     M[:, 1:, 1:] = (_I - 1.0 - factor[:, None, None] * _J) / _I
-    RU = np.cumprod(M, axis=1) @ _U5
+    RU = np.cumprod(M, axis=1) @ np.repeat(_U5[None], b, axis=0)  # stacked, not one product over the batch
     RU = np.where(_T["block"][order], RU, _EYE)
     out = D.copy()
     out[:, :_K] = np.swapaxes(RU, -1, -2) @ D[:, :_K]
@@ -311,7 +311,11 @@ class Bdf:
             J[r] = self._jac(Y0[r])
             jfresh[r] = True
             self._factor(J, Minv, cinv, c, r)
+            # forget the rate of the old J, here and (like J itself) in the input state; a local copy
+            # otherwise: whether crate0 is the state's array must not depend on the other runs of the batch
+            crate0 = crate0.copy()
             crate0[r] = np.nan
+            state.cache[13][r] = np.nan
             cv2, ni2, y2, d2, fb2, cr2 = self._newton(r, y_pred, psi, c, Minv, Ut, V, itol0, crate0)
             conv[r], n_iter[r], y[r], d[r], fbad[r], crate[r] = cv2, ni2, y2, d2, fb2, cr2
 

@@ -19,7 +19,7 @@ from .loop import SV_FLOOR, StepInfo, StepState, fro
 
 __all__ = ["Dopri5"]
 
-_A = [np.array(row) for row in [
+_A = [
     [],
     [1 / 5],
     [3 / 40, 9 / 40],
@@ -27,7 +27,7 @@ _A = [np.array(row) for row in [
     [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
     [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
     [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
-]]
+]
 _E = np.array([71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40])
 _EPS = float(np.finfo(float).eps)
 
@@ -49,22 +49,23 @@ class Dopri5:
         return StepState(Y, e.sigma, e.bad, (e.F, e.U, e.Vh, e.lam) if self.full else (e.F,))
 
     def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
+        # elementwise sums only: a matrix product over the stacked runs (one BLAS call) rounds differently
+        # with the length of the batch, and a run's numbers must not depend on its batch
         Ya, hb = state.Y, h[:, None, None]
-        b = Ya.shape[0]
-        K = np.empty((7,) + Ya.shape)  # the stages, so that each stage's sum is one matrix product
-        K[0] = state.cache[0]
-        Kf = K.reshape(7, -1)
-        bad = np.zeros(b, dtype=bool)
+        HK = [hb * state.cache[0]]  # h·k_j
+        bad = np.zeros(Ya.shape[0], dtype=bool)
         for s in range(1, 7):
-            Ys = (_A[s] @ Kf[:s]).reshape(Ya.shape)
-            Ys *= hb
-            Ys += Ya
+            Ys = Ya.copy()
+            for a, hk in zip(_A[s], HK):
+                if a != 0.0:
+                    Ys += a * hk
             e = self.f(Ys, full=self.full and s == 6)
-            K[s] = e.F
+            HK.append(hb * e.F)
             bad |= e.bad
         Ynew, sig_new = Ys, e.sigma  # stage 7 is evaluated at the 5th-order solution (FSAL)
-        errm = (_E @ Kf).reshape(Ya.shape)
-        errm *= hb
+        errm = _E[0] * HK[0]
+        for j in range(2, 7):
+            errm += _E[j] * HK[j]
         err = fro(errm)
         tol = self.rtol * np.maximum(fro(Ya), fro(Ynew)) + self.atol
         with np.errstate(divide="ignore", invalid="ignore"):

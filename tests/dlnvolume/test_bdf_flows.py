@@ -207,22 +207,20 @@ def test_newton_failure_refreshes_the_jacobian_of_the_input_state():
 
 
 def test_runs_are_independent_of_their_batch():
-    """Every run keeps its own order, step size and Jacobian: a batch of three gives each run what it gets
-    alone, up to round-off. (Not bit for bit: replaying one step from identical states gives identical
-    results, but the step sizes proposed by batches of different sizes differed in the last bits — numpy
-    kernels depend on the array length — and a borderline accept/reject then differs: measured 221 vs 220
-    steps for one run, endpoints 1.5e-7 apart relative, against an integration error ~1e-4 at rtol 1e-6.)"""
+    """Every run keeps its own order, step size, Jacobian and Newton rate: a batch of seven gives each run
+    exactly what it gets alone. (It did not, until the retry with a fresh Jacobian forgot the old rate
+    in a copy that existed only when another run of the batch had changed its step: 261 vs 260 steps.)"""
     rng = np.random.default_rng(SEED)
     task = tasks.random_low_rank(3, 3, 2, 6, rng=rng)
-    X0 = np.stack([1e-3 * rng.standard_normal((3, 3)), 0.3 * rng.standard_normal((3, 3)),
-                   1e-2 * rng.standard_normal((3, 3))])
+    X0 = np.concatenate([[1e-3 * rng.standard_normal((3, 3)), 0.3 * rng.standard_normal((3, 3))],
+                         1e-2 * rng.standard_normal((5, 3, 3))])
     kw = dict(t_max=300.0, loss_tol=0, integrator="bdf", rtol=1e-6)
     both = flows.end_to_end(task, 3, X0, **kw)
-    for i in range(3):
+    for i in range(len(X0)):
         one = flows.end_to_end(task, 3, X0[i], **kw)
-        assert abs(int(one.n_steps[0]) - int(both.n_steps[i])) <= 0.02 * one.n_steps[0] + 1
         assert one.status[0] == both.status[i] == "max_time"
-        np.testing.assert_allclose(one.X[0], both.X[i], atol=1e-5 * np.linalg.norm(one.X[0]))
+        assert one.n_steps[0] == both.n_steps[i]
+        np.testing.assert_array_equal(one.X[0], both.X[i])
 
 
 def test_large_tasks_are_refused():
