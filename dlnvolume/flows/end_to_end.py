@@ -14,6 +14,7 @@ from . import loop
 from ._checks import _check_bool, _check_task, _check_X0, _log_every, _loss_tol
 from .bdf import Bdf
 from .dopri5 import Dopri5
+from .dopri_bdf import DopriBdf
 from .field import EndToEndField
 from .results import FlowResult, Trajectory
 from .rosenbrock import Rosenbrock
@@ -24,7 +25,7 @@ __all__ = ["end_to_end", "INTEGRATORS", "STEPPERS", "resolve_integrator"]
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
 #: Registry of end-to-end steppers: a new integrator is one module plus one line here.
-STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching, "bdf": Bdf}
+STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching, "bdf": Bdf, "dopri-bdf": DopriBdf}
 INTEGRATORS = ("auto",) + tuple(STEPPERS)
 
 
@@ -132,10 +133,13 @@ def end_to_end(
         towards 0 (rank-deficient limits, MATH.md §5.2–5.3); it costs one extra singular-value-only
         SVD per step. ``False``: Frobenius error control only. (Rosenbrock: the componentwise control
         of ``rtol, atol`` above, at no extra SVD; the sign-det guard is the same.)
-    integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf"}, default "auto"
+    integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf", "dopri-bdf"}, default "auto"
         "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1`` or more than 400 observed
         entries. "bdf": variable-order NDF/BDF with a reused Jacobian (:mod:`dlnvolume.flows.bdf`,
-        ``m·n <= 64`` only). :attr:`FlowResult.integrator` says which one ran.
+        ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince or BDF (:mod:`dlnvolume.flows.dopri_bdf`,
+        ``m·n <= 64``): 2.7–3.5× faster than "auto" on well-conditioned small-initialization flows, slower
+        where ``σ_min/σ_1`` falls far below ``√eps`` (docs/flows.md §3.4). :attr:`FlowResult.integrator`
+        says which one ran.
 
     Returns
     -------

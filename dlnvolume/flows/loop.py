@@ -68,7 +68,8 @@ class StepInfo:
     ``σ_min``); ``h_max``: a cap on the next step size after an accepted step (a stepper that changes
     method, :mod:`.switching`); ``h_next``: the next step size of every run, accepted or rejected, chosen
     by the stepper itself (a variable-order multistep method, :mod:`.bdf`); it overrides the controller
-    except for runs the loop rejects on its own (sign-det guard, non-finite loss)."""
+    except for runs the loop rejects on its own (sign-det guard, non-finite loss) and where it is NaN
+    (runs of a per-run switching stepper that are on an explicit method, :mod:`.dopri_bdf`)."""
 
     ratio: np.ndarray
     bad: np.ndarray
@@ -169,9 +170,10 @@ def update_crossings(
 def step_factor(ratio: np.ndarray, order: int) -> np.ndarray:
     """The step-size controller: ``clip(0.9·ratio^{−1/(q+1)}, 0.2, 5)`` (5 at ``ratio = 0``), ``q = order``
     (Hairer–Nørsett–Wanner I, II.4). The loop's, and :mod:`.switching`'s for its Rosenbrock proposals."""
-    with np.errstate(divide="ignore"):
-        fac = np.where(ratio == 0, 5.0, 0.9 * ratio ** (-1.0 / (order + 1)))
-    return np.clip(fac, 0.2, 5.0)
+    fac = np.maximum(ratio, 1e-300)  # ratio 0 → a huge factor, clipped to 5, without a division by 0
+    fac **= -1.0 / (order + 1)
+    fac *= 0.9
+    return np.clip(fac, 0.2, 5.0, out=fac)
 
 
 def fro(Z: np.ndarray) -> np.ndarray:
@@ -343,7 +345,8 @@ def _run(stepper, loss_fn, Y0, t_max, loss_tol, rtol, atol, max_steps, log_every
         if info.h_max is not None:
             h_next = np.where(accept, np.minimum(h_next, info.h_max), h_next)
         if info.h_next is not None:  # the stepper's own choice, unless the loop overruled its verdict
-            h_next = np.where(accept | ~(info.ratio <= 1) | info.bad, info.h_next, h_next)
+            own = (accept | ~(info.ratio <= 1) | info.bad) & ~np.isnan(info.h_next)  # NaN: the controller's
+            h_next = np.where(own, info.h_next, h_next)
         nonfin = np.where(bad, True, np.where(accept, False, nonfin))
         n_rej = np.where(accept, 0, n_rej + 1)
 

@@ -20,7 +20,8 @@ from dlnvolume import CompletionTask, errors, flows, tasks
 SEED = 20231129
 
 
-@pytest.fixture(params=["dopri5", "switching", pytest.param("rosenbrock", marks=pytest.mark.slow)], autouse=True)
+@pytest.fixture(params=["dopri5", "switching", "dopri-bdf", pytest.param("rosenbrock", marks=pytest.mark.slow)],
+                autouse=True)
 def integrator(request, monkeypatch):
     """Run every test of this module with ``integrator="auto"`` resolved to each stepper in turn (for
     ``N >= 2``; ``N = 1`` stays Dormand–Prince, as "auto" does). Pure ROS34PW2 is in the slow suite: it is

@@ -19,7 +19,7 @@ from dlnvolume.flows.field import EndToEndField
 from dlnvolume.flows.rosenbrock import ROS34PW2, Rosenbrock
 
 SEED = 20261130
-STIFF = ["rosenbrock", "switching", "bdf"]
+STIFF = ["rosenbrock", "switching", "bdf", "dopri-bdf"]
 
 
 def _diag_task(mu):

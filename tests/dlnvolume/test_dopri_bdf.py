@@ -1,0 +1,77 @@
+"""The per-run Dormand–Prince / BDF switching stepper (``integrator="dopri-bdf"``, flows/dopri_bdf.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlnvolume import CompletionTask, flows, tasks
+from dlnvolume.flows import loop
+from dlnvolume.flows.dopri_bdf import MIN_STIFF, DopriBdf
+from dlnvolume.flows.end_to_end import _stack_loss
+from dlnvolume.flows.field import EndToEndField
+from dlnvolume.flows.rosenbrock import fd_jacobian
+from dlnvolume.flows.switching import NONSTIFF, STIFF, STRIKES
+
+SEED = 20261130
+
+
+def _at_solution(N: float = 3.0):
+    """A fully observed 3×3 task and a batch of two copies of its solution: the field is exactly 0, so
+    every step is accepted with error 0 whatever its size (the switching rule alone decides)."""
+    rng = np.random.default_rng(SEED)
+    M = rng.standard_normal((3, 3))
+    task = CompletionTask(mask=np.ones((3, 3), dtype=bool), values=M)
+    stepper = DopriBdf(EndToEndField(task, N, True), 1e-6, 0.0, True)
+    return task, stepper, np.stack([M, M])
+
+
+def test_turns_stiff_after_strikes_with_a_fresh_bdf_state():
+    task, st, Y = _at_solution()
+    s0 = st.init(Y)
+    rho = st.rho(s0.sigma)
+    assert rho[0] == pytest.approx(np.linalg.svd(Y[0], compute_uv=False)[0] ** (4 / 3))  # λ_11 at N = 3
+    h = np.array([STIFF * 1.01 / rho[0], 0.5 * STIFF / rho[1]])  # run 0 at the limit, run 1 below it
+    mode = np.array([1 - STRIKES, 1 - STRIKES])
+    state = loop.StepState(s0.Y, s0.sigma, s0.bad, s0.cache[:-1] + (mode,))
+    trial, info = st.step(state, h)
+    # accepted (the error is round-off: two SVD paths of one matrix) and explicit: the controller's step
+    assert np.all(info.ratio < 1e-10) and np.all(np.isnan(info.h_next))
+    assert list(trial.cache[-1]) == [1, 0]  # the STRIKES-th strike in a row switches; below resets
+    D, order, J = trial.cache[3], trial.cache[5], trial.cache[7]
+    np.testing.assert_array_equal(D[0, 0], trial.Y[0])  # BDF afresh at the new state: order 1, D_0 = Y,
+    np.testing.assert_array_equal(D[0, 1], trial.cache[0][0])  # D_1 = f(Y) (spacing 1), a new Jacobian
+    assert order[0] == 1 and st.n_to_stiff == 1
+    np.testing.assert_allclose(J[0], fd_jacobian(st.f, trial.Y[:1])[0][0], rtol=0, atol=1e-12)
+
+
+def test_returns_to_explicit_only_after_min_stiff_bdf_steps():
+    task, st, Y = _at_solution()
+    b0 = st.bdf.init(Y)
+    rho = st.rho(b0.sigma)
+    h = 0.5 * NONSTIFF / rho  # both below the return threshold
+    mode = np.array([1, 1 + MIN_STIFF])  # run 0 has just turned stiff, run 1 has taken MIN_STIFF BDF steps
+    state = loop.StepState(b0.Y, b0.sigma, b0.bad, b0.cache + (mode,))
+    trial, info = st.step(state, h)
+    assert list(trial.cache[-1]) == [2, 0]
+    assert np.isfinite(info.h_next[0]) and np.isnan(info.h_next[1])  # BDF's own step; then the controller's
+    F = st.f(trial.Y[1:]).F[0]  # a run turning explicit carries f(Y) itself, not BDF's Newton value
+    np.testing.assert_array_equal(trial.cache[0][1], F)
+    assert st.n_to_explicit == 1
+
+
+@pytest.mark.parametrize("N,T", [(3, 100.0), pytest.param(10, 870.0, marks=pytest.mark.slow)])
+def test_switches_both_ways_and_agrees_with_dopri5(N, T):
+    """A small-initialization 4×4 run through a plateau and two transitions (crossings of 0.5 at t ≈ 4.6
+    and 57 for N = 3, 33 and 846 for N = 10): Dormand–Prince, BDF and back; the endpoint at a fixed time
+    against Dormand–Prince alone at rtol 1e-10."""
+    rng = np.random.default_rng(SEED)
+    task = tasks.random_low_rank(4, 4, 2, 10, rng=rng)
+    X0 = 1e-3 * rng.standard_normal((1, 4, 4))
+    st = DopriBdf(EndToEndField(task, N, True), 1e-8, 0.0, True)
+    out = loop.run(st, _stack_loss(task), X0, t_max=T, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
+                   log_every=1, n_log=8, threshold=0.5, sign_det=True)
+    assert out.status[0] == "max_time" and st.n_to_stiff >= 1 and st.n_to_explicit >= 1
+    ref = flows.end_to_end(task, N, X0, t_max=T, loss_tol=0, rtol=1e-10, integrator="dopri5", max_steps=10**6)
+    scale = np.linalg.norm(ref.X[0])
+    np.testing.assert_allclose(out.Y[0] / scale, ref.X[0] / scale, atol=1e-6)
