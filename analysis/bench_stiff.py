@@ -16,8 +16,9 @@ Workloads (issue 11, "What it must show"):
 2. 20×20 rank 3, ``|Ω| = 200``, N = ∞: one endpoint (10×10, ``|Ω| = 60`` at ``--quick``);
 3. the batched 2×2 CMV run (``diagonal_2x2``, 200 flows, N = 20, init 1e-3; 40 at ``--quick``):
    ``integrator="auto"`` against ``integrator="dopri5"``, corner fractions of both;
-4. on the 6×6 task also ``integrator="bdf"`` (:mod:`dlnvolume.flows.bdf`, rtol :data:`BDF_RTOL`) against
-   "auto" and against LSODA at equal accuracy.
+4. on the 6×6 task also ``integrator="bdf"`` (:mod:`dlnvolume.flows.bdf`, rtol :data:`BDF_RTOL`) and
+   ``integrator="dopri-bdf"`` (:mod:`dlnvolume.flows.dopri_bdf`, the default rtol) against "auto" and
+   against LSODA at equal accuracy (:data:`ALTERNATIVES`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ ENDPOINT_TOL = 1e-3
 #: ``integrator="bdf"`` is run at this tolerance: the loosest of 3e-5, 1e-5, 3e-6, 1e-6 whose 6×6 endpoints
 #: were within ENDPOINT_TOL at every depth (3e-5: 1.0e-3 and 1.1e-3 at N = ∞ and 100; docs/flows.md §3.3)
 BDF_RTOL = 1e-5
+#: the other integrators timed on the 6×6 task, with their tolerances ("dopri-bdf" at the default rtol)
+ALTERNATIVES = (("bdf", BDF_RTOL), ("dopri-bdf", 1e-6))
 
 
 def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
@@ -110,6 +113,7 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
     depths = [3, math.inf] if quick else [3, 10, 100, math.inf]
     ref_rtol = 1e-8 if quick else 1e-10
     cost: dict[float, float] = {}
+    cost_alt: dict[str, dict[float, float]] = {}
     for N in depths:
         tag = "∞" if math.isinf(N) else str(N)
         rep = 1 if quick else REPEAT
@@ -118,8 +122,9 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
                 for meth in ("LSODA", "BDF")}
         ladder = [(rt, at, _best(lambda rt=rt, at=at: scipy_flow(task, N, X0, "LSODA", rt, atol=at), rep))
                   for rt, at in LSODA_LADDER]
-        res_bdf, t_bdf = _best(lambda: _ours(task, N, X0, integrator="bdf", rtol=BDF_RTOL), rep)
-        T_max = 1.2 * max([float(res.t[0]), float(res_bdf.t[0])] + [r[3] for r in runs.values()]
+        alt = {name: _best(lambda name=name, rt=rt: _ours(task, N, X0, integrator=name, rtol=rt), rep)
+               for name, rt in ALTERNATIVES}
+        T_max = 1.2 * max([float(res.t[0])] + [float(r.t[0]) for r, _ in alt.values()] + [r[3] for r in runs.values()]
                           + [r[2][3] for r in ladder])
         *_, t_ref, _, _, ref = scipy_flow(task, N, X0, "Radau", ref_rtol, atol=1e-14, dense_until=T_max)
 
@@ -151,22 +156,26 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
                         t_s is not None and t_ours < t_s and e_ours <= ENDPOINT_TOL,
                         {"depth": str(N), "err_ours": e_ours, "err_scipy": e_s,
                          "ladder": [(rt_, at_, r[1], err(r[0], r[3])) for rt_, at_, r in ladder]}))
-        e_bdf = err(res_bdf.X[0], float(res_bdf.t[0]))
-        bdf = f"6×6 N={tag}: integrator='bdf' rtol {BDF_RTOL:g}, {int(res_bdf.n_steps[0])} steps, max|ΔX| {e_bdf:.1e}"
-        rows.append(Row("flows-stiff", bdf, t_bdf, f"integrator='auto' ({int(res.n_steps[0])} steps)", t_ours,
-                        f"max|ΔX| at the stop: bdf {e_bdf:.1e}, auto {e_ours:.1e}",
-                        f"faster than auto at ≤ {ENDPOINT_TOL:g}", t_bdf < t_ours and e_bdf <= ENDPOINT_TOL,
-                        {"depth": str(N), "steps": int(res_bdf.n_steps[0]), "rejected": int(res_bdf.n_rejected[0]),
-                         "err_bdf": e_bdf, "err_auto": e_ours}))
-        rows.append(Row("flows-stiff", bdf, t_bdf, base, t_s, f"max|ΔX| at the stop: bdf {e_bdf:.1e}, LSODA {e_s:.1e}",
-                        f"faster than LSODA at equal accuracy (≤ {ENDPOINT_TOL:g})",
-                        t_s is not None and t_bdf < t_s and e_bdf <= ENDPOINT_TOL,
-                        {"depth": str(N), "err_bdf": e_bdf, "err_scipy": e_s}))
-    for N in (100, math.inf):
-        if N in cost and 3 in cost:
-            tag = "∞" if math.isinf(N) else str(N)
-            rows.append(Row("flows-stiff", f"6×6 cost N={tag} relative to N=3", cost[N], "ours at N=3", cost[3],
-                            f"{cost[N] / cost[3]:.2f}× the N=3 time", "within 3×", cost[N] <= 3 * cost[3]))
+        for (name, rt), (res_a, t_a) in zip(ALTERNATIVES, alt.values()):
+            e_a = err(res_a.X[0], float(res_a.t[0]))
+            cost_alt.setdefault(name, {})[N] = t_a
+            label = f"6×6 N={tag}: integrator='{name}' rtol {rt:g}, {int(res_a.n_steps[0])} steps, max|ΔX| {e_a:.1e}"
+            rows.append(Row("flows-stiff", label, t_a, f"integrator='auto' ({int(res.n_steps[0])} steps)", t_ours,
+                            f"max|ΔX| at the stop: {name} {e_a:.1e}, auto {e_ours:.1e}",
+                            f"faster than auto at ≤ {ENDPOINT_TOL:g}", t_a < t_ours and e_a <= ENDPOINT_TOL,
+                            {"depth": str(N), "integrator": name, "rtol": rt, "steps": int(res_a.n_steps[0]),
+                             "rejected": int(res_a.n_rejected[0]), "err": e_a, "err_auto": e_ours}))
+            rows.append(Row("flows-stiff", label, t_a, base, t_s, f"max|ΔX| at the stop: {name} {e_a:.1e}, LSODA {e_s:.1e}",
+                            f"faster than LSODA at equal accuracy (≤ {ENDPOINT_TOL:g})",
+                            t_s is not None and t_a < t_s and e_a <= ENDPOINT_TOL,
+                            {"depth": str(N), "integrator": name, "err": e_a, "err_scipy": e_s}))
+    for name, c in [("auto", cost)] + list(cost_alt.items()):
+        for N in (100, math.inf):
+            if N in c and 3 in c:
+                tag = "∞" if math.isinf(N) else str(N)
+                rows.append(Row("flows-stiff", f"6×6 cost N={tag} relative to N=3, integrator='{name}'", c[N],
+                                f"'{name}' at N=3", c[3], f"{c[N] / c[3]:.2f}× the N=3 time", "within 3×",
+                                c[N] <= 3 * c[3]))
 
     # one endpoint of a larger task at N = inf
     d, r_, n_obs = (10, 2, 60) if quick else (20, 3, 200)
