@@ -38,8 +38,10 @@ __all__ = ["DopriBdf"]
 
 class DopriBdf:
     """Per-run :class:`Dopri5` / :class:`Bdf`; ``cache`` = the :class:`Bdf` cache (stale for explicit
-    runs except its first entry, the field at ``Y``) followed by ``mode``: 1 (stiff), 0 (explicit) or
-    ``−j`` (explicit, the last ``j`` accepted steps at ``h·ρ >= STIFF``)."""
+    runs except its first entry, the field at ``Y``) followed by ``mode``: ``1 + j`` (BDF, ``j`` its
+    accepted BDF steps, counted up to ``MIN_STIFF``), 0 (explicit) or ``−j`` (explicit, the last ``j``
+    accepted steps at ``h·ρ >= STIFF``). Counters ``n_to_stiff``, ``n_to_explicit``: switches of trial
+    steps (per run)."""
 
     name = "dopri-bdf"
     order = 4  # the loop's controller serves the explicit runs (Dormand–Prince's h^5 estimate)
