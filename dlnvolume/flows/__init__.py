@@ -24,7 +24,7 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ``rosenbrock``      linearly implicit Rosenbrock-W ROS34PW2 stepper (stiff)
 ``switching``       per-run switching between the two where the explicit step is stability-limited
 ``bdf``             variable-order NDF/BDF stepper, simplified Newton with a reused Jacobian (m·n <= 64)
-``dopri_bdf``       per-run switching Dormand–Prince ↔ BDF (m·n <= 64)
+``dopri_bdf``       per-run switching Dormand–Prince / BDF / ROS34PW2 (m·n <= 64)
 ``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5" | "bdf" | "dopri-bdf"``
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs

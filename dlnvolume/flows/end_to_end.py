@@ -136,9 +136,10 @@ def end_to_end(
     integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf", "dopri-bdf"}, default "auto"
         "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1`` or more than 400 observed
         entries. "bdf": variable-order NDF/BDF with a reused Jacobian (:mod:`dlnvolume.flows.bdf`,
-        ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince or BDF (:mod:`dlnvolume.flows.dopri_bdf`,
-        ``m·n <= 64``): 2.7–3.5× faster than "auto" on well-conditioned small-initialization flows, slower
-        where ``σ_min/σ_1`` falls far below ``√eps`` (docs/flows.md §3.4). :attr:`FlowResult.integrator`
+        ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince, BDF or ROS34PW2
+        (:mod:`dlnvolume.flows.dopri_bdf`, ``m·n <= 64``): up to 3.5× faster than "auto" on
+        well-conditioned small-initialization flows, 1.2–1.6× slower on ill-conditioned ones
+        (docs/flows.md §3.4). :attr:`FlowResult.integrator`
         says which one ran.
 
     Returns

@@ -51,7 +51,8 @@ def test_returns_to_explicit_only_after_min_stiff_bdf_steps():
     rho = st.rho(b0.sigma)
     h = 0.5 * NONSTIFF / rho  # both below the return threshold
     mode = np.array([1, 1 + MIN_STIFF])  # run 0 has just turned stiff, run 1 has taken MIN_STIFF BDF steps
-    state = loop.StepState(b0.Y, b0.sigma, b0.bad, b0.cache + (mode,))
+    lam = st.f(Y, full=True).lam
+    state = loop.StepState(b0.Y, b0.sigma, b0.bad, b0.cache + (lam, np.full(2, np.inf), mode))
     trial, info = st.step(state, h)
     assert list(trial.cache[-1]) == [2, 0]
     assert np.isfinite(info.h_next[0]) and np.isnan(info.h_next[1])  # BDF's own step; then the controller's
@@ -73,5 +74,22 @@ def test_switches_both_ways_and_agrees_with_dopri5(N, T):
                    log_every=1, n_log=8, threshold=0.5, sign_det=True)
     assert out.status[0] == "max_time" and st.n_to_stiff >= 1 and st.n_to_explicit >= 1
     ref = flows.end_to_end(task, N, X0, t_max=T, loss_tol=0, rtol=1e-10, integrator="dopri5", max_steps=10**6)
+    scale = np.linalg.norm(ref.X[0])
+    np.testing.assert_allclose(out.Y[0] / scale, ref.X[0] / scale, atol=1e-6)
+
+
+def test_ill_conditioned_stiff_runs_use_ros34pw2_and_agree_with_dopri5():
+    """σ_2/σ_1 ≈ 1e-10 at the start (a rank-1 3×3 task): where the run is stability-limited it is below
+    COND, so it goes to ROS34PW2, not BDF (whose Newton iteration fails there), and back; the endpoint
+    against Dormand–Prince alone at rtol 1e-10."""
+    rng = np.random.default_rng(SEED)
+    task = tasks.random_low_rank(3, 3, 1, 5, rng=rng)
+    u, v = rng.standard_normal(3), rng.standard_normal(3)
+    X0 = (1e-2 * np.outer(u, v) + 1e-12 * rng.standard_normal((3, 3)))[None]
+    st = DopriBdf(EndToEndField(task, 3, True), 1e-8, 0.0, True)
+    out = loop.run(st, _stack_loss(task), X0, t_max=300.0, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
+                   log_every=1, n_log=8, threshold=0.5, sign_det=True)
+    assert out.status[0] == "max_time" and st.n_to_ros >= 1 and st.n_to_explicit >= 1 and st.n_to_bdf == 0
+    ref = flows.end_to_end(task, 3, X0, t_max=300.0, loss_tol=0, rtol=1e-10, integrator="dopri5")
     scale = np.linalg.norm(ref.X[0])
     np.testing.assert_allclose(out.Y[0] / scale, ref.X[0] / scale, atol=1e-6)
