@@ -116,7 +116,12 @@ class CompletionTask:
 
     def loss(self, X: Any) -> np.ndarray:
         """``E(X) = ½ Σ_Ω (X_ij − M_ij)²``, shape ``(...)``."""
-        R = self.residual(X)
+        return self._loss(self._check(X))
+
+    def _loss(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`loss` of a float array of shape ``(..., m, n)``, without the input checks (the flows'
+        step loop calls it at every step: the checks cost about 35 µs per call on the batched 2×2 runs)."""
+        R = self._observed * (X - self.values)
         return 0.5 * np.sum(R * R, axis=(-2, -1))
 
     def grad(self, X: Any) -> np.ndarray:

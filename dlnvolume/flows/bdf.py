@@ -106,15 +106,6 @@ _J = np.arange(1, _K)[None, :].astype(float)
 _EYE = np.eye(_K)
 
 
-def _fro(Z: np.ndarray) -> np.ndarray:
-    """:func:`.loop.fro` (the Frobenius norm over the last two axes), by one ``einsum`` where the plain
-    sum of squares neither overflows nor underflows (a quarter of the cost at batch size 1)."""
-    r = np.sqrt(np.einsum("bij,bij->b", Z, Z))
-    if r.size and r.min() >= 1e-150 and r.max() < np.inf:
-        return r
-    return fro(Z)
-
-
 def change_D(D: np.ndarray, order: np.ndarray, factor: np.ndarray) -> np.ndarray:
     """scipy's ``change_D`` for a batch: ``D (b, 8, d)`` rescaled from step ``h`` to ``factor·h`` with
     per-run orders and factors (rows ``> order`` kept). Returns a new array."""
@@ -325,11 +316,11 @@ class Bdf:
         U1, s1, Vh1 = self.f.svd(Ys)
         ec = ERROR_CONST[order][:, None, None]
         err = ec * d.reshape(b, m, n)
-        nY1 = _fro(Ys)
+        nY1 = fro(Ys)
         ftol1 = self.rtol * np.maximum(nY0, nY1) + self.atol
         tolm1 = spectral_tol(s1, (m, n), self.rtol, self.atol) if self.spectral_control else None
         itol1 = 1.0 / np.maximum(tolm1 if self.spectral_control else self.rtol * nY1 + self.atol, 1e-300)
-        en = _fro(err)
+        en = fro(err)
         basic = np.where(en == 0, 0.0, en / ftol1)
         ratio = basic if tolm1 is None else np.maximum(basic, componentwise(err, U1, Vh1, tolm1))
         bad |= ~np.isfinite(ratio)

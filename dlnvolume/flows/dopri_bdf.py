@@ -29,13 +29,12 @@ import math
 
 import numpy as np
 
-from ..spectral import log_multipliers
 from .bdf import Bdf
 from .dopri5 import Dopri5
 from .field import EndToEndField
 from .loop import StepInfo, StepState, step_factor
 from .rosenbrock import Rosenbrock
-from .switching import NONSTIFF, STIFF, STRIKES
+from .switching import NONSTIFF, STRIKES, count_strikes
 
 #: accepted BDF steps before a run may return to the explicit method (steps on the 6×6 task of issue 11
 #: at N = 3 / 10 / 100 / ∞ with 10: 321 / 758 / 848 / 860, 30: 439 / 674 / 788 / 785; on a 4×4 rank-2
@@ -141,7 +140,7 @@ class DopriBdf:
         ok = ~bad & (ratio <= 1)
         cond = sig[:, -1] >= COND * sig[:, 0]
         good = sig[:, -1] >= COND_BACK * sig[:, 0]
-        strikes = np.where(hr >= STIFF, np.minimum(mode, 0) - 1, 0)
+        strikes = count_strikes(mode, hr)
         stiff_now = strikes <= -STRIKES
         new_mode = np.select(
             [which == 0,

@@ -25,11 +25,18 @@ from .field import EndToEndField
 from .loop import StepInfo, StepState, step_factor
 from .rosenbrock import Rosenbrock
 
-__all__ = ["Switching"]
+__all__ = ["Switching", "count_strikes"]
 
 STIFF = 3.2
 NONSTIFF = 1.5
 STRIKES = 16
+
+
+def count_strikes(mode: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """``−j``: the explicit steps in a row at the stability limit (``h·ρ >= STIFF``) including this one
+    (``mode <= 0`` carries ``−j`` of the previous step), 0 when this step is below the limit. Shared with
+    :mod:`.dopri_bdf`."""
+    return np.where(hr >= STIFF, np.minimum(mode, 0) - 1, 0)
 
 
 class Switching:
@@ -57,7 +64,7 @@ class Switching:
 
     def _next_mode(self, mode: np.ndarray, h: np.ndarray, lam: np.ndarray) -> np.ndarray:
         hr = h * np.max(lam.reshape(lam.shape[0], -1), axis=1)
-        strikes = np.where(hr >= STIFF, np.minimum(mode, 0) - 1, 0)  # explicit steps in a row at the limit
+        strikes = count_strikes(mode, hr)
         return np.where(mode == 1, np.where(hr > NONSTIFF, 1, 0), np.where(strikes <= -STRIKES, 1, strikes))
 
     def _part(self, which: int, state: StepState, h: np.ndarray) -> tuple[StepState, np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ import pytest
 from dlnvolume import CompletionTask, flows, tasks
 from dlnvolume.flows import loop
 from dlnvolume.flows.dopri_bdf import MIN_STIFF, DopriBdf
-from dlnvolume.flows.end_to_end import _stack_loss
 from dlnvolume.flows.field import EndToEndField
 from dlnvolume.flows.rosenbrock import fd_jacobian
 from dlnvolume.flows.switching import NONSTIFF, STIFF, STRIKES
@@ -70,7 +69,7 @@ def test_switches_both_ways_and_agrees_with_dopri5(N, T):
     task = tasks.random_low_rank(4, 4, 2, 10, rng=rng)
     X0 = 1e-3 * rng.standard_normal((1, 4, 4))
     st = DopriBdf(EndToEndField(task, N, True), 1e-8, 0.0, True)
-    out = loop.run(st, _stack_loss(task), X0, t_max=T, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
+    out = loop.run(st, task._loss, X0, t_max=T, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
                    log_every=1, n_log=8, threshold=0.5, sign_det=True)
     assert out.status[0] == "max_time" and st.n_to_stiff >= 1 and st.n_to_explicit >= 1
     ref = flows.end_to_end(task, N, X0, t_max=T, loss_tol=0, rtol=1e-10, integrator="dopri5", max_steps=10**6)
@@ -87,7 +86,7 @@ def test_ill_conditioned_stiff_runs_use_ros34pw2_and_agree_with_dopri5():
     u, v = rng.standard_normal(3), rng.standard_normal(3)
     X0 = (1e-2 * np.outer(u, v) + 1e-12 * rng.standard_normal((3, 3)))[None]
     st = DopriBdf(EndToEndField(task, 3, True), 1e-8, 0.0, True)
-    out = loop.run(st, _stack_loss(task), X0, t_max=300.0, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
+    out = loop.run(st, task._loss, X0, t_max=300.0, loss_tol=0.0, rtol=1e-8, atol=0.0, max_steps=100_000,
                    log_every=1, n_log=8, threshold=0.5, sign_det=True)
     assert out.status[0] == "max_time" and st.n_to_ros >= 1 and st.n_to_explicit >= 1 and st.n_to_bdf == 0
     ref = flows.end_to_end(task, 3, X0, t_max=300.0, loss_tol=0, rtol=1e-10, integrator="dopri5")
