@@ -109,6 +109,23 @@ class DopriBdf:
                 c[j][idx] = a
         return tr, dict(enumerate(tr.cache)), info.ratio, info.ratio_basic, info.h_next, c[nb + 1][idx]
 
+    @staticmethod
+    def _next_mode(which, kinds, mode, hr, cond, good, stiff_now, strikes) -> np.ndarray:
+        """The mode after this step (class docstring), per method, for the methods present only."""
+        new_mode = np.empty(mode.size, dtype=np.int64)
+        parts = {
+            0: lambda: np.where(stiff_now, np.where(cond, 1, ROS), strikes),
+            1: lambda: np.where((hr <= NONSTIFF) & (mode >= 1 + MIN_STIFF), 0,
+                                np.where(cond, np.minimum(mode + 1, 1 + MIN_STIFF), ROS)),
+            2: lambda: np.where(hr <= NONSTIFF, 0, np.where(good, 1, ROS)),
+        }
+        if kinds.size == 1:
+            return parts[int(kinds[0])]()
+        for k in kinds:
+            sel = which == k
+            new_mode[sel] = parts[int(k)]()[sel]
+        return new_mode
+
     def step(self, state: StepState, h: np.ndarray) -> tuple[StepState, StepInfo]:
         nb = len(state.cache) - 3
         mode = state.cache[-1]
@@ -141,17 +158,7 @@ class DopriBdf:
         cond = sig[:, -1] >= COND * sig[:, 0]
         good = sig[:, -1] >= COND_BACK * sig[:, 0]
         strikes = count_strikes(mode, hr)
-        stiff_now = strikes <= -STRIKES
-        new_mode = np.select(
-            [which == 0,
-             (which == 1) & ((hr <= NONSTIFF) & (mode >= 1 + MIN_STIFF)),
-             (which == 1) & ~cond,
-             which == 1,
-             (which == 2) & (hr <= NONSTIFF),
-             (which == 2) & good],
-            [np.where(stiff_now, np.where(cond, 1, ROS), strikes), 0, ROS, np.minimum(mode + 1, 1 + MIN_STIFF),
-             0, 1],
-            ROS)
+        new_mode = self._next_mode(which, kinds, mode, hr, cond, good, strikes <= -STRIKES, strikes)
         h_max = None
         shared = kinds.size == 1
         to_bdf = np.flatnonzero((which != 1) & (new_mode >= 1) & (new_mode != ROS) & ok)

@@ -17,7 +17,7 @@ from .dopri5 import Dopri5
 from .dopri_bdf import DopriBdf
 from .field import EndToEndField
 from .results import FlowResult, Trajectory
-from .rosenbrock import Rosenbrock
+from .rosenbrock import FD_MAX, Rosenbrock
 from .switching import Switching
 
 __all__ = ["end_to_end", "INTEGRATORS", "STEPPERS", "resolve_integrator"]
@@ -33,19 +33,24 @@ INTEGRATORS = ("auto",) + tuple(STEPPERS)
 AUTO_MAX_OBSERVED = 400
 
 
-def resolve_integrator(integrator: Any, depth: float, n_observed: int = 0) -> str:
-    """``"auto"`` → "switching" for ``N >= 2`` (per-run switching between Dormand–Prince and the
-    Rosenbrock-W method where the step is stability-limited: after a transition the learned multipliers
-    ``σ^{2(N−1)/N}`` are large while the flow crawls, MATH.md §2.1), "dopri5" for ``N = 1`` (a linear,
-    non-stiff flow) and for tasks with more than :data:`AUTO_MAX_OBSERVED` observed entries (the dense
-    ``|Ω|×|Ω|`` factorization per step would cost more than it saves; matrix-free solves are not
-    implemented)."""
+def resolve_integrator(integrator: Any, depth: float, n_observed: int = 0,
+                       shape: tuple[int, int] | None = None) -> str:
+    """``"auto"`` → "dopri5" for ``N = 1`` (a linear, non-stiff flow) and for tasks with more than
+    :data:`AUTO_MAX_OBSERVED` observed entries (the stiff steppers' dense solves would cost more than
+    they save; matrix-free solves are not implemented); otherwise, for ``N >= 2`` (after a transition
+    the learned multipliers ``σ^{2(N−1)/N}`` are large while the flow crawls, MATH.md §2.1),
+    "dopri-bdf" (per run Dormand–Prince, BDF or ROS34PW2) where BDF's dense Jacobian fits
+    (``4 < m·n <= FD_MAX``), and "switching" (Dormand–Prince / ROS34PW2 per run) for 2×2 tasks (no
+    CMV run turned stiff: the BDF machinery only cost 6–9 %) and larger ones (docs/flows.md §3.4)."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
     if integrator == "auto":
-        return "dopri5" if depth == 1 or n_observed > AUTO_MAX_OBSERVED else "switching"
+        if depth == 1 or n_observed > AUTO_MAX_OBSERVED:
+            return "dopri5"
+        size = 0 if shape is None else shape[0] * shape[1]
+        return "dopri-bdf" if 4 < size <= FD_MAX else "switching"
     return integrator
 
 
@@ -75,8 +80,10 @@ def end_to_end(
     integrated together with per-run adaptive steps by a stepper (``integrator``): the linearly
     implicit Rosenbrock-W method ROS34PW2 (:mod:`dlnvolume.flows.rosenbrock`; stiff-stable, its W matrix
     a finite-difference or the frozen-metric Jacobian ``−Ā_X∘P_Ω``), Dormand–Prince 5(4)
-    (:mod:`dlnvolume.flows.dopri5`), or per-run switching between the two where the explicit step is
-    stability-limited (:mod:`dlnvolume.flows.switching`, the default for ``N >= 2``). See
+    (:mod:`dlnvolume.flows.dopri5`), per-run switching between the two where the explicit step is
+    stability-limited (:mod:`dlnvolume.flows.switching`), a variable-order BDF (:mod:`dlnvolume.flows.bdf`)
+    or per-run Dormand–Prince / BDF / ROS34PW2 (:mod:`dlnvolume.flows.dopri_bdf`); "auto" picks one
+    (``integrator`` below). See
     ``docs/flows.md`` for the schemes and the error control.
 
     Parameters
@@ -122,13 +129,13 @@ def end_to_end(
         SVD per step. ``False``: Frobenius error control only. (Rosenbrock: the componentwise control
         of ``rtol, atol`` above, at no extra SVD; the sign-det guard is the same.)
     integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf", "dopri-bdf"}, default "auto"
-        "auto" is "switching" for ``N >= 2`` and "dopri5" for ``N = 1`` or more than 400 observed
-        entries. "bdf": variable-order NDF/BDF with a reused Jacobian (:mod:`dlnvolume.flows.bdf`,
-        ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince, BDF or ROS34PW2
-        (:mod:`dlnvolume.flows.dopri_bdf`, ``m·n <= 64``): up to 3.5× faster than "auto" on
-        well-conditioned small-initialization flows, 1.2–1.6× slower on ill-conditioned ones
-        (docs/flows.md §3.4). :attr:`FlowResult.integrator`
-        says which one ran.
+        "auto" (:func:`resolve_integrator`) is "dopri-bdf" for ``N >= 2`` on tasks with
+        ``4 < m·n <= 64``, "switching" for ``N >= 2`` on 2×2 and larger tasks, "dopri5" for ``N = 1``
+        or more than 400 observed entries. "bdf": variable-order NDF/BDF with a reused Jacobian
+        (:mod:`dlnvolume.flows.bdf`, ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince, BDF or
+        ROS34PW2 (:mod:`dlnvolume.flows.dopri_bdf`, ``m·n <= 64``): up to 3.5× faster than "switching"
+        on well-conditioned small-initialization flows, within 0.9–1.3× of it on ill-conditioned ones
+        (docs/flows.md §3.4). :attr:`FlowResult.integrator` says which one ran.
 
     Returns
     -------
@@ -164,7 +171,7 @@ def end_to_end(
     spectral_control = _check_bool(spectral_control, "spectral_control")
     if first_step is not None:
         first_step = check_positive(first_step, "first_step")
-    name = resolve_integrator(integrator, N, task.n_observed)
+    name = resolve_integrator(integrator, N, task.n_observed, task.shape)
     field = EndToEndField(task, N, normalized)
     stepper = STEPPERS[name](field, rtol, atol, spectral_control and N != 1)
 

@@ -54,6 +54,8 @@ class StepState:
     def put(self, mask: np.ndarray, other: "StepState") -> "StepState":
         """Rows ``mask`` replaced by those of ``other`` (same batch size)."""
         def w(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            if a is b:  # an entry the step passed through unchanged (e.g. a Jacobian kept for reuse)
+                return a
             return np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
 
         return StepState(w(self.Y, other.Y), w(self.sigma, other.sigma), w(self.bad, other.bad),

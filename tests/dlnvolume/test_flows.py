@@ -29,8 +29,8 @@ def integrator(request, monkeypatch):
     mod = importlib.import_module("dlnvolume.flows.end_to_end")
     real = mod.resolve_integrator
     monkeypatch.setattr(mod, "resolve_integrator",
-                        lambda integ, depth, n_obs=0: real(request.param if integ == "auto" and depth != 1 else integ,
-                                                          depth, n_obs))
+                        lambda integ, depth, *rest: real(request.param if integ == "auto" and depth != 1 else integ,
+                                                         depth, *rest))
     return request.param
 
 

@@ -1,5 +1,5 @@
 """Tests of the stiff end-to-end integrators (issue 11): ROS34PW2 (``integrator="rosenbrock"``) and the
-per-run switching (``"switching"``, the default ``"auto"`` for N >= 2).
+per-run switching (``"switching"``, the default ``"auto"`` for N >= 2 on 2×2 tasks and where m·n > 64).
 
 References are independent of the code under test: the exact ``t(σ)`` integral of the scalar ODE
 (MATH.md §8 items 17–18) by ``scipy.integrate.quad``, Dormand–Prince at a tight tolerance, and a
@@ -234,6 +234,11 @@ def test_integrator_choice_is_recorded_and_validated():
     task = tasks.diagonal_2x2()
     assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri5"
     assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3).integrator == "switching"
+    # "auto" by shape: BDF's dense Jacobian up to m·n = 64, 2×2 stays on "switching" (docs/flows.md §3.4)
+    for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "switching"), ((1, 5), "dopri-bdf")):
+        t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
+        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
+        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri5"
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
         flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
