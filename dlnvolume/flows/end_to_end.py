@@ -134,8 +134,9 @@ def end_to_end(
         or more than 400 observed entries. "bdf": variable-order NDF/BDF with a reused Jacobian
         (:mod:`dlnvolume.flows.bdf`, ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince, BDF or
         ROS34PW2 (:mod:`dlnvolume.flows.dopri_bdf`, ``m·n <= 64``): up to 3.5× faster than "switching"
-        on well-conditioned small-initialization flows, within 0.9–1.3× of it on ill-conditioned ones
-        (docs/flows.md §3.4). :attr:`FlowResult.integrator` says which one ran.
+        on well-conditioned small-initialization flows, 1.04–1.33× slower on ill-conditioned ones
+        (products of 20 Gaussian factors; mostly runs that reach the step cap under both; docs/flows.md
+        §3.4). :attr:`FlowResult.integrator` says which one ran.
 
     Returns
     -------
