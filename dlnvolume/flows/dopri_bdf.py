@@ -25,8 +25,6 @@ A run entering ROS34PW2 starts at most at the step its last ROS34PW2 step propos
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .bdf import Bdf
@@ -66,15 +64,6 @@ class DopriBdf:
         self.bdf = Bdf(field, rtol, atol, spectral_control)
         self.ros = Rosenbrock(field, rtol, atol, spectral_control)
         self.n_to_stiff = self.n_to_explicit = self.n_to_ros = self.n_to_bdf = 0
-
-    def rho(self, sigma: np.ndarray) -> np.ndarray:
-        """``max_ij λ_ij = λ_11`` from ``σ_1`` (the multipliers increase in both arguments)."""
-        N = self.f.depth
-        s1 = sigma[:, 0]
-        if math.isinf(N):
-            return s1 * s1
-        lam = s1 ** (2.0 * (N - 1) / N)
-        return lam if self.f.normalized else N * lam
 
     def init(self, Y: np.ndarray) -> StepState:
         e = self.f(Y, full=True)
@@ -153,7 +142,7 @@ class DopriBdf:
                 cache[nb + 1][idx] = hr_
                 ratio[idx], basic[idx], h_next[idx] = r_, (r_ if b_ is None else b_), hn
         bad = bad | ~np.isfinite(ratio)
-        hr = h * self.rho(sig)
+        hr = h * self.f.rho(sig)
         ok = ~bad & (ratio <= 1)
         cond = sig[:, -1] >= COND * sig[:, 0]
         good = sig[:, -1] >= COND_BACK * sig[:, 0]

@@ -7,6 +7,7 @@ With the full SVD ``Y = U Σ Vᵀ`` the operator is diagonal in the basis ``{U E
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,6 +102,17 @@ class EndToEndField:
         self.k = min(task.shape)
         self.depth = depth
         self.normalized = normalized
+
+    def rho(self, sigma: np.ndarray) -> np.ndarray:
+        """``ρ = max_ij λ_ij = λ_11`` (the multipliers increase in both arguments, MATH.md §2.1) from the
+        descending singular values ``sigma (b, k)``: the stiffness indicator ``h·ρ`` of :mod:`.switching`
+        and :mod:`.dopri_bdf` (an upper bound of the spectral radius of ``Ā_X∘P_Ω``)."""
+        N = self.depth
+        s1 = sigma[:, 0]
+        if math.isinf(N):
+            return s1 * s1
+        lam = s1 ** (2.0 * (N - 1) / N)
+        return lam if self.normalized else N * lam
 
     def svdvals(self, Y: np.ndarray) -> np.ndarray:
         """Singular values ``(b, k)`` of a stack, descending (closed form for 2×2 stacks)."""

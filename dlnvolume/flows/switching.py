@@ -62,8 +62,8 @@ class Switching:
         b = Y.shape[0]
         return StepState(st.Y, st.sigma, st.bad, st.cache + (np.full(b, np.inf), np.zeros(b, dtype=np.int64)))
 
-    def _next_mode(self, mode: np.ndarray, h: np.ndarray, lam: np.ndarray) -> np.ndarray:
-        hr = h * np.max(lam.reshape(lam.shape[0], -1), axis=1)
+    def _next_mode(self, mode: np.ndarray, h: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        hr = h * self.dp.f.rho(sigma)
         strikes = count_strikes(mode, hr)
         return np.where(mode == 1, np.where(hr > NONSTIFF, 1, 0), np.where(strikes <= -STRIKES, 1, strikes))
 
@@ -105,7 +105,7 @@ class Switching:
                 Y[idx], sig[idx], bad[idx] = tr.Y, tr.sigma, tr.bad
                 for j, c in enumerate(tr.cache):
                     cache[j][idx] = c
-        new_mode = self._next_mode(mode, h, cache[3])
+        new_mode = self._next_mode(mode, h, sig)
         cache[-1] = new_mode
         h_max = np.where(~stiff & (new_mode == 1), cache[4], np.inf)
         return StepState(Y, sig, bad, tuple(cache)), StepInfo(ratio, bad, basic, h_max)

@@ -28,7 +28,7 @@ def _at_solution(N: float = 3.0):
 def test_turns_stiff_after_strikes_with_a_fresh_bdf_state():
     task, st, Y = _at_solution()
     s0 = st.init(Y)
-    rho = st.rho(s0.sigma)
+    rho = st.f.rho(s0.sigma)
     assert rho[0] == pytest.approx(np.linalg.svd(Y[0], compute_uv=False)[0] ** (4 / 3))  # λ_11 at N = 3
     h = np.array([STIFF * 1.01 / rho[0], 0.5 * STIFF / rho[1]])  # run 0 at the limit, run 1 below it
     mode = np.array([1 - STRIKES, 1 - STRIKES])
@@ -47,7 +47,7 @@ def test_turns_stiff_after_strikes_with_a_fresh_bdf_state():
 def test_returns_to_explicit_only_after_min_stiff_bdf_steps():
     task, st, Y = _at_solution()
     b0 = st.bdf.init(Y)
-    rho = st.rho(b0.sigma)
+    rho = st.f.rho(b0.sigma)
     h = 0.5 * NONSTIFF / rho  # both below the return threshold
     mode = np.array([1, 1 + MIN_STIFF])  # run 0 has just turned stiff, run 1 has taken MIN_STIFF BDF steps
     lam = st.f(Y, full=True).lam
@@ -92,3 +92,21 @@ def test_ill_conditioned_stiff_runs_use_ros34pw2_and_agree_with_dopri5():
     ref = flows.end_to_end(task, 3, X0, t_max=300.0, loss_tol=0, rtol=1e-10, integrator="dopri5")
     scale = np.linalg.norm(ref.X[0])
     np.testing.assert_allclose(out.Y[0] / scale, ref.X[0] / scale, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth,normalized", [(2, True), (3, False), (20, True), (float("inf"), True)])
+@pytest.mark.parametrize("shape", [(3, 3), (3, 5), (4, 2)])
+def test_stiffness_indicator_is_the_largest_multiplier(depth, normalized, shape):
+    """``EndToEndField.rho`` (the ``h·ρ`` indicator of "switching" and "dopri-bdf", from ``σ_1`` alone)
+    against the largest entry of the full multiplier array of :func:`dlnvolume.spectral.log_multipliers`,
+    on rectangular shapes and singular values spread over 1e-6…1e2."""
+    from dlnvolume.spectral import log_multipliers
+
+    rng = np.random.default_rng(SEED)
+    task = CompletionTask(mask=np.ones(shape, dtype=bool), values=np.zeros(shape))
+    f = EndToEndField(task, depth, normalized)
+    k = min(shape)
+    sigma = -np.sort(-10.0 ** rng.uniform(-6, 2, (20, k)), axis=1)
+    lam = np.exp(log_multipliers(np.log(sigma), shape, k, depth, normalized))
+    np.testing.assert_allclose(f.rho(sigma), lam.reshape(20, -1).max(axis=1), rtol=1e-12)
+    assert not np.allclose(f.rho(sigma), lam.reshape(20, -1).min(axis=1), rtol=1e-3)  # not any multiplier
