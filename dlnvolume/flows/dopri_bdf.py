@@ -5,7 +5,8 @@ well-conditioned (``σ_min >= COND·σ_1``), ROS34PW2 (fresh Jacobian every step
 direction) below.
 
 Stiffness indicator and thresholds of :mod:`.switching` (``h·ρ``, ``ρ = max_ij λ_ij = λ_11``, MATH.md
-§2.1): a run turns stiff after ``STRIKES`` accepted explicit steps in a row with ``h·ρ >= STIFF`` and
+§2.1): a run turns stiff at its ``STRIKES``-th accepted explicit step with ``h·ρ >= STIFF`` (strikes are
+cleared by ``RESET`` steps in a row below the limit, Hairer's DOPRI5 rule) and
 returns to Dormand–Prince after an accepted stiff step with ``h·ρ <= NONSTIFF`` (from BDF only once it
 has taken ``MIN_STIFF`` BDF steps: its first steps, at order 1, are short). A run entering BDF starts it
 afresh (order 1, a new finite-difference Jacobian: :meth:`.Bdf.init`); a run leaving BDF evaluates the
@@ -32,7 +33,7 @@ from .dopri5 import Dopri5
 from .field import EndToEndField
 from .loop import StepInfo, StepState, step_factor
 from .rosenbrock import Rosenbrock
-from .switching import NONSTIFF, STRIKES, count_strikes
+from .switching import NONSTIFF, STRIKES, count_strikes, n_strikes
 
 #: accepted BDF steps before a run may return to the explicit method (steps on the 6×6 task of issue 11
 #: at N = 3 / 10 / 100 / ∞ with 10: 321 / 758 / 848 / 860, 30: 439 / 674 / 788 / 785; on a 4×4 rank-2
@@ -51,8 +52,8 @@ class DopriBdf:
     """Per-run :class:`Dopri5` / :class:`Bdf` / :class:`Rosenbrock`. ``cache`` = the :class:`Bdf` cache
     (its entries 0–2, ``F, U, Vh``, exact at ``Y`` except ``F`` on BDF runs; the rest stale off BDF),
     ``λ`` at ``Y`` (exact off BDF), ``h_ros`` (the step the run's last ROS34PW2 step proposed) and
-    ``mode``: ``ROS``, ``1 + j`` (BDF, ``j`` its accepted BDF steps, counted up to ``MIN_STIFF``), 0
-    (explicit) or ``−j`` (explicit, the last ``j`` accepted steps at ``h·ρ >= STIFF``). Counters
+    ``mode``: ``ROS``, ``1 + j`` (BDF, ``j`` its accepted BDF steps, counted up to ``MIN_STIFF``)
+    or ``<= 0`` (explicit, the strike counter of :func:`.switching.strike_counter`). Counters
     ``n_to_stiff``, ``n_to_explicit``, ``n_to_ros``, ``n_to_bdf``: switches of trial steps (per run)."""
 
     name = "dopri-bdf"
@@ -147,7 +148,7 @@ class DopriBdf:
         cond = sig[:, -1] >= COND * sig[:, 0]
         good = sig[:, -1] >= COND_BACK * sig[:, 0]
         strikes = count_strikes(mode, hr)
-        new_mode = self._next_mode(which, kinds, mode, hr, cond, good, strikes <= -STRIKES, strikes)
+        new_mode = self._next_mode(which, kinds, mode, hr, cond, good, n_strikes(strikes) >= STRIKES, strikes)
         h_max = None
         shared = kinds.size == 1
         to_bdf = np.flatnonzero((which != 1) & (new_mode >= 1) & (new_mode != ROS) & ok)

@@ -3,16 +3,19 @@ Petzold 1983, with an explicit/linearly implicit pair instead of Adams/BDF).
 
 The stiffness indicator of a run is ``h·ρ`` with ``ρ = max_ij λ_ij`` the largest multiplier of ``Ā_X``
 (MATH.md §2.1), an upper bound of the spectral radius of the frozen-metric Jacobian ``Ā_X∘P_Ω``.
-Dormand–Prince is stable for ``h·ρ`` up to about 3.3 on the negative real axis: a run switches to
-Rosenbrock after ``STRIKES = 16`` accepted explicit steps in a row with ``h·ρ >= STIFF`` (the step
-size is stability-limited for a sustained stretch, not in passing: a Rosenbrock step, accuracy-limited
-at order 3 and with the finite-difference Jacobian, costs about twice an explicit one, and on the
-benchmark tasks the explicit method near its stability limit was the cheaper of the two except on the
-long plateaus; steps with 1 / 2 / 4 / 8 / 16 / 32 strikes: 6×6 at ``N = ∞`` 1956 / 1914 / 1890 / 1866 /
-1836 / 1791, 20×20 4175 / 3567 / 3242 / 3011 / 2880 / 2694, and from 8 on the batched 2×2 CMV runs never
-switch, which made "auto" as fast as "dopri5" there; docs/flows.md)
-and back to Dormand–Prince after an accepted Rosenbrock step with ``h·ρ <= NONSTIFF`` (an explicit step
-of that size is stable and its order 5 makes it cheaper). Each run's step is checked by the error
+Dormand–Prince is stable for ``h·ρ`` up to about 3.3 on the negative real axis. The counting rule is
+Hairer's in their DOPRI5 code (automatic stiffness detection, Hairer & Wanner II, IV.2): an accepted explicit
+step with ``h·ρ >= STIFF`` is a strike, ``RESET = 6`` accepted steps in a row below the limit clear the
+strikes, and a run switches to Rosenbrock at its ``STRIKES``-th strike (the step size is
+stability-limited for a sustained stretch, not in passing: a Rosenbrock step, accuracy-limited at order
+3 and with the finite-difference Jacobian, costs about twice an explicit one). Strikes in a row, the rule
+before, never switched a stiff run: at the stability limit the step-size controller oscillates, and on
+a diagonal task with a fast component (``μ = (1, 50)``, N = 3 and ∞) accepted steps had ``h·ρ`` between
+3.0 and 3.7, 54 % of them at or above 3.2 but never more than 4 in a row, and the run took the 17,898
+steps of Dormand–Prince alone at N = ∞ (264 now; docs/flows.md §3.2). Only the counting is Hairer's:
+the indicator stays ``ρ = λ_11`` (his stage-based estimate, tried, switched the CMV plateaus).
+A run goes back to Dormand–Prince after an accepted Rosenbrock step with ``h·ρ <= NONSTIFF`` (an explicit
+step of that size is stable and its order 5 makes it cheaper). Each run's step is checked by the error
 control of the stepper that took it.
 """
 
@@ -25,24 +28,40 @@ from .field import EndToEndField
 from .loop import StepInfo, StepState, step_factor
 from .rosenbrock import Rosenbrock
 
-__all__ = ["Switching", "count_strikes"]
+__all__ = ["Switching", "count_strikes", "n_strikes", "strike_counter"]
 
 STIFF = 3.2
 NONSTIFF = 1.5
 STRIKES = 16
+RESET = 6
+_Q = 8  # an explicit run's counter is −(_Q·j + q): j strikes since the last reset, q (<= RESET) clear steps in a row
+
+
+def strike_counter(j: np.ndarray | int, q: np.ndarray | int = 0) -> np.ndarray:
+    """The ``mode`` value (``<= 0``) of an explicit run with ``j`` strikes and ``q`` accepted steps in a
+    row below the limit since its last strike."""
+    return -(_Q * np.asarray(j, dtype=np.int64) + np.minimum(q, RESET))
+
+
+def n_strikes(counter: np.ndarray) -> np.ndarray:
+    """The strikes ``j`` of :func:`strike_counter` values (0 for stiff runs, ``mode >= 1``)."""
+    return (-np.minimum(counter, 0)) // _Q
 
 
 def count_strikes(mode: np.ndarray, hr: np.ndarray) -> np.ndarray:
-    """``−j``: the explicit steps in a row at the stability limit (``h·ρ >= STIFF``) including this one
-    (``mode <= 0`` carries ``−j`` of the previous step), 0 when this step is below the limit. Shared with
-    :mod:`.dopri_bdf`."""
-    return np.where(hr >= STIFF, np.minimum(mode, 0) - 1, 0)
+    """The counter after an accepted explicit step at ``h·ρ = hr`` (module docstring; ``mode >= 1``, a run
+    that was stiff, counts from 0). Shared with :mod:`.dopri_bdf`."""
+    c = -np.minimum(mode, 0)
+    j, q = c // _Q, c % _Q
+    at = hr >= STIFF
+    q = np.where(at, 0, np.minimum(q + 1, RESET))
+    j = np.where(at, j + 1, np.where(q >= RESET, 0, j))
+    return -(_Q * j + q)
 
 
 class Switching:
     """Per-run choice of :class:`Dopri5` / :class:`Rosenbrock`; ``cache = (F, U, Vh, λ, h_ros, mode)``
-    with ``mode`` 1 (stiff), 0 (explicit) or ``−j`` (explicit, the last ``j`` accepted steps at
-    ``h·ρ >= STIFF``) and ``h_ros`` the step size the run's last Rosenbrock step
+    with ``mode`` 1 (stiff) or ``<= 0`` (explicit, the strike counter of :func:`strike_counter`) and ``h_ros`` the step size the run's last Rosenbrock step
     proposed for its successor.
 
     A run that turns stiff starts its Rosenbrock steps at ``min(h, h_ros)`` (:attr:`StepInfo.h_max`): the
@@ -65,7 +84,7 @@ class Switching:
     def _next_mode(self, mode: np.ndarray, h: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         hr = h * self.dp.f.rho(sigma)
         strikes = count_strikes(mode, hr)
-        return np.where(mode == 1, np.where(hr > NONSTIFF, 1, 0), np.where(strikes <= -STRIKES, 1, strikes))
+        return np.where(mode == 1, np.where(hr > NONSTIFF, 1, 0), np.where(n_strikes(strikes) >= STRIKES, 1, strikes))
 
     def _part(self, which: int, state: StepState, h: np.ndarray) -> tuple[StepState, np.ndarray, np.ndarray]:
         """One step of the explicit (0) or stiff (1) stepper: the trial state with ``h_ros`` appended,

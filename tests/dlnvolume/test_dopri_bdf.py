@@ -10,7 +10,7 @@ from dlnvolume.flows import loop
 from dlnvolume.flows.dopri_bdf import MIN_STIFF, DopriBdf
 from dlnvolume.flows.field import EndToEndField
 from dlnvolume.flows.rosenbrock import fd_jacobian
-from dlnvolume.flows.switching import NONSTIFF, STIFF, STRIKES
+from dlnvolume.flows.switching import NONSTIFF, STIFF, STRIKES, strike_counter
 
 SEED = 20261130
 
@@ -31,12 +31,13 @@ def test_turns_stiff_after_strikes_with_a_fresh_bdf_state():
     rho = st.f.rho(s0.sigma)
     assert rho[0] == pytest.approx(np.linalg.svd(Y[0], compute_uv=False)[0] ** (4 / 3))  # λ_11 at N = 3
     h = np.array([STIFF * 1.01 / rho[0], 0.5 * STIFF / rho[1]])  # run 0 at the limit, run 1 below it
-    mode = np.array([1 - STRIKES, 1 - STRIKES])
+    mode = np.array([strike_counter(STRIKES - 1), strike_counter(STRIKES - 1)])
     state = loop.StepState(s0.Y, s0.sigma, s0.bad, s0.cache[:-1] + (mode,))
     trial, info = st.step(state, h)
     # accepted (the error is round-off: two SVD paths of one matrix) and explicit: the controller's step
     assert np.all(info.ratio < 1e-10) and np.all(np.isnan(info.h_next))
-    assert list(trial.cache[-1]) == [1, 0]  # the STRIKES-th strike in a row switches; below resets
+    # the STRIKES-th strike switches; a step below the limit keeps the strikes (one clear step of RESET)
+    assert list(trial.cache[-1]) == [1, strike_counter(STRIKES - 1, 1)]
     D, order, J = trial.cache[3], trial.cache[5], trial.cache[7]
     np.testing.assert_array_equal(D[0, 0], trial.Y[0])  # BDF afresh at the new state: order 1, D_0 = Y,
     np.testing.assert_array_equal(D[0, 1], trial.cache[0][0])  # D_1 = f(Y) (spacing 1), a new Jacobian

@@ -109,6 +109,62 @@ def test_error_decreases_with_rtol():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4 * T
 
 
+@pytest.mark.parametrize("integrator", ["switching", "dopri-bdf"])
+@pytest.mark.parametrize("N", [3, math.inf])
+def test_stiff_component_is_detected_and_the_slow_one_refines(integrator, N):
+    """Diagonal task ``μ = (1, 50)`` from ``σ = (0.05, 0.05)``: the fast component sits at its fixed point
+    (Jacobian eigenvalue ``−50^{2−2/N}``) while the slow one crosses its plateau, so Dormand–Prince is
+    stability-limited the whole time. The switching steppers must detect it (fewer than half the
+    steps of "dopri5" at rtol 1e-6; with strikes counted in a row they never switched: 17,898 steps at
+    N = ∞, the same as "dopri5") and the slow component's time error against the exact integral must
+    shrink with every 100× refinement of rtol, by more than 1e4 over 1e-4 → 1e-10, below 1e-8·T at 1e-10."""
+    mu, s0 = 1.0, 0.05
+    T = _t_of_sigma(s0, 0.9, mu, N)
+    task = _diag_task([mu, 50.0])
+    X0 = np.diag([s0, s0])
+    kw = dict(t_max=T, loss_tol=0, max_steps=10**5)
+    explicit = flows.end_to_end(task, N, X0, rtol=1e-6, integrator="dopri5", **kw)
+    errs = []
+    for rtol in (1e-4, 1e-6, 1e-8, 1e-10):
+        res = flows.end_to_end(task, N, X0, rtol=rtol, integrator=integrator, **kw)
+        assert res.status[0] == "max_time"
+        if rtol == 1e-6:
+            assert res.n_steps[0] + res.n_rejected[0] < 0.5 * (explicit.n_steps[0] + explicit.n_rejected[0])
+        assert res.X[0, 1, 1] == pytest.approx(50.0, rel=1e-6) and res.X[0, 0, 1] == res.X[0, 1, 0] == 0.0
+        errs.append(abs(_t_of_sigma(s0, res.X[0, 0, 0], mu, N) - T))
+    assert errs[0] > errs[1] > errs[2] > errs[3], errs
+    assert errs[0] > 1e4 * errs[3] and errs[3] < 1e-8 * T, errs
+
+
+def test_strike_counter_follows_hairers_rule():
+    """:func:`count_strikes` on a random sequence of ``h·ρ`` against a scalar transcription of DOPRI5's
+    stiffness test (IASTI/NONSTI: a strike at ``h·ρ >= STIFF`` clears NONSTI, RESET clear steps in a row
+    clear IASTI); a negative control: strikes in a row (the old rule) differ on the same sequence."""
+    from dlnvolume.flows import switching
+
+    rng = np.random.default_rng(SEED)
+    hr = rng.uniform(2.8, 3.6, size=(400, 5))  # 5 runs, around the limit
+    hr[150:170, 2] = 1.0  # a stretch below the limit: clears run 2
+    mode = np.zeros(5, dtype=np.int64)
+    iasti, nonsti = np.zeros(5, dtype=int), np.zeros(5, dtype=int)
+    in_a_row, row = np.zeros(5, dtype=int), []
+    for k in range(hr.shape[0]):
+        mode = switching.count_strikes(mode, hr[k])
+        for r in range(5):
+            if hr[k, r] >= switching.STIFF:
+                nonsti[r] = 0
+                iasti[r] += 1
+                in_a_row[r] += 1
+            else:
+                nonsti[r] += 1
+                in_a_row[r] = 0
+                if nonsti[r] == switching.RESET:
+                    iasti[r] = 0
+        np.testing.assert_array_equal(switching.n_strikes(mode), iasti)
+        row.append(in_a_row.copy())
+    assert iasti.max() > 3 * np.max(row)
+
+
 def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
     """ROS34PW2 as tabulated: b is the last row of A + Γ, Σb = Σb̂ = 1, order-2 condition bᵀ(A+Γ)1 = 1/2."""
     A, G, b, bh = ROS34PW2["A"], ROS34PW2["Gamma"], ROS34PW2["b"], ROS34PW2["bhat"]
@@ -120,7 +176,8 @@ def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
 
 
 # --------------------------------------------------------------------------- invariants, ill-conditioned X0
-@pytest.mark.parametrize("integrator", ["switching", "dopri5", "bdf", pytest.param("rosenbrock", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("integrator", ["switching", "dopri-bdf", "dopri5", "bdf",
+                                        pytest.param("rosenbrock", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("N", [2, 3, 10, math.inf])
 @pytest.mark.parametrize("kind", ["aligned", "generic"])
 def test_invariants_on_ill_conditioned_start(integrator, N, kind):
@@ -190,7 +247,7 @@ def test_frozen_metric_solve_satisfies_its_linear_system(n_obs):
 
 # --------------------------------------------------------------------------- switching: step after a switch
 def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
-    """After STRIKES explicit steps in a row with h·max λ >= STIFF the run turns stiff, and
+    """At the STRIKES-th explicit step with h·max λ >= STIFF the run turns stiff, and
     StepInfo.h_max carries the step its last Rosenbrock step proposed (inf for runs that did not switch);
     the loop obeys the cap."""
     from dlnvolume.flows import loop, switching
@@ -207,10 +264,12 @@ def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
     assert h[1] * lam_max[1] < switching.STIFF and k >= 2
     first = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.zeros(2, dtype=np.int64)))
     trial, info = sw.step(first, h)
-    assert list(trial.cache[-1]) == [-1, 0] and np.all(info.h_max == np.inf)  # one strike: still explicit
-    last = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.array([1 - k, 1 - k])))
+    one, clear = switching.strike_counter(1), switching.strike_counter(0, 1)
+    assert list(trial.cache[-1]) == [one, clear] and np.all(info.h_max == np.inf)  # one strike: still explicit
+    before = switching.strike_counter(k - 1)
+    last = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.array([before, before])))
     trial, info = sw.step(last, h)
-    assert list(trial.cache[-1]) == [1, 0]  # the k-th strike in a row switches; below the limit resets
+    assert list(trial.cache[-1]) == [1, switching.strike_counter(k - 1, 1)]  # the k-th strike switches
     assert info.h_max[0] == pytest.approx(0.0123) and info.h_max[1] == np.inf
 
     class Capped:
