@@ -20,7 +20,10 @@ Workloads (issue 11, "What it must show"):
 4. on the 6×6 task (where "auto" is ``"dopri-bdf"``, :mod:`dlnvolume.flows.dopri_bdf`) also
    ``integrator="bdf"`` (:mod:`dlnvolume.flows.bdf`, rtol :data:`BDF_RTOL`) and ``integrator="switching"``
    (:mod:`dlnvolume.flows.switching`, the default rtol; "auto" before) against "auto" and against LSODA
-   at equal accuracy (:data:`ALTERNATIVES`).
+   at equal accuracy (:data:`ALTERNATIVES`);
+5. on the 6×6 task, LSODA at its equal-accuracy tolerance given ``jac=`` dlnvolume's batched
+   finite-difference Jacobian (not through :func:`~dlnvolume.flows.end_to_end`): what LSODA's own core
+   gains from the one structure it lacks (docs/flows.md §3.5).
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ __all__ = ["bench_flows_stiff", "scipy_flow"]
 
 
 def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float, atol: float | None = None,
-               normalized: bool = True, dense_until: float | None = None) -> tuple[np.ndarray, float, int, float, Any]:
+               normalized: bool = True, dense_until: float | None = None,
+               batched_jac: bool = False) -> tuple[np.ndarray, float, int, float, Any]:
     """The flow by ``solve_ivp(method)`` until ``task.mse <= 1e-6`` (a terminal event; with ``dense_until``
-    instead up to that time with dense output): ``(X_end, seconds, nfev, t_end, sol)``."""
+    instead up to that time with dense output): ``(X_end, seconds, nfev, t_end, sol)``. With
+    ``batched_jac`` the solver gets ``jac=``: dlnvolume's forward-difference Jacobian
+    (:func:`dlnvolume.flows.rosenbrock.fd_jacobian`, the ``m·n`` perturbed matrices in one batched field
+    call) instead of its own ``m·n`` separate calls."""
     from scipy.integrate import solve_ivp
 
     from dlnvolume.spectral import log_multipliers
@@ -64,6 +71,12 @@ def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float
 
     event.terminal = True  # type: ignore[attr-defined]
     kw: dict[str, Any] = {} if atol is None else {"atol": atol}
+    if batched_jac:
+        from dlnvolume.flows.field import EndToEndField
+        from dlnvolume.flows.rosenbrock import fd_jacobian
+
+        field = EndToEndField(task, depth, normalized)
+        kw["jac"] = lambda t, y: fd_jacobian(field, y.reshape(1, m, n))[0][0]
     if dense_until is None:
         kw["events"] = event
     else:
@@ -151,6 +164,15 @@ def bench_flows_stiff(quick: bool, rng: np.random.Generator) -> list[Row]:
         if ok:
             rt, at, (Xs, t_s, nf_s, T_s, _) = ok[0]
             base, e_s = f"LSODA at {ENDPOINT_TOL:g} accuracy: rtol {rt:g}, atol {at:g} ({nf_s} f-evals)", err(Xs, T_s)
+            # what LSODA's own core gains from the batched Jacobian (the per-step budget of docs/flows.md §3.5)
+            Xj, t_j, nf_j, T_j, sol_j = _best(lambda rt=rt, at=at: scipy_flow(task, N, X0, "LSODA", rt, atol=at,
+                                                                           batched_jac=True), rep)
+            rows.append(Row("flows-stiff", f"6×6 N={tag}: LSODA rtol {rt:g} with jac= the batched FD Jacobian "
+                            f"({nf_j} f-evals, {int(sol_j.njev)} Jacobians)", t_j, base, t_s,
+                            f"max|ΔX| at the stop: {err(Xj, T_j):.1e}; not through end_to_end (no loop, no "
+                            "spectral control)", "", None,
+                            {"depth": str(N), "nfev": nf_j, "njev": int(sol_j.njev), "err": err(Xj, T_j),
+                             "steps": len(sol_j.t) - 1, "steps_lsoda": len(ok[0][2][4].t) - 1}))
         else:
             base = f"LSODA: no tolerance down to rtol {LSODA_LADDER[-1][0]:g} reaches {ENDPOINT_TOL:g}"
             t_s, e_s = None, math.nan
