@@ -4,16 +4,16 @@ Petzold 1983, with an explicit/linearly implicit pair instead of Adams/BDF).
 The stiffness indicator of a run is ``h·ρ`` with ``ρ = max_ij λ_ij`` the largest multiplier of ``Ā_X``
 (MATH.md §2.1), an upper bound of the spectral radius of the frozen-metric Jacobian ``Ā_X∘P_Ω``.
 Dormand–Prince is stable for ``h·ρ`` up to about 3.3 on the negative real axis. The counting rule is
-Hairer's in their DOPRI5 code (automatic stiffness detection, Hairer & Wanner II, IV.2): an accepted explicit
-step with ``h·ρ >= STIFF`` is a strike, ``RESET = 6`` accepted steps in a row below the limit clear the
-strikes, and a run switches to Rosenbrock at its ``STRIKES``-th strike (the step size is
+that of Hairer and Wanner's DOPRI5 code (automatic stiffness detection, Hairer & Wanner II, IV.2): an
+accepted explicit step with ``h·ρ >= STIFF`` is a strike, ``RESET = 6`` accepted steps in a row below
+the limit clear the strikes, and a run switches to Rosenbrock at its ``STRIKES``-th strike (the step size is
 stability-limited for a sustained stretch, not in passing: a Rosenbrock step, accuracy-limited at order
 3 and with the finite-difference Jacobian, costs about twice an explicit one). Strikes in a row, the rule
 before, never switched a stiff run: at the stability limit the step-size controller oscillates, and on
 a diagonal task with a fast component (``μ = (1, 50)``, N = 3 and ∞) accepted steps had ``h·ρ`` between
 3.0 and 3.7, 54 % of them at or above 3.2 but never more than 4 in a row, and the run took the 17,898
-steps of Dormand–Prince alone at N = ∞ (264 now; docs/flows.md §3.2). Only the counting is Hairer's:
-the indicator stays ``ρ = λ_11`` (his stage-based estimate, tried, switched the CMV plateaus).
+steps of Dormand–Prince alone at N = ∞ (264 now; docs/flows.md §3.2). Only the counting is theirs:
+the indicator stays ``ρ = λ_11`` (their stage-based estimate, tried, switched the CMV plateaus).
 A run goes back to Dormand–Prince after an accepted Rosenbrock step with ``h·ρ <= NONSTIFF`` (an explicit
 step of that size is stable and its order 5 makes it cheaper). Each run's step is checked by the error
 control of the stepper that took it.
@@ -61,8 +61,8 @@ def count_strikes(mode: np.ndarray, hr: np.ndarray) -> np.ndarray:
 
 class Switching:
     """Per-run choice of :class:`Dopri5` / :class:`Rosenbrock`; ``cache = (F, U, Vh, λ, h_ros, mode)``
-    with ``mode`` 1 (stiff) or ``<= 0`` (explicit, the strike counter of :func:`strike_counter`) and ``h_ros`` the step size the run's last Rosenbrock step
-    proposed for its successor.
+    with ``mode`` 1 (stiff) or ``<= 0`` (explicit, the strike counter of :func:`strike_counter`) and
+    ``h_ros`` the step size the run's last Rosenbrock step proposed for its successor.
 
     A run that turns stiff starts its Rosenbrock steps at ``min(h, h_ros)`` (:attr:`StepInfo.h_max`): the
     explicit step that triggered the switch sits at Dormand–Prince's stability limit and, with the
