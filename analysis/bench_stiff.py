@@ -46,9 +46,9 @@ def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float
                batched_jac: bool = False) -> tuple[np.ndarray, float, int, float, Any]:
     """The flow by ``solve_ivp(method)`` until ``task.mse <= 1e-6`` (a terminal event; with ``dense_until``
     instead up to that time with dense output): ``(X_end, seconds, nfev, t_end, sol)``. With
-    ``batched_jac`` the solver gets ``jac=``: dlnvolume's forward-difference Jacobian
-    (:func:`dlnvolume.flows.rosenbrock.fd_jacobian`, the ``m·n`` perturbed matrices in one batched field
-    call) instead of its own ``m·n`` separate calls."""
+    ``batched_jac`` the solver gets ``jac=`` the Jacobian of :func:`dlnvolume.flows.scipy_ivp` (forward
+    differences, the ``m·n`` perturbed matrices in one batched field call) instead of making its own ``m·n``
+    separate calls; the right-hand side stays this function's own (a researcher's ten lines)."""
     from scipy.integrate import solve_ivp
 
     from dlnvolume.spectral import log_multipliers
@@ -72,11 +72,7 @@ def scipy_flow(task: Any, depth: float, X0: np.ndarray, method: str, rtol: float
     event.terminal = True  # type: ignore[attr-defined]
     kw: dict[str, Any] = {} if atol is None else {"atol": atol}
     if batched_jac:
-        from dlnvolume.flows.field import EndToEndField
-        from dlnvolume.flows.rosenbrock import fd_jacobian
-
-        field = EndToEndField(task, depth, normalized)
-        kw["jac"] = lambda t, y: fd_jacobian(field, y.reshape(1, m, n))[0][0]
+        kw["jac"] = dv.flows.scipy_ivp(task, depth, normalized=normalized)[1]
     if dense_until is None:
         kw["events"] = event
     else:

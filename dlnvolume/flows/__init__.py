@@ -28,6 +28,7 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5" | "bdf" | "dopri-bdf"``
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs
+``ivp``             the flow as ``(fun, jac)`` for :func:`scipy.integrate.solve_ivp` (batched Jacobian)
 ==================  =====================================================================
 
 Loss convention: ``E = task.loss = ½‖P_Ω(X − M)‖²``. The default ``loss_tol`` is
@@ -41,6 +42,7 @@ from .endpoints import METHODS, endpoints
 from .factor import factor_descent
 from .initialization import INIT_LAWS, INITS, balanced_factors, gaussian_factors
 from .results import STATUSES, Endpoints, FlowResult, Trajectory
+from .ivp import scipy_ivp
 
 __all__ = [
     "Trajectory",
@@ -49,6 +51,7 @@ __all__ = [
     "end_to_end",
     "factor_descent",
     "endpoints",
+    "scipy_ivp",
     "gaussian_factors",
     "balanced_factors",
     "STATUSES",
