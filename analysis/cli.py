@@ -295,7 +295,7 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
         for k, v in info["timings"].items():
             print(f"stage {k}: {v:.1f} s")
     if not quiet:
-        print("\n".join(format_lines(rows, cfg, quick=bool(args.quick))))
+        print("\n".join(format_lines(rows, cfg, quick=bool(args.quick), res=res)))
     print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
     return 0
 

@@ -281,9 +281,11 @@ def task_dataset(task: Any) -> xr.Dataset:
 
 
 def results_tree(references: Mapping[str, xr.DataTree], endpoints: xr.Dataset | None, task: Any | None,
-                 attrs: Mapping[str, Any] | None = None) -> xr.DataTree:
-    """The whole of ``results.nc`` (layout in the module docstring)."""
+                 attrs: Mapping[str, Any] | None = None, bias: xr.Dataset | None = None) -> xr.DataTree:
+    """The whole of ``results.nc`` (layout in the module docstring; ``bias``: :func:`analysis.bias.bias_dataset`)."""
     d: dict[str, Any] = {"/": xr.Dataset(attrs={k: _attr(v) for k, v in (attrs or {}).items()})}
+    if bias is not None and len(bias.data_vars):
+        d["bias"] = bias
     if task is not None:
         d["constant_data"] = task_dataset(task)
     if endpoints is not None:

@@ -23,10 +23,16 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
                   radius (Frobenius window / ball; default 1.5 x the task's scale)   draws, chains, warmup, thin
                   beta, rank (gibbs)   depths = [...] (subset; default all flow depths)
                   note = "..." (a caveat printed with every verdict row of this reference)
+                  floor (a SingularValueFloor in the window: N = inf with rank >= 2 on a lower stratum needs one,
+                         below the smallest σ_r on the solution set)
     [statistics]  rtol = 1e-6   volume_rank = "numerical" | r
     [tests]       families = ["distribution", "percentile", "null"]
                   n_perm = 499   max_n = 1000   statistics = [...]   null_draws = 2000   alpha = 0.05
     [output]      figures = true   trace_plots = true
+    [flows]       init_scales = [1e-2, 1e-3, 1e-4]  (the s → 0 ladder; default a decade above and below
+                  init_scale; the same seeds at every scale, the tests use the smallest)
+                  ladder_runs = 50  (runs at the larger scales: the first ones of the smallest; default runs)
+    [predictors]  names = [...] (analysis.predictors.PREDICTORS; default all)   n_starts = 16
     [quick]       overrides for --quick: runs, draws, chains, warmup, depths, n_perm, null_draws
 """
 
@@ -184,19 +190,31 @@ def _method(key: str, v: Any) -> str:
     return v
 
 
+def _predictor(key: str, v: Any) -> str:
+    """A name of :data:`analysis.predictors.PREDICTORS`."""
+    from .predictors import PREDICTORS
+
+    if v not in PREDICTORS:
+        raise _fail(key, "one of " + ", ".join(repr(c) for c in PREDICTORS), v)
+    return v
+
+
 # every key some task kind accepts (which kind accepts which: analysis.tasks.TASK_KINDS)
 TASK_SPEC = {"kind": _enum(*TASK_KINDS), **{k: v for kind in TASK_KINDS.values() for k, v in kind.keys.items()}}
-FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "method": _enum("end_to_end", "factor"),
+FLOW_SPEC = {"depths": _list(_depth), "runs": _int(2), "init_scale": _float(), "init_scales": _list(_float()),
+             "ladder_runs": _int(2),
+             "method": _enum("end_to_end", "factor"),
              "batch_size": _int(1), "keep_status": _list(_enum(*STATUSES)), "options": _options}
 REF_SPEC = {"name": _str, "measure": _enum("solution_set", "gibbs_limit", "gibbs"),
             "method": _method, "radius": _float(), "draws": _int(4), "chains": _int(1),
             "warmup": _int(0), "thin": _int(1), "beta": _float(), "rank": _int(1), "depths": _list(_depth),
-            "note": _str}
+            "note": _str, "floor": _float()}
 STAT_SPEC = {"rtol": _float(), "volume_rank": _volume_rank}
 TEST_SPEC = {"families": _list(_enum(*FAMILIES), nonempty=False), "n_perm": _int(19), "max_n": _int(10),
              "statistics": _list(_enum(*STAT_NAMES)), "null_draws": _int(10), "alpha": _float(0.0, True, 1.0),
              "bins": _int(2)}
 OUT_SPEC = {"figures": _bool, "trace_plots": _bool}
+PRED_SPEC = {"names": lambda k, v: _list(_predictor)(k, v), "n_starts": _int(1)}
 QUICK_SPEC = {"runs": _int(2), "draws": _int(4), "chains": _int(1), "warmup": _int(0), "depths": _list(_depth),
               "n_perm": _int(19), "null_draws": _int(10)}
 TOP_SPEC: dict[str, Callable[[str, Any], Any]] = {
@@ -207,6 +225,7 @@ TOP_SPEC: dict[str, Callable[[str, Any], Any]] = {
     "statistics": lambda k, v: _table(k, v, STAT_SPEC),
     "tests": lambda k, v: _table(k, v, TEST_SPEC),
     "output": lambda k, v: _table(k, v, OUT_SPEC),
+    "predictors": lambda k, v: _table(k, v, PRED_SPEC),
     "quick": lambda k, v: _table(k, v, QUICK_SPEC),
 }
 
@@ -234,6 +253,7 @@ class ReferenceConfig:
     rank: int | None = None
     depths: tuple | None = None
     note: str | None = None  # printed as a caveat with every verdict row of this reference
+    floor: float | None = None  # SingularValueFloor(floor) in the window (N = inf on a lower stratum needs one)
 
 
 @dataclass(frozen=True)
@@ -247,6 +267,8 @@ class ExperimentConfig:
     depths: tuple = (2, 5, 10, 20, math.inf)
     runs: int = 200
     init_scale: float = 1e-3
+    init_scales: tuple | None = None  # None: analysis.ladder.default_scales(init_scale)
+    ladder_runs: int | None = None    # runs at the larger scales of the ladder (the first ones); None: runs
     flow_method: str = "end_to_end"
     batch_size: int = 25
     keep_status: tuple = ("converged", "max_time", "max_steps", "stalled")
@@ -263,7 +285,23 @@ class ExperimentConfig:
     bins: int = 10
     figures: bool = True
     trace_plots: bool = True
+    predictors: tuple | None = None  # None: every registered predictor
+    n_starts: int = 16
     quick: dict = field(default_factory=dict)
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The initialization-scale ladder, largest first (``init_scales``, default a decade above and below
+        ``init_scale``); the tests use the endpoints of the smallest scale."""
+        from .ladder import default_scales
+
+        sc = self.init_scales if self.init_scales is not None else default_scales(self.init_scale)
+        return tuple(sorted((float(x) for x in sc), reverse=True))
+
+    @property
+    def ladder_size(self) -> int:
+        """Runs at every scale but the smallest (the first ``ladder_runs`` of them; all ``runs`` at the smallest)."""
+        return self.runs if self.ladder_runs is None else min(self.ladder_runs, self.runs)
 
     def quick_version(self) -> "ExperimentConfig":
         """The ``--quick`` variant: values of the ``[quick]`` table replace runs/draws/... ; a reference
@@ -295,6 +333,8 @@ class ExperimentConfig:
         out: dict[str, Any] = {
             "name": self.name, "description": self.description, "seed": self.seed, "task": dict(self.task),
             "flows": {"depths": list(self.depths), "runs": self.runs, "init_scale": self.init_scale,
+                      **({} if self.init_scales is None else {"init_scales": list(self.init_scales)}),
+                      **({} if self.ladder_runs is None else {"ladder_runs": self.ladder_runs}),
                       "method": self.flow_method, "batch_size": self.batch_size,
                       "keep_status": list(self.keep_status), "options": dict(self.flow_options)},
             "references": refs,
@@ -303,6 +343,8 @@ class ExperimentConfig:
                       "statistics": list(self.test_statistics), "null_draws": self.null_draws,
                       "alpha": self.alpha, "bins": self.bins},
             "output": {"figures": self.figures, "trace_plots": self.trace_plots},
+            "predictors": {**({} if self.predictors is None else {"names": list(self.predictors)}),
+                           "n_starts": self.n_starts},
         }
         if self.quick:
             out["quick"] = dict(self.quick)
@@ -335,6 +377,7 @@ def parse_config(doc: Any, base: str | Path | None = None) -> ExperimentConfig:
     out = top.get("output", {})
     names = set()
     refs = []
+    kw: dict[str, Any] = {}
     for i, r in enumerate(top.get("references", [])):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", r["name"]) or r["name"] in ("euclidean", "endpoints"):
             raise ConfigError(f"config key 'references[{i}].name': {r['name']!r}; expected letters, digits, '_', "
@@ -348,7 +391,18 @@ def parse_config(doc: Any, base: str | Path | None = None) -> ExperimentConfig:
             r["depths"] = tuple(r["depths"])
         refs.append(ReferenceConfig(**r))
     kw: dict[str, Any] = {}
-    for src, dst in (("depths", "depths"), ("runs", "runs"), ("init_scale", "init_scale"), ("method", "flow_method"),
+    if "init_scales" in flows:
+        sc = flows["init_scales"]
+        if len(sc) < 2 or len(set(sc)) != len(sc):
+            raise _fail("flows.init_scales", "at least two distinct scales (the s → 0 ladder)", sc)
+    pred = top.get("predictors", {})
+    if "names" in pred:
+        kw["predictors"] = tuple(pred["names"])
+    if "n_starts" in pred:
+        kw["n_starts"] = pred["n_starts"]
+    for src, dst in (("depths", "depths"), ("runs", "runs"), ("init_scale", "init_scale"), ("init_scales", "init_scales"),
+                     ("ladder_runs", "ladder_runs"),
+                     ("method", "flow_method"),
                      ("batch_size", "batch_size"), ("keep_status", "keep_status"), ("options", "flow_options")):
         if src in flows:
             kw[dst] = tuple(flows[src]) if isinstance(flows[src], list) else flows[src]

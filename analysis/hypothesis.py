@@ -63,6 +63,8 @@ class TestResult:
         biased upward when the two distributions are close, so D itself may lie below it; AUC:
         Hanley & McNeil 1982 standard error; mean percentile: Student t), or None
     n_perm : permutations behind a permutation p-value (its floor is ``1/(n_perm+1)``), else None
+    floor : the smallest p-value the test can claim when it is not a permutation test (the percentile
+        tests against ``n`` reference draws: ``1/(n+1)``, the resolution of an empirical CDF), else None
     """
 
     __test__ = False  # not a pytest class
@@ -81,10 +83,13 @@ class TestResult:
     effect_name: str = ""
     effect_ci: tuple[float, float] | None = None
     n_perm: int | None = None
+    floor: float | None = None
 
     @property
     def p_floor(self) -> float | None:
-        """Smallest attainable p-value ``1/(n_perm+1)`` of a permutation test, else None."""
+        """Smallest attainable p-value: ``1/(n_perm+1)`` of a permutation test, ``floor`` when set, else None."""
+        if self.floor is not None:
+            return self.floor
         return None if self.n_perm is None else 1.0 / (self.n_perm + 1)
 
     @property
@@ -398,7 +403,8 @@ class VolumePercentileResult:
     ----------
     percentiles : (runs,) array in [0, 1]
     uniform : KS test of the percentiles against U(0, 1) (two-sided)
-    small : one-sided KS (empirical CDF above the uniform one: percentiles piled near 0)
+    small : one-sided KS (empirical CDF above the uniform one: percentiles piled near 0, higher volume)
+    large : one-sided KS the other way (percentiles piled near 1, lower volume)
     counts, edges : histogram of the percentiles (``bins`` equal bins on [0, 1])
     """
 
@@ -407,6 +413,31 @@ class VolumePercentileResult:
     small: TestResult
     counts: np.ndarray
     edges: np.ndarray
+    large: TestResult | None = None
+
+    def direction(self, alpha: float) -> str:
+        """``"higher"`` only when the percentiles are stochastically smaller than uniform: the lower-tail
+        test rejects at ``alpha``, the upper-tail test does not, and the 95 % interval of the mean
+        percentile lies below ½; ``"lower"`` symmetrically; ``"mixed"`` when both tails reject (mass piled
+        at both ends); ``"not shown"`` otherwise.
+
+        >>> u = np.r_[np.full(40, 0.01), np.full(60, 0.5)]
+        >>> r = volume_percentile_test(-u, reference_cdf=lambda v: 1 + v)
+        >>> r.direction(0.05)
+        'higher'
+        >>> volume_percentile_test(-np.r_[u, np.full(30, 0.99)], reference_cdf=lambda v: 1 + v).direction(0.05)
+        'mixed'
+        """
+        lo = self.small.p_value <= alpha
+        hi = self.large is not None and self.large.p_value <= alpha
+        ci = self.small.effect_ci or (self.small.effect_size, self.small.effect_size)
+        if lo and hi:
+            return "mixed"
+        if lo and ci[1] < 0.5:
+            return "higher"
+        if hi and ci[0] > 0.5:
+            return "lower"
+        return "mixed" if (lo or hi) else "not shown"
 
 
 def volume_percentile_test(
@@ -455,16 +486,26 @@ def volume_percentile_test(
     u = np.clip(u, 0.0, 1.0)
     ks2 = stats.kstest(u, "uniform")
     ks1 = stats.kstest(u, "uniform", alternative="greater")
+    ks3 = stats.kstest(u, "uniform", alternative="less")
+    # an empirical CDF of n draws resolves probabilities to 1/(n+1): no p-value below that is claimed
+    floor = 1.0 / (n_ref + 1) if n_ref else None
+
+    def p(x: float) -> float:
+        return float(x) if floor is None else max(float(x), floor)
     counts, edges = np.histogram(u, bins=bins, range=(0.0, 1.0))
     mean_u = float(u.mean())
     half = float(stats.t.ppf(0.975, u.size - 1) * np.std(u, ddof=1) / math.sqrt(u.size))
     ci = (max(0.0, mean_u - half), min(1.0, mean_u + half))
-    uni = TestResult("percentile:uniform", float(ks2.statistic), float(ks2.pvalue), mean_u, v.size, n_ref,
-                     measure_x, measure_y, e, note + "; KS vs U(0,1)", effect_name="mean percentile", effect_ci=ci)
-    small = TestResult("percentile:small", float(ks1.statistic), float(ks1.pvalue), mean_u, v.size, n_ref,
+    uni = TestResult("percentile:uniform", float(ks2.statistic), p(ks2.pvalue), mean_u, v.size, n_ref,
+                     measure_x, measure_y, e, note + "; KS vs U(0,1)", effect_name="mean percentile", effect_ci=ci,
+                     floor=floor)
+    small = TestResult("percentile:small", float(ks1.statistic), p(ks1.pvalue), mean_u, v.size, n_ref,
                        measure_x, measure_y, e, note + "; one-sided KS, alternative: percentiles near 0",
-                       effect_name="mean percentile", effect_ci=ci)
-    return VolumePercentileResult(u, uni, small, counts, edges)
+                       effect_name="mean percentile", effect_ci=ci, floor=floor)
+    large = TestResult("percentile:large", float(ks3.statistic), p(ks3.pvalue), mean_u, v.size, n_ref,
+                       measure_x, measure_y, e, note + "; one-sided KS, alternative: percentiles near 1",
+                       effect_name="mean percentile", effect_ci=ci, floor=floor)
+    return VolumePercentileResult(u, uni, small, counts, edges, large)
 
 
 # --------------------------------------------------------------------------- (c) null measure

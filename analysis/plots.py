@@ -18,7 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import dlnvolume as dv  # noqa: E402
 
-__all__ = ["depth_label", "volume_histograms", "hyperbola_picture", "spectra", "save", "close"]
+__all__ = ["depth_label", "volume_histograms", "hyperbola_picture", "spectra", "ladder", "save", "close"]
 
 
 def depth_label(depth: float) -> str:
@@ -129,6 +129,41 @@ def spectra(panels: Sequence[dict[str, Any]], *, top: int = 10) -> Figure:
     ax.set_ylabel("σ_i (median, 10–90%)")
     ax.set_title("singular-value spectra of flow endpoints")
     ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def ladder(panels: Sequence[dict[str, Any]]) -> Figure:
+    """Per depth, against the initialization scale s (log–log, s decreasing to the right): the median
+    distance of the endpoints to each predictor's nearest point (quartile band), and σ_{r+1}/σ_1 (dashed, per
+    sign group of det X0).
+
+    ``panels``: dicts with ``depth``, ``scales`` (k,), ``distances`` (name -> (k, runs)), ``ratios``
+    (label -> (k,) medians) and ``best`` (the predictor approached, or None).
+    """
+    rows, cols = _grid(max(len(panels), 1))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.8 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, panels):
+        s = np.asarray(p["scales"], dtype=float)
+        for name, d in p.get("distances", {}).items():
+            d = np.maximum(np.asarray(d, dtype=float), 1e-300)
+            med = np.median(d, axis=1)
+            lo, hi = np.percentile(d, [25, 75], axis=1)
+            lw = 2.5 if name == p.get("best") else 1.2
+            line, = ax.plot(s, med, marker="o", lw=lw, label=name + (" (approached)" if name == p.get("best") else ""))
+            ax.fill_between(s, lo, hi, color=line.get_color(), alpha=0.15)
+        for label, r in p.get("ratios", {}).items():
+            ax.plot(s, np.maximum(np.asarray(r, dtype=float), 1e-300), ls="--", color="0.3", lw=1,
+                    label=f"σ_{{r+1}}/σ_1 {label}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("initialization scale s")
+        ax.set_ylabel("median distance to predicted point")
+        ax.set_title(depth_label(p["depth"]))
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 

@@ -116,6 +116,14 @@ def _figures(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> list[tu
         plots.save(fig, fdir / "hyperbola.png")
         figs.append(("hyperbola.png", "Endpoints on the (a, b) = (X12, X21) plane; red: rank-1 hyperbola ab = 1; "
                                       "shading: log ρ_N on the rank-1 stratum."))
+    if res.bias:
+        fig = plots.ladder([{"depth": d, "scales": b.scales, "distances": b.distances, "best": b.best,
+                             "ratios": {k: t.median for k, (_, t) in b.stratum.groups.items()}}
+                            for d, b in res.bias.items()])
+        plots.save(fig, fdir / "ladder.png")
+        figs.append(("ladder.png", "Median distance of the endpoints to each predictor's nearest point (quartile "
+                                   "band) and σ_{r+1}/σ_1 (dashed), against the initialization scale s "
+                                   "(decreasing to the right); the same seeds at every scale."))
     fig = plots.spectra([{"depth": d, "sigma": res.endpoint_stats[d].singular_values} for d in depths])
     plots.save(fig, fdir / "spectra.png")
     figs.append(("spectra.png", "Singular values of endpoints (median, 10–90% band)."))
@@ -214,7 +222,10 @@ def _inference_data(res: ExperimentResult, out: Path, trees: dict[str, Any]) -> 
                                        attrs={"seed": cfg.seed}) if res.endpoints else None
     attrs = {"experiment": cfg.name, "seed": cfg.seed, **diagnostics.stratum_attrs(vr, cfg.rtol),
              "dlnvolume_version": dlnvolume_version}
-    diagnostics.save(diagnostics.results_tree(trees, ep, res.task, attrs), out / "results.nc")
+    from .bias import bias_dataset
+
+    diagnostics.save(diagnostics.results_tree(trees, ep, res.task, attrs, bias=bias_dataset(res.bias, res.resolution)),
+                     out / "results.nc")
     return problems, summaries
 
 
@@ -256,6 +267,65 @@ def _tests_json(res: ExperimentResult, verdicts: list | None = None) -> str:
            "reference_diagnostics": [{"reference": name, "depth": depth_tag(depth), **d}
                                      for (name, depth), d in reference_diagnostics(res).items()]}
     return json.dumps(doc, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _bias_section(res: ExperimentResult) -> list[str]:
+    """The ladder, the predictors and the laws per depth (the arrays of ``results.nc`` group ``bias``)."""
+    if not res.bias:
+        return []
+    scales = ", ".join(f"{s:g}" for s in res.config.scales)
+    L = ["## Which implicit bias? Stratum, predicted points, rival laws", "",
+         f"Every depth runs its flows at the initialization scales {scales}"
+         " with the same seeds (run i starts from s·D_i). *Stratum*: the per-run log–log slope of σ_(r+1)/σ_1 "
+         "against s (median, 95 % bootstrap interval); 'tends to M_r' when the interval lies above 0.25, 'ends off' "
+         "when below (docs/math.md §7.3). *Points*: distance of each endpoint to the nearest predicted point of each "
+         "hypothesis; a predictor is approached when that distance shrinks with s by the same rule. *Laws*: tilts "
+         "exp(θ·T) of the solution-set reference, θ by maximum likelihood; ΔAIC against the best law.", ""]
+    rows = []
+    for d, b in res.bias.items():
+        for g, (n, t) in b.stratum.groups.items():
+            rows.append([plots.depth_label(d), g, n, " / ".join(_fmt(x) for x in t.median),
+                         f"{t.slope:.2f} [{t.slope_ci[0]:.2f}, {t.slope_ci[1]:.2f}]", t.answer])
+        chk = res.resolution.get(d)
+        if chk is not None:
+            rows.append([plots.depth_label(d), f"re-run at rtol {chk.tight_rtol:g}", chk.n,
+                         f"ratio factor {chk.factor:.3g}", "resolved" if chk.resolved else "NOT resolved",
+                         f"{chk.moved:.2f} moved > 1e-3"])
+    L += ["### Stratum", "", _table(["depth", "group", "runs", "median σ_{r+1}/σ_1 by scale", "slope [95%]", "answer"],
+                                   rows), ""]
+    rows = []
+    for d, b in res.bias.items():
+        for k, p in b.predictions.items():
+            t = b.approach.get(k)
+            val = ", ".join(_fmt(v) for v in np.asarray(p.values)[:3])
+            rows.append([plots.depth_label(d), k, len(p.points), val, p.rank,
+                         "–" if t is None else " / ".join(_fmt(x) for x in t.median),
+                         "–" if t is None else f"{t.slope:.2f} [{t.slope_ci[0]:.2f}, {t.slope_ci[1]:.2f}]",
+                         "–" if t is None else t.answer, p.note or ""])
+    L += ["### Predicted points", "", _table(["depth", "predictor", "points", "objective", "rank",
+                                              "median distance by scale", "slope [95%]", "answer", "note"], rows), ""]
+    rows = []
+    for d, b in res.bias.items():
+        for s_, lc in b.laws.items():
+            for k, f in lc.fits.items():
+                if k == "reference":
+                    continue
+                tr = b.theta_trends.get(k, {})
+                rows.append([plots.depth_label(d), f"{s_:g}", k, f"{_fmt(f.theta)} [{_fmt(f.theta_ci[0])}, "
+                             f"{_fmt(f.theta_ci[1])}]", f.delta_aic, f.loglik_se, f.weight_ess,
+                             "yes" if f.reliable else "no", "collapsing" if tr.get("collapsing") else ""])
+    if rows:
+        L += ["### Rival laws", "", _table(["depth", "s", "statistic T", "θ̂ [95% profile]", "ΔAIC", "MC s.e. of ℓ",
+                                            "weight ESS", "reliable", "θ̂ along s"], rows), ""]
+    return L
 
 
 def _ci(v: Any) -> str:
@@ -318,6 +388,7 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
     if run_info.get("quick"):
         L += ["**Quick run** (`--quick`): reduced sizes; numbers are a smoke test, not evidence.", ""]
     L += _verdict_section(res, list(verdicts or []))
+    L += _bias_section(res)
     L += [f"Task: `{res.task!r}`. Depths: {', '.join(plots.depth_label(d) for d in cfg.depths)}. "
           f"{cfg.runs} flows per depth ({cfg.flow_method}, init scale {cfg.init_scale:g}). Seed {cfg.seed}. "
           f"Numerical rank tolerance rtol = {cfg.rtol:g}; log volume density on the stratum "
@@ -504,6 +575,11 @@ def _stage_outputs(res: ExperimentResult, stage: Path, run_info: dict, texts: di
     (stage / "report.html").write_text(_md_to_html(md, stage), encoding="utf-8")
     current[0] = "tests.json"
     (stage / "tests.json").write_text(_tests_json(res, verdicts), encoding="utf-8")
+    current[0] = "verdict.json"
+    from .verdict import verdict_document
+
+    (stage / "verdict.json").write_text(json.dumps(verdict_document(res, verdicts), indent=1, default=_json_default),
+                                        encoding="utf-8")
     for name, text in texts.items():
         current[0] = name
         (stage / name).write_text(text, encoding="utf-8")

@@ -35,7 +35,9 @@ from .statistics import MatrixStatistics, compute_statistics
 __all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag",
            "registry_method", "accepted_methods"]
 
-STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS = 1, 2, 3, 4
+STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS, STAGE_BIAS = 1, 2, 3, 4, 5
+#: runs of the smallest scale re-run at a 10× tighter tolerance by the resolution check (analysis.bias.Resolution)
+RESOLUTION_RUNS = 6
 
 
 def depth_tag(depth: float) -> str:
@@ -192,7 +194,11 @@ class ExperimentResult:
 
     config: ExperimentConfig
     task: dv.CompletionTask
-    endpoints: dict = field(default_factory=dict)          # depth -> Endpoints
+    endpoints: dict = field(default_factory=dict)          # depth -> Endpoints (the smallest scale of the ladder)
+    ladder: dict = field(default_factory=dict)             # depth -> {scale: Endpoints}
+    ladder_stats: dict = field(default_factory=dict)       # depth -> {scale: MatrixStatistics}
+    resolution: dict = field(default_factory=dict)         # depth -> analysis.bias.Resolution
+    bias: dict = field(default_factory=dict)               # depth -> analysis.bias.DepthBias
     endpoint_stats: dict = field(default_factory=dict)     # depth -> MatrixStatistics
     keep: dict = field(default_factory=dict)               # depth -> bool mask of kept runs
     samples: dict = field(default_factory=dict)            # (ref name, depth) -> SampleSet
@@ -249,6 +255,14 @@ def _volume_rank(cfg: ExperimentConfig) -> int | None:
 
 def _stats(X: np.ndarray, depth: float, cfg: ExperimentConfig, task: dv.CompletionTask) -> MatrixStatistics:
     return compute_statistics(X, depth, rtol=cfg.rtol, ground_truth=task.ground_truth, rank=_volume_rank(cfg))
+
+
+def _window(radius: float, floor: float | None) -> Any:
+    """The reference window: a Frobenius ball, times a singular-value floor when the config sets ``floor``."""
+    import samplers
+
+    ball = samplers.FrobeniusBall(radius)
+    return ball if not floor else [ball, samplers.SingularValueFloor(floor)]
 
 
 def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigError:
@@ -355,7 +369,7 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
                 raise ConfigError(f"config key 'references[{i}].radius': {radius:g}; the rank-1 solutions of the "
                                   "2x2 diagonal task have ‖X‖_F >= 2, expected radius > 2")
             continue
-        window = samplers.FrobeniusBall(radius)
+        window = _window(radius, r.floor)
         for depth in (r.depths or cfg.depths):
             try:
                 if r.measure == "solution_set":
@@ -381,41 +395,71 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
 
 
 def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None):
+    """Flows of every depth at every scale of the ladder (the same seeds at every scale: run ``i`` starts from
+    ``s·D_i``); the endpoints of the smallest scale are the ones the tests use (``res.endpoints``)."""
     from dlnvolume import flows
 
+    scales = cfg.scales
     for j, depth in enumerate(cfg.depths):
         t0 = time.perf_counter()
         tag = depth_tag(depth)
-        fp = _key(cfg.seed, j, depth, cfg.task, task.digest(), cfg.runs, cfg.init_scale, cfg.flow_method, sorted(cfg.flow_options.items()))
-        done = out_ckpt / f"endpoints_{tag}_{fp}.npz"
-        folder = out_ckpt / f"flows_{tag}_{fp}"
-        if done.exists():
-            ep = flows.Endpoints.load(done)
-            n = max(len(_batch_files(folder)), 1)
-            _log_resumed(log, f"flows {tag}", n, n)
-        else:
-            before = _batch_files(folder)
-            try:
-                ep = flows.endpoints(task, depth, cfg.runs, cfg.init_scale, method=cfg.flow_method,
-                                     rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
-                                     batch_size=cfg.batch_size,
-                                     progress=tqdm_progress(f"flows N={depth}") if progress else False,
-                                     checkpoint=str(folder), **cfg.flow_options)
-            except InvalidArgumentError as exc:  # an option the flow does not accept: name the config key
-                if str(exc).startswith("flow_kwargs key"):
-                    raise ConfigError(f"config key 'flows.options': {exc}") from None
-                raise
-            _log_resumed(log, f"flows {tag}", *_resumed(before, folder))
-            ep.save(done)
+        ladder, stats = {}, {}
+        for s in scales:
+            runs = cfg.runs if s == scales[-1] else cfg.ladder_size
+            fp = _key(cfg.seed, j, depth, cfg.task, task.digest(), runs, s, cfg.flow_method,
+                      sorted(_flow_options(cfg, task).items()))
+            done = out_ckpt / f"endpoints_{tag}_{fp}.npz"
+            folder = out_ckpt / f"flows_{tag}_{fp}"
+            label = f"flows {tag} s={s:g}"
+            if done.exists():
+                ep = flows.Endpoints.load(done)
+                n = max(len(_batch_files(folder)), 1)
+                _log_resumed(log, label, n, n)
+            else:
+                before = _batch_files(folder)
+                try:
+                    ep = flows.endpoints(task, depth, runs, s, method=cfg.flow_method,
+                                         rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=executor, workers=workers,
+                                         batch_size=cfg.batch_size,
+                                         progress=tqdm_progress(f"flows N={depth} s={s:g}") if progress else False,
+                                         checkpoint=str(folder), **_flow_options(cfg, task))
+                except InvalidArgumentError as exc:  # an option the flow does not accept: name the config key
+                    if str(exc).startswith("flow_kwargs key"):
+                        raise ConfigError(f"config key 'flows.options': {exc}") from None
+                    raise
+                _log_resumed(log, label, *_resumed(before, folder))
+                ep.save(done)
+            ladder[s] = ep
+            stats[s] = _stats(np.asarray(ep.X), depth, cfg, task)
+        res.ladder[depth] = ladder
+        res.ladder_stats[depth] = stats
+        ep = ladder[scales[-1]]
         res.endpoints[depth] = ep
-        status = np.asarray(ep.status).astype(str)
-        keep = np.isin(status, list(cfg.keep_status)) & np.all(np.isfinite(np.asarray(ep.X)), axis=(-2, -1))
+        keep = _kept(cfg, ep)
         res.keep[depth] = keep
         if keep.sum() < 2:
             res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept (statuses "
-                             f"{dict(zip(*np.unique(status, return_counts=True)))}); tests skipped at this depth")
-        res.endpoint_stats[depth] = _stats(np.asarray(ep.X), depth, cfg, task)
+                             f"{dict(zip(*np.unique(np.asarray(ep.status).astype(str), return_counts=True)))}); "
+                             "tests skipped at this depth")
+        res.endpoint_stats[depth] = stats[scales[-1]]
         res.timings[f"flows_{tag}"] = time.perf_counter() - t0
+
+
+#: the experiment's flows stop at ``mse ≤ LOSS_MSE`` (residual ~1e-6 per observed entry) unless
+#: ``[flows.options] loss_tol`` says otherwise: distances to predicted points and σ_{r+1}/σ_1 are read at the
+#: endpoints, so they must not be set by the stopping rule (the flows' own default, mse 1e-6, leaves 1e-3)
+LOSS_MSE = 1e-12
+
+
+def _flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict:
+    opts = dict(cfg.flow_options)
+    opts.setdefault("loss_tol", LOSS_MSE * task.n_observed / 2)
+    return opts
+
+
+def _kept(cfg: ExperimentConfig, ep: Any) -> np.ndarray:
+    status = np.asarray(ep.status).astype(str)
+    return np.isin(status, list(cfg.keep_status)) & np.all(np.isfinite(np.asarray(ep.X)), axis=(-2, -1))
 
 
 def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):
@@ -434,7 +478,8 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
             label = f"reference {ref.name} {tag}"
             rank = ref.rank  # filled in by prepare()
             target = {"measure": ref.measure, "depth": depth, "rank": rank, "beta": ref.beta, "normalized": True,
-                      "confinement": f"FrobeniusBall({ref.radius})"}
+                      "confinement": f"FrobeniusBall({ref.radius})"
+                                     + (f" × SingularValueFloor({ref.floor})" if ref.floor else "")}
             ss = _seed(cfg.seed, STAGE_REFS, i, j)
             if ref.method == "exact":
                 H = GridHyperbolaReference(depth, measure=ref.measure, radius=ref.radius)
@@ -453,7 +498,7 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                                  "exact", dv.parallel.spawn_seeds(ss, ref.chains), 0, 1)
                 sset.save(ck)
             else:
-                window = samplers.FrobeniusBall(ref.radius)
+                window = _window(ref.radius, ref.floor)
                 before = _batch_files(folder)
                 spec = registry.get(registry_method(ref.measure, ref.method))
                 common = dict(n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
@@ -520,7 +565,7 @@ def _tests_stage(cfg, res):
                 pr = hyp.volume_percentile_test(v, reference_draws=sst.log_volume_density, bins=cfg.bins, iid=iid,
                                                 measure_y=f"{name} {depth_tag(depth)}")
             res.percentiles[(name, depth)] = pr
-            res.tests[("percentile", name, depth)] = [pr.uniform, pr.small]
+            res.tests[("percentile", name, depth)] = [pr.uniform, pr.small] + ([pr.large] if pr.large is not None else [])
     if "null" in fam:
         for depth, null in res.null_log_volume.items():
             keep = res.keep[depth]
@@ -529,6 +574,83 @@ def _tests_stage(cfg, res):
             v = res.endpoint_stats[depth].log_volume_density[keep]
             res.tests[("null", "euclidean", depth)] = [hyp.null_measure_test(
                 v, null, measure_x=f"endpoints {depth_tag(depth)}", measure_y="euclidean volume (N=1) on S∩M_1")]
+
+
+def _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log=None):
+    """The resolution check of one depth (:class:`analysis.bias.Resolution`): the first runs of the smallest
+    scale again, same seeds, ``rtol`` and ``atol`` divided by :data:`analysis.bias.TIGHTER`."""
+    from dlnvolume import flows
+
+    from .bias import TIGHTER, Resolution, _ratio
+
+    if cfg.flow_method != "end_to_end":
+        return None
+    s = cfg.scales[-1]
+    n = min(RESOLUTION_RUNS, cfg.runs)
+    opts = _flow_options(cfg, task)
+    rtol = float(opts.get("rtol", 1e-6))
+    opts["rtol"] = rtol / TIGHTER
+    opts["atol"] = float(opts.get("atol", 0.0)) / TIGHTER
+    tag = depth_tag(depth)
+    fp = _key(cfg.seed, j, depth, cfg.task, task.digest(), n, s, cfg.flow_method, sorted(opts.items()))
+    done = out_ckpt / f"resolution_{tag}_{fp}.npz"
+    if done.exists():
+        tight = flows.Endpoints.load(done)
+    else:
+        tight = flows.endpoints(task, depth, n, s, method=cfg.flow_method, rng=_seed(cfg.seed, STAGE_FLOWS, j),
+                                executor=executor, workers=workers, batch_size=cfg.batch_size, progress=False,
+                                **opts)
+        tight.save(done)
+    base = res.endpoints[depth]
+    ok = _kept(cfg, base)[:n] & _kept(cfg, tight)
+    if log is not None:
+        log(f"resolution check {tag}: {int(ok.sum())} runs re-run at rtol {opts['rtol']:g}")
+    Xa, Xb = np.asarray(base.X)[:n][ok], np.asarray(tight.X)[ok]
+    sa, sb = np.linalg.svd(Xa, compute_uv=False), np.linalg.svd(Xb, compute_uv=False)
+    change = np.linalg.norm(Xa - Xb, axis=(-2, -1)) / np.maximum(np.linalg.norm(Xb, axis=(-2, -1)), 1e-300)
+    return Resolution(rtol, opts["rtol"], _ratio(sa, rank), _ratio(sb, rank), change)
+
+
+def _bias_stage(cfg, task, out_ckpt, res, executor, workers, log=None):
+    """Stratum reached, predicted points, distances and rival laws per depth (:mod:`analysis.bias`)."""
+    import samplers
+
+    from .bias import depth_bias
+    from .tasks import default_radius
+
+    if cfg.volume_rank == "numerical":
+        res.notes.append("implicit-bias analysis skipped: statistics.volume_rank = 'numerical' names no stratum M_r "
+                         "(set it to r to ask which point of S ∩ M_r the endpoints approach)")
+        return
+    rank = int(cfg.volume_rank)
+    sol = [r for r in cfg.references if r.measure == "solution_set"]
+    radius = sol[0].radius if sol and sol[0].radius is not None else default_radius(task)
+    cache: dict = {}
+    for j, depth in enumerate(cfg.depths):
+        t0 = time.perf_counter()
+        ladder = res.ladder[depth]
+        nl = min(len(ep.X) for ep in ladder.values())
+        keep = np.all([_kept(cfg, ep)[:nl] for ep in ladder.values()], axis=0)
+        if keep.sum() < 2:
+            res.notes.append(f"{depth_tag(depth)}: fewer than 2 runs kept at every scale; no implicit-bias analysis")
+            continue
+        res.resolution[depth] = _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log)
+        reference = None
+        gibbs = None
+        for r in sol:
+            if (r.name, depth) in res.samples:
+                ss = res.samples[(r.name, depth)]
+                reference = (r.name, ss.draws, res.sample_stats[(r.name, depth)], ss.method == "exact")
+                try:  # the Gibbs-limit statistic needs the solution-set geometry (window excluded)
+                    gibbs = samplers.SolutionSetSampler(task, depth, rank, window=samplers.FrobeniusBall(1e150))
+                except DLNVolumeError:
+                    gibbs = None
+                break
+        res.bias[depth] = depth_bias(
+            task, depth, rank, ladder, res.ladder_stats[depth], keep, radius=radius, reference=reference,
+            resolution=res.resolution[depth], prediction_cache=cache, predictor_names=cfg.predictors,
+            n_starts=cfg.n_starts, gibbs=gibbs, rng=_seed(cfg.seed, STAGE_BIAS, j))
+        res.timings[f"bias_{depth_tag(depth)}"] = time.perf_counter() - t0
 
 
 def run_experiment(
@@ -568,4 +690,7 @@ def run_experiment(
         t2 = time.perf_counter()
         _tests_stage(cfg, res)
         res.timings["tests"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    _bias_stage(cfg, task, ckpt, res, executor, workers, log)
+    res.timings["bias"] = time.perf_counter() - t3
     return res

@@ -31,8 +31,8 @@ from samplers import diagnostics as sdiag
 
 from .hypothesis import TestResult
 
-__all__ = ["Verdict", "ReferenceCheck", "verdicts", "reference_checks", "format_lines", "RHAT_MAX", "ESS_MIN",
-           "EFFECT_COLUMNS"]
+__all__ = ["Verdict", "ReferenceCheck", "verdicts", "reference_checks", "format_lines", "depth_block",
+           "verdict_document", "RHAT_MAX", "ESS_MIN", "EFFECT_COLUMNS", "DIRECTION_ANSWER"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
@@ -104,7 +104,8 @@ class Verdict:
     depth: float
     reference: str
     question: str
-    answer: str                 # "yes" / "no" / "not shown" / "not rejected" / "inconclusive"
+    answer: str                 # "yes" / "no" / "no (lower)" / "mixed" / "not shown" / "not rejected" /
+    #                             "inconclusive" / "not asked" (endpoints off the stratum)
     reject: bool                # the test rejects its null at alpha (whatever the caveats)
     alpha: float
     test: str
@@ -147,6 +148,9 @@ class Verdict:
         d["caveats"] = list(self.caveats)
         return d
 
+
+#: the percentile family's answer from :meth:`analysis.hypothesis.VolumePercentileResult.direction`
+DIRECTION_ANSWER = {"higher": "yes", "lower": "no (lower)", "mixed": "mixed", "not shown": "not shown"}
 
 QUESTIONS = {
     "percentile": "do endpoints sit at higher g_N-volume than the {ref} measure?",
@@ -196,27 +200,6 @@ def _endpoint_caveats(res: Any, depth: float) -> list[str]:
     return out
 
 
-def _on_stratum_percentiles(res: Any, name: str, depth: float) -> str:
-    """The percentile answer restricted to the kept endpoints ON the tested stratum (same percentiles)."""
-    from scipy import stats
-
-    cfg = res.config
-    pr = getattr(res, "percentiles", {}).get((name, depth))
-    if pr is None or cfg.volume_rank == "numerical":
-        return ""
-    keep = np.asarray(res.keep[depth])
-    on = (np.asarray(res.endpoint_stats[depth].numerical_rank) == int(cfg.volume_rank))[keep]
-    if on.all():
-        return ""
-    u = np.asarray(pr.percentiles)[on]
-    if u.size < 2:
-        return f"{_tag(depth)}, {name}: only {u.size} kept endpoint(s) on M_{cfg.volume_rank}: no test on the stratum alone"
-    p = float(stats.kstest(u, "uniform", alternative="greater").pvalue)
-    ptxt = f"p = {p:.3g}" if p > 0 else "p < 1e-300"
-    return (f"{_tag(depth)}, {name}: on the {u.size} endpoints on M_{cfg.volume_rank} alone: mean percentile {u.mean():.3g}, one-sided KS "
-            f"{ptxt} ({'reject' if p <= cfg.alpha else 'not rejected'} at α = {cfg.alpha:g})")
-
-
 def _pick(fam: str, tests: list[TestResult]) -> TestResult:
     if fam == "percentile":
         return next(t for t in tests if t.name == "percentile:small")
@@ -257,16 +240,19 @@ def verdicts(res: Any) -> list[Verdict]:
                                "answer")
             if t.notes and "only" in t.notes:
                 caveats.append(t.notes.split("; ")[-1])
-            if fam == "percentile":
-                sub = _on_stratum_percentiles(res, name, depth)
-                if sub:
-                    caveats.append(sub)
             if fam == "distribution":
                 answer = "no" if reject else "not rejected"
+            elif fam == "percentile" and getattr(res, "percentiles", {}).get((name, depth)) is not None:
+                answer = DIRECTION_ANSWER[res.percentiles[(name, depth)].direction(cfg.alpha)]
             else:
                 answer = "yes" if reject else "not shown"
             if not trusted:
                 answer = "inconclusive"
+            bias = getattr(res, "bias", {}).get(depth)
+            if bias is not None and bias.stratum.reached is not True:
+                answer = "not asked"
+                caveats.append(f"{_tag(depth)}: the endpoints do not reach M_{bias.rank} as s → 0 "
+                               f"({bias.stratum.answer}); no volume answer is given for them")
             rows.append(Verdict(
                 depth=depth, reference=name, question=QUESTIONS[fam].format(ref=name), answer=answer, reject=reject,
                 alpha=cfg.alpha, test=_test_label(t), p_value=t.p_value, p_adjusted=t.p_adjusted,
@@ -302,7 +288,7 @@ def _test_label(t: TestResult) -> str:
     }.get(kind, t.name)
 
 
-def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False) -> list[str]:
+def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False, res: Any = None) -> list[str]:
     """The verdict as printed by ``dlnvolume run``: a header, then per depth the caveats shared by its
     rows and one line per reference and question.
 
@@ -312,6 +298,13 @@ def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False) -> list[
     >>> format_lines([], parse_config({"task": {"kind": "diagonal_2x2"}}))
     ['verdict: no hypothesis test was run (no references or no test families in this experiment)']
     """
+    if res is not None and getattr(res, "bias", None):
+        head = (f"verdict at α = {cfg.alpha:g} (init scales {', '.join(f'{x:g}' for x in cfg.scales)}, same seeds; "
+                f"tests on the smallest)" + (" — QUICK RUN: a smoke test rather than evidence" if quick else "") + ":")
+        out = [head]
+        for depth in dict.fromkeys([*res.bias, *(r.depth for r in rows)]):
+            out += depth_block(res, depth, rows)
+        return out
     if not rows:
         return ["verdict: no hypothesis test was run (no references or no test families in this experiment)"]
     stratum = "each endpoint's numerical rank" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
@@ -324,3 +317,180 @@ def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False) -> list[
         out.append(f"  {_tag(depth)}" + "".join(f"\n    caveat: {c}" for c in common))
         out += ["    " + r.line(skip=common).replace("\n", "\n    ") for r in at]
     return out
+
+
+# --------------------------------------------------------------------------- the implicit-bias verdict
+def _g(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    return ("∞" if x > 0 else "−∞") if math.isinf(x) else f"{x:.2g}"
+
+
+def _stratum_line(b: Any) -> str:
+    st = b.stratum
+    s_min = b.scales[-1]
+    parts = []
+    for name, (n, t) in st.groups.items():
+        who = "" if name == "all" else f"{name} ({n} runs): "
+        if t.answer == "within resolution":
+            parts.append(f"{who}σ_{b.rank + 1}/σ_1 ≤ {_g(st.bound)}, below the flows' resolution")
+        else:
+            parts.append(f"{who}σ_{b.rank + 1}/σ_1 {_g(t.median[-1])} at s={s_min:g}, slope {t.slope:.2f} "
+                         f"[{t.slope_ci[0]:.2f}, {t.slope_ci[1]:.2f}]")
+    extra = ""
+    if st.reached is False:
+        extra = f"; rank {st.rank_reached} reached"
+        if math.isfinite(b.nuclear_gap[-1]):
+            extra += f", ‖X‖_* − min over S {_g(b.nuclear_gap[-1])}"
+    verdict = {True: "REACHED", False: "NOT REACHED", None: "UNDETERMINED"}[st.reached]
+    return f"stratum M_{b.rank}: {verdict} ({st.answer}) — " + "; ".join(parts) + extra
+
+
+def _point_line(b: Any) -> str:
+    s_min = b.scales[-1]
+    if not b.approach:
+        return "point: no predicted points"
+    order = sorted(b.approach, key=lambda k: b.approach[k].median[-1])
+    if b.best is not None:
+        from .ladder import tied
+
+        t = b.approach[b.best]
+        group = tied(b.approach, b.best)
+        rest = [k for k in order if k not in group][:2]
+        others = ", ".join(f"{k} {_g(b.approach[k].median[-1])}" for k in rest)
+        how = "at it at every scale" if t.answer == "at floor" else f"slope {t.slope:.2f}"
+        names = b.best if len(group) == 1 else " = ".join(group) + " (not told apart here)"
+        return (f"point: APPROACHES {names} (median distance {_g(t.median[-1])} at s={s_min:g}, {how})"
+                + (f"; others: {others}" if others else ""))
+    near = order[0]
+    t = b.approach[near]
+    return (f"point: NONE of the predicted points is approached (nearest at s={s_min:g}: {near} "
+            f"{_g(t.median[-1])}, slope {t.slope:.2f} [{t.slope_ci[0]:.2f}, {t.slope_ci[1]:.2f}])")
+
+
+def collinear_classes(pairs: list) -> list[list[str]]:
+    """Connected groups of statistics linked by ``(a, b, spearman)`` pairs (laws that cannot be told apart).
+
+    >>> collinear_classes([("a", "b", 1.0), ("b", "c", -1.0), ("x", "y", 0.995)])
+    [['a', 'b', 'c'], ['x', 'y']]
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    order: list[str] = []
+    for a, c, _ in pairs:
+        order += [x for x in (a, c) if x not in order]
+        ra, rc = find(a), find(c)
+        if ra != rc:
+            parent[rc] = ra
+    groups: dict[str, list[str]] = {}
+    for x in order:
+        groups.setdefault(find(x), []).append(x)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _law_line(b: Any) -> str:
+    lc = b.best_law
+    if lc is None:
+        return "law: " + (b.notes[0] if b.notes else "not fitted")
+    fits = [f for k, f in lc.fits.items() if k != "reference"]
+    ranked = sorted(lc.fits.values(), key=lambda f: f.aic)
+    top = ranked[0]
+    txt = (f"law (tilts of {b.law_reference}, s={b.scales[-1]:g}): best by AIC {top.statistic}"
+           + (f" θ̂ = {_g(top.theta)} [{_g(top.theta_ci[0])}, {_g(top.theta_ci[1])}]" if top.statistic != "none" else ""))
+    if len(ranked) > 1:
+        txt += f", next {ranked[1].statistic} ΔAIC {_g(ranked[1].delta_aic)}"
+    if lc.best is None:
+        txt += " (not separated or not reliable: no best law)"
+    classes = collinear_classes(lc.collinear)
+    if classes:
+        txt += "; one statistic on this task (|Spearman| > 0.99): " + "; ".join("{" + ", ".join(c) + "}" for c in classes)
+    grow = [k for k, v in b.theta_trends.items() if v.get("collapsing")]
+    if grow:
+        txt += "; θ̂ grows as s shrinks (the law collapses onto points): " + (
+            "every statistic" if len(grow) == len(b.theta_trends) else ", ".join(grow))
+    del fits
+    return txt
+
+
+def _tests_line(rows: list[Verdict]) -> str:
+    if rows and all(r.answer == "not asked" for r in rows):
+        return "tests: not asked — no volume answer for endpoints that do not reach the stratum"
+    by_ref: dict[str, list[Verdict]] = {}
+    for r in rows:
+        by_ref.setdefault(r.reference, []).append(r)
+    parts = []
+    for ref, rs in by_ref.items():
+        bits = []
+        for r in rs:
+            q = short_repr(r.question).rstrip("?").replace(" than the reference", "").replace(" (N=1)", "")
+            bits.append(f"{q} {r.answer.upper()} ({r.effect_name} {r.effect:.2g}, {r.p_text()})")
+        parts.append(f"vs {ref}: " + "; ".join(bits))
+    return "tests: " + " | ".join(parts) if parts else "tests: none"
+
+
+def depth_block(res: Any, depth: float, rows: list[Verdict]) -> list[str]:
+    """At most five lines answering, for one depth: the stratum reached, the point approached, the best law,
+    the tests against the references (answers only when the stratum is reached), caveats."""
+    b = getattr(res, "bias", {}).get(depth)
+    at = [r for r in rows if r.depth == depth]
+    lines = []
+    if b is not None:
+        lines += [_stratum_line(b), _point_line(b), _law_line(b)]
+    lines.append(_tests_line(at))
+    skip = ("no volume answer",) + (("off the tested stratum",) if b is not None and b.stratum.reached is not True else ())
+    cav = list(dict.fromkeys(c for r in at for c in r.caveats if not any(k in c for k in skip)))
+    res_chk = getattr(res, "resolution", {}).get(depth)
+    if res_chk is not None and res_chk.moved > 0:
+        cav.append(f"{int(round(res_chk.moved * res_chk.n))} of {res_chk.n} re-run endpoints moved by > 1e-3 at rtol "
+                   f"{res_chk.tight_rtol:g} (largest {_g(float(np.max(res_chk.change)))})")
+    if cav:
+        lines.append("caveats: " + " | ".join(c.replace(f"{_tag(depth)}: ", "") for c in cav))
+    return [f"{_tag(depth):>5}  {lines[0]}"] + [f"       {x}" for x in lines[1:]]
+
+
+def verdict_document(res: Any, rows: list[Verdict]) -> dict:
+    """``verdict.json``: per depth the stratum, the predictors with their points, median distance at the
+    smallest scale and ΔAIC of their distance law, the best predictor, and the answer text."""
+    out = []
+    depths = list(dict.fromkeys([*getattr(res, "bias", {}), *(r.depth for r in rows)]))
+    for depth in depths:
+        b = getattr(res, "bias", {}).get(depth)
+        at = [r for r in rows if r.depth == depth]
+        d: dict[str, Any] = {"depth": "inf" if depth == math.inf else int(depth)}
+        if b is not None:
+            lc = b.best_law
+            st = b.stratum
+            d["stratum"] = {"rank": b.rank, "reached": st.reached, "slope": st.slope, "answer": st.answer,
+                            "groups": {k: {"n": n, "answer": t.answer, "slope": t.slope, "slope_ci": list(t.slope_ci),
+                                           "median_ratio": list(t.median)} for k, (n, t) in st.groups.items()},
+                            "resolution_bound": st.bound, "rank_reached": st.rank_reached,
+                            "nuclear_gap": list(b.nuclear_gap)}
+            d["scales"] = list(b.scales)
+            preds = []
+            for k, p in b.predictions.items():
+                fit = lc.fits.get(f"-dist:{k}") if lc is not None else None
+                t = b.approach.get(k)
+                preds.append({"name": k, "points": np.asarray(p.points).tolist(), "values": np.asarray(p.values).tolist(),
+                              "rank": p.rank, "applies": p.applies, "note": p.note,
+                              "median_distance": t.median[-1] if t is not None else None,
+                              "distance_by_scale": list(t.median) if t is not None else None,
+                              "approach": t.answer if t is not None else None,
+                              "delta_aic": None if fit is None or fit.delta_aic is None else float(fit.delta_aic)})
+            d["predictors"] = preds
+            d["best"] = b.best
+            d["laws"] = None if lc is None else lc.to_dict()
+            d["theta_trends"] = b.theta_trends
+        else:
+            d["stratum"] = None
+            d["predictors"] = []
+            d["best"] = None
+        d["tests"] = [r.to_dict() for r in at]
+        d["answer"] = "\n".join(x.strip() for x in depth_block(res, depth, rows))
+        out.append(d)
+    return {"depths": out}

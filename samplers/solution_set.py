@@ -351,13 +351,23 @@ class SolutionSetSampler:
         geo = self._geometry(X)
         return -math.inf if geo is None else float(geo.log_f[0])
 
-    def log_gibbs_ratio(self, X: Any) -> float:
-        """``log(f/g)`` at a point of ``S ∩ M_r``: the reweighting from the Gibbs limit to the solution-set
-        volume (``= ½ log pdet(L Ā Lᵀ)`` at finite depth; docs/samplers.md §2), window excluded."""
-        X = check_matrix(X, batch=False)
-        geo = self._batch_geometry(np.asarray(X, dtype=np.float64)[None])
-        s = np.linalg.svd(X, compute_uv=False)[: self.rank]
-        return float(geo.log_f[0] - self.window.log_density_sigma(s) - geo.log_limit[0])
+    def log_gibbs_ratio(self, X: Any) -> Any:
+        """``log(f/g)`` at points of ``S ∩ M_r``: the reweighting from the Gibbs limit to the solution-set
+        volume (``= ½ log pdet(L Ā Lᵀ)`` at finite depth; docs/samplers.md §2), window excluded.
+
+        ``X`` (m, n) gives a float; a batch (..., m, n) gives an array (...) (one batched geometry call).
+        Points outside the window give -inf (the window's density is part of the geometry).
+        """
+        X = check_matrix(X)
+        if X.shape[-2:] != self.task.shape:
+            raise ShapeError(f"X has shape {X.shape}; expected (..., {self.task.shape[0]}, {self.task.shape[1]})")
+        flat = np.asarray(X, dtype=np.float64).reshape((-1,) + X.shape[-2:])
+        geo = self._batch_geometry(flat)
+        s = np.linalg.svd(flat, compute_uv=False)[:, : self.rank]
+        with np.errstate(invalid="ignore"):
+            out = geo.log_f - self.window.log_density_sigma(s) - geo.log_limit
+        out = np.where(np.isfinite(geo.log_f), out, -np.inf)
+        return float(out[0]) if X.ndim == 2 else out.reshape(X.shape[:-2])
 
     # ------------------------------------------------------------------ kernel interface (one chain)
     def init(self, X0: np.ndarray, rng: Any = None) -> SolutionSetState:

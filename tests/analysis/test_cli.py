@@ -67,8 +67,10 @@ def test_quick_builtin_end_to_end(tmp_path, capsys):
     ep = np.load(out / "endpoints.npz")
     assert ep["X_N2"].shape[1:] == (2, 2)
     printed = capsys.readouterr().out
-    assert "verdict at α = 0.05 (permutation tests: n_perm = 199, floor p = 0.005" in printed
-    assert "solution_set: follow the reference? NO" in printed and "QUICK RUN" in printed
+    assert "verdict at α = 0.05 (init scales 0.01, 0.001, 0.0001, same seeds; tests on the smallest)" in printed
+    assert "stratum M_1: NOT REACHED" in printed and "QUICK RUN" in printed  # N = 2 (docs/math.md §7.2)
+    assert "vs solution_set: follow the reference NO" in printed
+    assert (out / "verdict.json").is_file()
     assert md.index("## Verdict") < md.index("## Flow endpoints")
 
 
@@ -83,7 +85,7 @@ def test_refuses_non_empty_out_and_resumes_with_force(tmp_path, capsys):
     assert err.count("\n") == 0 and "is not empty; use --force" in err
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
     first = dict(np.load(out / "endpoints.npz"))
-    assert len(list((out / "checkpoints").glob("endpoints_N3_*.npz"))) == 1
+    assert len(list((out / "checkpoints").glob("endpoints_N3_*.npz"))) == 3  # one per scale of the ladder
     # a rerun reuses the checkpoints and reproduces the endpoints exactly
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
     second = dict(np.load(out / "endpoints.npz"))
@@ -261,7 +263,7 @@ def test_version_quiet_verbose(tmp_path, capsys):
     assert len(out) == 1 and out[0].startswith("dlnvolume: wrote ")
     assert main(["run", str(cfg), "--out", str(tmp_path / "v"), "-v", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "flows N3: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
+    assert "flows N3 s=0.001: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
     with pytest.raises(SystemExit):
         main(["run", str(cfg), "--out", str(tmp_path / "w"), "-q", "-v"])
 

@@ -92,7 +92,8 @@ def test_tests_json_carries_the_decision_settings(tiny_run):
     v = doc["verdict"]
     assert {(x["depth"], x["reference"]) for x in v} == {(2, "solution_set"), ("inf", "solution_set")}
     for x in v:
-        assert x["answer"] in ("yes", "no", "not shown", "not rejected", "inconclusive")
+        assert x["answer"] in ("yes", "no", "no (lower)", "mixed", "not shown", "not rejected", "inconclusive",
+                               "not asked")
         assert x["alpha"] == cfg.alpha and x["effect_ci"] is None or len(x["effect_ci"]) == 2
         assert x["p_floor"] == (1 / 50 if x["test"].startswith("permutation") else None)
 
@@ -129,3 +130,40 @@ def test_comparisons_are_typed_records_of_what_was_tested(tiny_run):
     c = comps[0]
     assert set(c.tests) == {"distribution", "percentile"} and c.samples is res.samples[("solution_set", 2)]
     assert c.reference_stats is res.sample_stats[("solution_set", 2)] and c.percentiles is not None
+
+
+def test_bias_numbers_agree_across_outputs(tiny_run):
+    """One computation: verdict.json, results.nc (group bias), report.md and the terminal verdict quote the
+    same stratum slopes, median distances and θ̂ (analysis.bias.DepthBias)."""
+    from analysis.report import _fmt
+    from analysis.verdict import format_lines, verdicts
+
+    cfg, res, out = tiny_run
+    v = json.loads((out / "verdict.json").read_text())
+    b = diagnostics.load(out / "results.nc")["bias"].to_dataset()
+    md = (out / "report.md").read_text()
+    lines = "\n".join(format_lines(verdicts(res), cfg, res=res))
+    assert [d["depth"] for d in v["depths"]] == [2, "inf"]
+    preds = list(b["predictor"].values)
+    for i, (d, depth) in enumerate(zip(v["depths"], cfg.depths)):
+        bias = res.bias[depth]
+        assert d["stratum"]["slope"] == bias.stratum.slope == float(b["stratum_slope"].values[i])
+        assert d["stratum"]["reached"] == {1: True, 0: False, -1: None}[int(b["stratum_reached"].values[i])]
+        assert d["best"] == bias.best
+        for p in d["predictors"]:
+            t = bias.approach.get(p["name"])
+            if t is None:
+                assert p["median_distance"] is None
+                continue
+            j = preds.index(p["name"])
+            assert p["median_distance"] == t.median[-1] == float(b["distance_median"].values[i, j, -1])
+            assert " / ".join(_fmt(x) for x in t.median) in md
+        lc = bias.best_law
+        if lc is not None:
+            stats_ = list(b["statistic"].values)
+            for k, f in lc.fits.items():
+                assert float(b["theta"].values[i, stats_.index(k), -1]) == pytest.approx(f.theta, rel=0, abs=0) \
+                    or (math.isinf(f.theta) and math.isinf(float(b["theta"].values[i, stats_.index(k), -1])))
+        # the terminal block of this depth is the "answer" of verdict.json
+        for line in d["answer"].splitlines():
+            assert line in lines
