@@ -259,7 +259,16 @@ def depth_bias(task: dv.CompletionTask, depth: float, rank: int, ladder: dict, s
         ref_name, draws, ref_stats, iid = reference
         T_ref = law_statistics(np.asarray(draws), ref_stats, preds, gibbs)
         for s in scales:
-            T_end = law_statistics(X[s], _subset(stats[s], keep), preds, gibbs)  # the kept runs of every scale
+            # a tilt of the reference has no mass outside its window: endpoints there are not scored
+            inside = np.linalg.norm(X[s], axis=(-2, -1)) <= radius
+            if inside.sum() < 2:
+                notes.append(f"laws not fitted at s={s:g}: fewer than 2 endpoints inside the window ‖X‖_F <= {radius:g}")
+                lawfits = {}
+                break
+            if not inside.all():
+                notes.append(f"s={s:g}: {int((~inside).sum())} endpoints outside the reference window "
+                             f"‖X‖_F <= {radius:g} are left out of the laws")
+            T_end = {k: v[inside] for k, v in law_statistics(X[s], _subset(stats[s], keep), preds, gibbs).items()}
             lawfits[s] = _laws.compare_laws(T_end, T_ref, iid=bool(iid))
         for stat in T_ref:
             th = [lawfits[s].fits[stat].theta for s in scales]

@@ -184,7 +184,7 @@ class StratumAnswer:
 
 def classify_stratum(scales: Sequence[float], ratios: Any, rank: int, *, det_sign: Any = None,
                      off_stratum: Any = None, numerical_rank: Any = None, unresolved_bound: float | None = None,
-                     rng: Any = None) -> StratumAnswer:
+                     rng: Any = None, slope_min: float = SLOPE_MIN) -> StratumAnswer:
     """Which stratum the endpoints reach as s → 0 (module docstring).
 
     Parameters
@@ -225,11 +225,11 @@ def classify_stratum(scales: Sequence[float], ratios: Any, rank: int, *, det_sig
     groups = {}
     for name, sel in labels.items():
         if sel.sum() >= 2:
-            t = trend(s, v[:, sel], floor=ON_STRATUM_FLOOR, rng=g)
-            # an integrator floor flattens the ladder (it never steepens it): only a flat or unclear trend of
-            # ratios below the unresolved bound is replaced
+            t = trend(s, v[:, sel], floor=ON_STRATUM_FLOOR, rng=g, slope_min=slope_min)
+            # an integrator floor flattens the ladder (it never steepens it, nor turns it upward as s shrinks):
+            # only a flat or unclear trend of ratios below the unresolved bound is replaced
             if unresolved_bound is not None and t.answer in ("does not shrink", "undetermined") \
-                    and t.median[-1] <= unresolved_bound:
+                    and t.slope_ci[0] > -slope_min and t.median[-1] <= unresolved_bound:
                 t = Trend(t.slope, t.slope_ci, t.median, t.n_runs,
                           "within resolution" if unresolved_bound <= UNRESOLVED_ON else "unresolved")
             groups[name] = (int(sel.sum()), t)

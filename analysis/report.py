@@ -375,7 +375,7 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
                 ", ".join(marks) or "none"]
         rows.append(row)
     L += [_table(["depth", "reference", "question", "answer", "test", "p"] + [EFFECT_COLUMNS[k] for k in kinds]
-                 + ["n endpoints", "n reference", "ESS of log ρ", "caveats"], rows), ""]
+                 + ["n endpoints", "n reference (used)", "ESS of log ρ (all draws)", "caveats"], rows), ""]
     if notes:
         L += ["Caveats:", ""] + [f"{i + 1}. {c}" for i, c in enumerate(notes)] + [""]
     return L

@@ -362,10 +362,9 @@ def _point_line(b: Any) -> str:
         names = b.best if len(group) == 1 else " = ".join(group) + " (not told apart here)"
         return (f"point: APPROACHES {names} (median distance {_g(t.median[-1])} at s={s_min:g}, {how})"
                 + (f"; others: {others}" if others else ""))
-    near = order[0]
-    t = b.approach[near]
-    return (f"point: NONE of the predicted points is approached (nearest at s={s_min:g}: {near} "
-            f"{_g(t.median[-1])}, slope {t.slope:.2f} [{t.slope_ci[0]:.2f}, {t.slope_ci[1]:.2f}])")
+    near = ", ".join(f"{k} {_g(b.approach[k].median[-1])} (slope {b.approach[k].slope:.2f} "
+                     f"[{b.approach[k].slope_ci[0]:.2f}, {b.approach[k].slope_ci[1]:.2f}])" for k in order[:2])
+    return f"point: NONE of the predicted points is approached (nearest at s={s_min:g}: {near})"
 
 
 def collinear_classes(pairs: list) -> list[list[str]]:

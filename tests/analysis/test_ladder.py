@@ -72,6 +72,9 @@ def test_at_floor_and_unresolved_bound():
     assert L.classify_stratum(S, big, 1, unresolved_bound=2e-3, rng=0).reached is None
     # a clear slope is kept whatever the bound (a floor flattens a ladder, never steepens it)
     assert L.classify_stratum(S, _ladder(1.0), 1, unresolved_bound=1.0, rng=0).answer == "tends to M_1"
+    # nor does a floor make the ratio grow as s shrinks: that trend ends off the stratum whatever the bound
+    up = _ladder(-1.5, c=1e-9)
+    assert L.classify_stratum(S, up, 2, unresolved_bound=1.0, rng=0).answer == "ends off M_2"
 
 
 def test_approach_and_closest():
