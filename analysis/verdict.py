@@ -409,6 +409,8 @@ def _law_line(b: Any) -> str:
     classes = collinear_classes(lc.collinear)
     if classes:
         txt += "; one statistic on this task (|Spearman| > 0.99): " + "; ".join("{" + ", ".join(c) + "}" for c in classes)
+        if any({"log_volume_density", "-nuclear_norm"} <= set(c) for c in classes):
+            txt += " — here higher volume and lower nuclear norm are one hypothesis (docs/math.md §7.1)"
     grow = [k for k, v in b.theta_trends.items() if v.get("collapsing")]
     if grow:
         txt += "; θ̂ grows as s shrinks (the law collapses onto points): " + (
@@ -469,6 +471,7 @@ def verdict_document(res: Any, rows: list[Verdict]) -> dict:
                             "groups": {k: {"n": n, "answer": t.answer, "slope": t.slope, "slope_ci": list(t.slope_ci),
                                            "median_ratio": list(t.median)} for k, (n, t) in st.groups.items()},
                             "resolution_bound": st.bound, "rank_reached": st.rank_reached,
+                            "off_fraction": list(st.off_fraction),
                             "nuclear_gap": list(b.nuclear_gap)}
             d["scales"] = list(b.scales)
             preds = []
