@@ -292,9 +292,12 @@ class ExperimentConfig:
     @property
     def scales(self) -> tuple[float, ...]:
         """The initialization-scale ladder, largest first (``init_scales``, default a decade above and below
-        ``init_scale``); the tests use the endpoints of the smallest scale."""
+        ``init_scale``; only ``init_scale`` when ``volume_rank = "numerical"`` names no stratum and no
+        ``init_scales`` are given); the tests use the endpoints of the smallest scale."""
         from .ladder import default_scales
 
+        if self.init_scales is None and self.volume_rank == "numerical":
+            return (float(self.init_scale),)  # no stratum named: no implicit-bias analysis, no ladder
         sc = self.init_scales if self.init_scales is not None else default_scales(self.init_scale)
         return tuple(sorted((float(x) for x in sc), reverse=True))
 
