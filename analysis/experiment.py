@@ -33,7 +33,8 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
                   init_scale; the same seeds at every scale, the tests use the smallest)
                   ladder_runs = 50  (runs at the larger scales: the first ones of the smallest; default runs)
     [predictors]  names = [...] (analysis.predictors.PREDICTORS; default all)   n_starts = 16
-    [quick]       overrides for --quick: runs, draws, chains, warmup, depths, n_perm, null_draws
+    [quick]       overrides for --quick: runs, draws, chains, warmup, depths, n_perm, null_draws, ladder_runs,
+                  n_starts
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ TEST_SPEC = {"families": _list(_enum(*FAMILIES), nonempty=False), "n_perm": _int
 OUT_SPEC = {"figures": _bool, "trace_plots": _bool}
 PRED_SPEC = {"names": lambda k, v: _list(_predictor)(k, v), "n_starts": _int(1)}
 QUICK_SPEC = {"runs": _int(2), "draws": _int(4), "chains": _int(1), "warmup": _int(0), "depths": _list(_depth),
-              "n_perm": _int(19), "null_draws": _int(10)}
+              "n_perm": _int(19), "null_draws": _int(10), "ladder_runs": _int(2), "n_starts": _int(1)}
 TOP_SPEC: dict[str, Callable[[str, Any], Any]] = {
     "name": _str, "description": _str, "seed": _int(0),
     "task": task_spec,
@@ -322,6 +323,7 @@ class ExperimentConfig:
                                 warmup=q.get("warmup", r.warmup), depths=keep))
         refs = tuple(refs)
         return replace(self, runs=q.get("runs", self.runs), depths=depths,
+                       ladder_runs=q.get("ladder_runs", self.ladder_runs), n_starts=q.get("n_starts", self.n_starts),
                        n_perm=q.get("n_perm", self.n_perm), null_draws=q.get("null_draws", self.null_draws),
                        references=refs, quick={})
 

@@ -25,6 +25,7 @@ kind = "diagonal_2x2"
 depths = [3, "inf"]
 runs = 12
 init_scale = 1e-3
+init_scales = [1e-2, 1e-3]  # a two-scale ladder keeps these runs short
 keep_status = ["converged"]
 [[references]]
 name = "solution_set"
@@ -36,6 +37,8 @@ chains = 2
 [statistics]
 rtol = 1e-4
 volume_rank = 1
+[predictors]
+n_starts = 4
 [tests]
 families = ["distribution", "percentile", "null"]
 n_perm = 49
@@ -85,7 +88,7 @@ def test_refuses_non_empty_out_and_resumes_with_force(tmp_path, capsys):
     assert err.count("\n") == 0 and "is not empty; use --force" in err
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
     first = dict(np.load(out / "endpoints.npz"))
-    assert len(list((out / "checkpoints").glob("endpoints_N3_*.npz"))) == 3  # one per scale of the ladder
+    assert len(list((out / "checkpoints").glob("endpoints_N3_*.npz"))) == 2  # one per scale of the ladder
     # a rerun reuses the checkpoints and reproduces the endpoints exactly
     assert main(["run", str(cfg), "--out", str(out), "--no-progress", "--workers", "1", "--force"]) == 0
     second = dict(np.load(out / "endpoints.npz"))
@@ -263,7 +266,7 @@ def test_version_quiet_verbose(tmp_path, capsys):
     assert len(out) == 1 and out[0].startswith("dlnvolume: wrote ")
     assert main(["run", str(cfg), "--out", str(tmp_path / "v"), "-v", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "flows N3 s=0.001: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
+    assert "flows N3 s=0.001: resumed 0/" in out and "flows N3 s=0.01: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
     with pytest.raises(SystemExit):
         main(["run", str(cfg), "--out", str(tmp_path / "w"), "-q", "-v"])
 

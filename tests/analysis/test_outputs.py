@@ -17,6 +17,7 @@ from analysis.runner import run_experiment
 TINY = {
     "name": "tiny", "seed": 5, "task": {"kind": "diagonal_2x2"},
     "flows": {"depths": [2, "inf"], "runs": 16, "init_scale": 1e-3, "keep_status": ["converged"]},
+    "predictors": {"n_starts": 4},
     "references": [{"name": "solution_set", "measure": "solution_set", "method": "exact", "radius": 3.0,
                     "draws": 100, "chains": 2}],
     "statistics": {"rtol": 1e-4, "volume_rank": 1},

@@ -22,6 +22,7 @@ DIAG3 = {"kind": "custom", "values": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.
 
 def _doc(method="mcmc", draws=60, chains=4):
     return {"name": "diag3", "seed": 3, "task": DIAG3, "flows": {"depths": [3], "runs": 12, "keep_status": ["converged"]},
+            "predictors": {"n_starts": 4},
             "references": [{"name": "s", "measure": "solution_set", "method": method, "draws": draws,
                             "chains": chains, "warmup": 10}],
             "statistics": {"rtol": 1e-4, "volume_rank": 1},

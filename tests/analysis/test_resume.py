@@ -40,6 +40,7 @@ kind = "diagonal_2x2"
 depths = [3]
 runs = 8
 init_scale = 1e-3
+init_scales = [1e-2, 1e-3]  # a two-scale ladder keeps these runs short
 batch_size = 2
 keep_status = ["converged"]
 [[references]]
@@ -53,6 +54,8 @@ warmup = 30
 [statistics]
 rtol = 1e-4
 volume_rank = 1
+[predictors]
+n_starts = 4
 [tests]
 families = ["distribution"]
 n_perm = 19
@@ -71,6 +74,7 @@ kind = "diagonal_2x2"
 depths = [3, 5]
 runs = 16
 init_scale = 1e-3
+init_scales = [1e-2, 1e-3]  # a two-scale ladder keeps these runs short
 batch_size = 4
 keep_status = ["converged"]
 [[references]]
@@ -92,6 +96,8 @@ depths = [5]
 [statistics]
 rtol = 1e-4
 volume_rank = 1
+[predictors]
+n_starts = 4
 [tests]
 families = ["distribution", "percentile", "null"]
 n_perm = 49
@@ -112,6 +118,7 @@ kind = "diagonal_2x2"
 depths = [3]
 runs = 6
 init_scale = 1e-3
+init_scales = [1e-2, 1e-3]  # a two-scale ladder keeps these runs short
 keep_status = ["converged"]
 [[references]]
 name = "solution_set"
@@ -123,6 +130,8 @@ chains = 2
 [statistics]
 rtol = 1e-4
 volume_rank = 1
+[predictors]
+n_starts = 4
 [tests]
 families = ["distribution", "null"]
 n_perm = 19
@@ -228,7 +237,7 @@ def test_sigkill_in_sampling_then_resume_is_bit_identical(tmp_path, capsys):
     assert "--resume to continue" in capsys.readouterr().err
     assert main(["run", str(exp), "--out", str(out), "--no-progress", "--workers", "1", "--resume"]) == 0
     stdout = capsys.readouterr().out
-    for sc in ("0.01", "0.001", "0.0001"):  # the init-scale ladder (docs/math.md §7.2)
+    for sc in ("0.01", "0.001"):  # the init-scale ladder (docs/math.md §7.2)
         assert _resumed(stdout, f"flows N3 s={sc}") == (4, 4)
     assert _resumed(stdout, "reference solution_set_mcmc N3") == (len(done), 4)
     _assert_untouched(before, out / "checkpoints")
@@ -271,7 +280,7 @@ def test_sigkill_in_flows_and_in_sampling_then_resume_is_bit_identical(tmp_path)
                         "--workers", "1", "--resume"], cwd=ROOT, capture_output=True, text=True)
     t_killed = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr
-    assert _resumed(r.stdout, "flows N3 s=0.0001") == (4, 4) and _resumed(r.stdout, "flows N5 s=0.0001") == (4, 4)
+    assert _resumed(r.stdout, "flows N3 s=0.001") == (4, 4) and _resumed(r.stdout, "flows N5 s=0.001") == (4, 4)
     assert _resumed(r.stdout, "reference solution_set N5") == (1, 1)
     assert _resumed(r.stdout, "reference solution_set_mcmc N5") == (n_mcmc, 6)
     _assert_untouched(before2, out / "checkpoints")
@@ -311,7 +320,7 @@ def test_resume_into_a_missing_folder_starts_a_run(tmp_path, capsys):
     out = tmp_path / "new"
     assert main(["run", str(exp), "--out", str(out), "--no-progress", "--workers", "1", "--resume"]) == 0
     stdout = capsys.readouterr().out
-    assert _resumed(stdout, "flows N3 s=0.0001") == (0, 1) and _resumed(stdout, "reference solution_set N3") == (0, 1)
+    assert _resumed(stdout, "flows N3 s=0.001") == (0, 1) and _resumed(stdout, "reference solution_set N3") == (0, 1)
     assert (out / "report.md").is_file() and (out / "checkpoints" / "config.toml").read_text() == \
         (out / "config.toml").read_text()
 
