@@ -437,6 +437,13 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
         res.endpoints[depth] = ep
         keep = _kept(cfg, ep)
         res.keep[depth] = keep
+        rounds = ep.accuracy.get("rounds", []) if isinstance(ep.accuracy, dict) else []
+        if len(rounds) > 1 or (rounds and rounds[-1]["n_moved"]):
+            steps = "; ".join(f"rtol {r['rtol']:g}: {r['n_moved']} of {r['n_checked']} checked runs moved by "
+                              f"> {ep.accuracy['tol']:g} (largest {r['max_err']:.1e})" for r in rounds)
+            res.notes.append(f"{tag}: flow accuracy check — {steps}; {int(np.sum(ep.flagged))} runs flagged and "
+                             "dropped" + (f"; the endpoints are those at rtol {rounds[-1]['rtol']:g}"
+                                          if len(rounds) > 1 else ""))
         if keep.sum() < 2:
             res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept (statuses "
                              f"{dict(zip(*np.unique(np.asarray(ep.status).astype(str), return_counts=True)))}); "
@@ -460,7 +467,9 @@ def _flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict:
 
 def _kept(cfg: ExperimentConfig, ep: Any) -> np.ndarray:
     status = np.asarray(ep.status).astype(str)
-    return np.isin(status, list(cfg.keep_status)) & np.all(np.isfinite(np.asarray(ep.X)), axis=(-2, -1))
+    ok = np.isin(status, list(cfg.keep_status)) & np.all(np.isfinite(np.asarray(ep.X)), axis=(-2, -1))
+    flagged = getattr(ep, "flagged", None)  # the flows' accuracy check: endpoints that moved at a tighter rtol
+    return ok if flagged is None else ok & ~np.asarray(flagged)
 
 
 def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):

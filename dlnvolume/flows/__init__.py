@@ -18,14 +18,11 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ==================  =====================================================================
 ``results``         :class:`Trajectory`, :class:`FlowResult`, :class:`Endpoints`, :data:`STATUSES`
 ``initialization``  initial laws (:data:`INIT_LAWS`), :func:`gaussian_factors`, :func:`balanced_factors`
-``field``           the vector field ``−Ā_X(E'(X))`` through one batched SVD
-``loop``            the one loop: stopping, step control, records, crossing times, guards
-``dopri5``          explicit Dormand–Prince 5(4) stepper
-``rosenbrock``      linearly implicit Rosenbrock-W ROS34PW2 stepper (stiff)
-``switching``       per-run switching between the two where the explicit step is stability-limited
-``bdf``             variable-order NDF/BDF stepper, simplified Newton with a reused Jacobian (m·n <= 64)
-``dopri_bdf``       per-run switching Dormand–Prince / BDF / ROS34PW2 (m·n <= 64)
-``end_to_end``      front end; ``integrator="auto" | "switching" | "rosenbrock" | "dopri5" | "bdf" | "dopri-bdf"``
+``_kernels``        the compiled (numba) field ``−Ā_X(E'(X))`` of one matrix and its finite-difference Jacobian
+``compiled``        the compiled integrator: per-run Dormand–Prince / BDF / ROS34PW2, stopping, error
+                    control, invariant guard, records (one flow per call)
+``loop``            the trajectory recorder and crossing times shared with factor descent
+``end_to_end``      front end; ``integrator="auto" | "dopri-bdf" | "dopri5" | "bdf" | "rosenbrock"``
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs
 ``ivp``             the flow as ``(fun, jac)`` for :func:`scipy.integrate.solve_ivp` (batched Jacobian)

@@ -1,4 +1,5 @@
-"""The end-to-end flow ``dX/dt = −Ā_{N,X}(E'(X))`` (MATH.md §1.3, §2.1, §2.3): front end over the loop."""
+"""The end-to-end flow ``dX/dt = −Ā_{N,X}(E'(X))`` (MATH.md §1.3, §2.1, §2.3): front end over the compiled
+integrator (:mod:`.compiled`)."""
 
 from __future__ import annotations
 
@@ -10,48 +11,29 @@ import numpy as np
 from ..validation import short_repr, check_depth, check_int, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError
-from . import loop
+from . import compiled
 from ._checks import _check_bool, _check_task, _check_X0, _log_every, _loss_tol
-from .bdf import Bdf
-from .dopri5 import Dopri5
-from .dopri_bdf import DopriBdf
-from .field import EndToEndField
 from .results import FlowResult, Trajectory
-from .rosenbrock import FD_MAX, Rosenbrock
-from .switching import Switching
 
-__all__ = ["end_to_end", "INTEGRATORS", "STEPPERS", "resolve_integrator"]
+__all__ = ["end_to_end", "INTEGRATORS", "resolve_integrator"]
 
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
-#: Registry of end-to-end steppers: a new integrator is one module plus one line here.
-STEPPERS = {"dopri5": Dopri5, "rosenbrock": Rosenbrock, "switching": Switching, "bdf": Bdf, "dopri-bdf": DopriBdf}
-INTEGRATORS = ("auto",) + tuple(STEPPERS)
+#: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf"
+INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri5", "bdf", "rosenbrock")
 
 
-#: "auto" uses the stiff stepper only up to this many observed entries (its dense ``|Ω|×|Ω|`` solve)
-AUTO_MAX_OBSERVED = 400
-
-
-def resolve_integrator(integrator: Any, depth: float, n_observed: int = 0,
+def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
                        shape: tuple[int, int] | None = None) -> str:
-    """``"auto"`` → "dopri5" for ``N = 1`` (a linear, non-stiff flow) and for tasks with more than
-    :data:`AUTO_MAX_OBSERVED` observed entries (the stiff steppers' dense solves would cost more than
-    they save; matrix-free solves are not implemented); otherwise, for ``N >= 2`` (after a transition
-    the learned multipliers ``σ^{2(N−1)/N}`` are large while the flow crawls, MATH.md §2.1),
-    "dopri-bdf" (per run Dormand–Prince, BDF or ROS34PW2) where BDF's dense Jacobian fits
-    (``4 < m·n <= FD_MAX``), and "switching" (Dormand–Prince / ROS34PW2 per run) for 2×2 tasks (no
-    CMV run turned stiff: the BDF machinery only cost 6–9 %) and larger ones (docs/flows.md §3.4)."""
+    """``"auto"`` (and ``"switching"``) → ``"dopri-bdf"``, the compiled per-run switching between
+    Dormand–Prince, BDF and ROS34PW2 (:mod:`dlnvolume.flows.compiled`); ``"dopri5"``, ``"bdf"`` and
+    ``"rosenbrock"`` run one of the three throughout (same loop, same controls). The other arguments are
+    kept for compatibility: the choice no longer depends on the task."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
-    if integrator == "auto":
-        if depth == 1 or n_observed > AUTO_MAX_OBSERVED:
-            return "dopri5"
-        size = 0 if shape is None else shape[0] * shape[1]
-        return "dopri-bdf" if 4 < size <= FD_MAX else "switching"
-    return integrator
+    return "dopri-bdf" if integrator in ("auto", "switching") else integrator
 
 
 def end_to_end(
@@ -76,15 +58,12 @@ def end_to_end(
 
     MATH.md §1.3–§1.4 (flow), §2.1 (multipliers in the SVD basis), §2.3 (``N = ∞``). With
     ``X = U Σ Vᵀ`` (full SVD) the operator acts as ``A_X(G) = U (λ ⊙ UᵀGV) Vᵀ`` where
-    ``λ_ij`` are the multipliers of :func:`dlnvolume.spectral.log_multipliers`. The batch is
-    integrated together with per-run adaptive steps by a stepper (``integrator``): the linearly
-    implicit Rosenbrock-W method ROS34PW2 (:mod:`dlnvolume.flows.rosenbrock`; stiff-stable, its W matrix
-    a finite-difference or the frozen-metric Jacobian ``−Ā_X∘P_Ω``), Dormand–Prince 5(4)
-    (:mod:`dlnvolume.flows.dopri5`), per-run switching between the two where the explicit step is
-    stability-limited (:mod:`dlnvolume.flows.switching`), a variable-order BDF (:mod:`dlnvolume.flows.bdf`)
-    or per-run Dormand–Prince / BDF / ROS34PW2 (:mod:`dlnvolume.flows.dopri_bdf`); "auto" picks one
-    (``integrator`` below). See
-    ``docs/flows.md`` for the schemes and the error control.
+    ``λ_ij`` are the multipliers of :func:`dlnvolume.spectral.log_multipliers`. Each run is integrated
+    on its own by the compiled integrator of :mod:`dlnvolume.flows.compiled` (numba): per run
+    Dormand–Prince 5(4) where it is stable, a variable-order BDF where the flow is stiff and the state
+    well-conditioned, the Rosenbrock-W method ROS34PW2 where it is stiff and ill-conditioned, all with
+    the same error control and invariant guard (``integrator`` below; docs/flows.md). A run's numbers do
+    not depend on which runs share its batch.
 
     Parameters
     ----------
@@ -103,10 +82,11 @@ def end_to_end(
     loss_tol : float, optional
         Stop when ``task.loss(X) ≤ loss_tol``. Default ``1e-6·|Ω|/2`` (``task.mse ≤ 1e-6``).
     rtol, atol : float
-        Per-run local error tolerance per step. Frobenius ``‖err‖_F ≤ rtol·‖X‖_F + atol``; with
-        ``spectral_control`` the Rosenbrock stepper also requires every component in the SVD basis to
-        be below ``rtol·max(σ_i, σ_j) + atol`` (each singular value and rotation relative to its own
-        size; docs/flows.md).
+        Per-run local error tolerance per step: ``‖err‖_F ≤ rtol·max(‖X_0‖_F, ‖X_1‖_F) + atol`` and, with
+        ``spectral_control``, every component of the error in the SVD basis of the new state below
+        ``rtol·max(σ_i, σ_j, 1e-4·σ_1) + atol + 64·eps·σ_1`` (each singular value and rotation relative to
+        its own size; a singular value far below ``1e-4·σ_1`` may change by at most a tenth of itself per
+        step). :func:`endpoints` checks the resulting endpoints at ``rtol/100``.
     max_steps : int
         Accepted steps per run.
     log_every : int, optional
@@ -120,23 +100,16 @@ def end_to_end(
     n_log : int >= 3, default 201
         ``K``, the number of trajectory slots per run.
     spectral_control : bool, default True
-        For ``N >= 2``, also control the error of every singular value relative to itself
-        (``|Δσ_i| ≤ 1e-2·σ_i + max(rtol·1e-4, 64·eps)·σ_1`` per step, so a small σ_i cannot jump
-        through 0) and, for
-        square tasks, reject steps that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1``.
-        This keeps the invariants of MATH.md §1.5 item 6 (rank, sign det) when a singular value decays
-        towards 0 (rank-deficient limits, MATH.md §5.2–5.3); it costs one extra singular-value-only
-        SVD per step. ``False``: Frobenius error control only. (Rosenbrock: the componentwise control
-        of ``rtol, atol`` above, at no extra SVD; the sign-det guard is the same.)
-    integrator : {"auto", "switching", "rosenbrock", "dopri5", "bdf", "dopri-bdf"}, default "auto"
-        "auto" (:func:`resolve_integrator`) is "dopri-bdf" for ``N >= 2`` on tasks with
-        ``4 < m·n <= 64``, "switching" for ``N >= 2`` on 2×2 and larger tasks, "dopri5" for ``N = 1``
-        or more than 400 observed entries. "bdf": variable-order NDF/BDF with a reused Jacobian
-        (:mod:`dlnvolume.flows.bdf`, ``m·n <= 64`` only). "dopri-bdf": per run Dormand–Prince, BDF or
-        ROS34PW2 (:mod:`dlnvolume.flows.dopri_bdf`, ``m·n <= 64``): up to 3.5× faster than "switching"
-        on well-conditioned small-initialization flows, 1.04–1.33× slower on ill-conditioned ones
-        (products of 20 Gaussian factors; mostly runs that reach the step cap under both; docs/flows.md
-        §3.4). :attr:`FlowResult.integrator` says which one ran.
+        For ``N >= 2``, the componentwise control above and, for square tasks, the rejection of steps
+        that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1`` before and after: the invariants of
+        MATH.md §1.5 item 6 (rank, sign det) when a singular value decays towards 0 (rank-deficient
+        limits, MATH.md §5.2–5.3). ``False``: Frobenius error control only.
+    integrator : {"auto", "dopri-bdf", "switching", "dopri5", "bdf", "rosenbrock"}, default "auto"
+        "auto" (and "switching", its former name) is "dopri-bdf": per run Dormand–Prince, switching to
+        BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``) while ``σ_min >= 1e-7·σ_1`` and
+        to ROS34PW2 below, and back to Dormand–Prince when the stiff step would be stable explicitly
+        (``h·ρ <= 1.5``). "dopri5", "bdf", "rosenbrock" use one of them throughout.
+        :attr:`FlowResult.integrator` says which one ran.
 
     Returns
     -------
@@ -173,27 +146,11 @@ def end_to_end(
     if first_step is not None:
         first_step = check_positive(first_step, "first_step")
     name = resolve_integrator(integrator, N, task.n_observed, task.shape)
-    field = EndToEndField(task, N, normalized)
-    stepper = STEPPERS[name](field, rtol, atol, spectral_control and N != 1)
-
-    out = loop.run(
-        stepper,
-        task._loss,
-        X0,
-        # a finite horizon keeps the step size finite where the field vanishes exactly (e.g. X0 = 0 or
-        # entries ~1e-300 whose multipliers underflow): with t_max = inf the initial step was inf and
-        # the integrator looped forever on inf*0 = NaN trial states
-        t_max=min(t_max, _T_HORIZON),
-        loss_tol=tol,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
-        log_every=log_every,
-        n_log=n_log,
-        threshold=threshold,
-        h0=first_step,
-        sign_det=spectral_control and N != 1,
-    )
+    m, n = task.shape
+    out, _ = compiled.run(task._observed, task.values, N, normalized, X0, t_max=min(t_max, _T_HORIZON),
+                          loss_tol=tol, rtol=rtol, atol=atol, max_steps=max_steps, log_every=log_every,
+                          n_log=n_log, threshold=threshold, h0=first_step, spectral=spectral_control and N != 1,
+                          sign_guard=spectral_control and N != 1 and m == n, method=name)
     traj = Trajectory(out.log_t, out.log_loss, out.log_sigma, out.crossing, threshold, out.n_logged)
     return FlowResult(
         X=out.Y,
@@ -211,5 +168,3 @@ def end_to_end(
         min_sigma_ratio=out.min_sigma_ratio,
         integrator=name,
     )
-
-

@@ -15,6 +15,7 @@ from ..validation import short_repr, check_depth, check_int, check_positive
 from ..completion import CompletionTask
 from ..errors import InvalidArgumentError, InvalidDepthError
 from ._checks import _check_bool, _check_task
+from . import compiled
 from .end_to_end import end_to_end
 from .factor import factor_descent
 from .initialization import INIT_LAWS, INITS, _init_factors, _widths, balanced_from_law, draw_x0
@@ -36,9 +37,12 @@ def _run_endpoint_batch(job: dict[str, Any]) -> dict[str, np.ndarray]:
     init_depth = job["init_depth"]
     law = job.get("init_law", "gaussian_factors")
     dims = _widths(task, init_depth, job["widths"])
+    check_err = np.full(len(seeds), np.nan)
     if job["method"] == "end_to_end":
         X0 = draw_x0(law, dims, job["init_scale"], seeds)
         res = end_to_end(task, depth, X0, **kw)
+        if job.get("check_stride", 0):
+            check_err = _accuracy_check(task, depth, kw, res, np.asarray(seeds, dtype=np.uint64) % job["check_stride"] == 0)
     else:
         init = kw.pop("init", "gaussian")
         if law != "gaussian_factors" or init == "balanced":
@@ -60,7 +64,41 @@ def _run_endpoint_batch(job: dict[str, Any]) -> dict[str, np.ndarray]:
         "crossing_times": res.trajectory.crossing_times,
         "min_sigma_ratio": res.min_sigma_ratio if res.min_sigma_ratio is not None else np.full(len(seeds), np.nan),
         "integrator": np.array([res.integrator] * len(seeds), dtype=str),
+        "check_err": check_err,
     }
+
+
+#: the accuracy self-check (issue 23): the runs whose seed is divisible by CHECK_STRIDE are re-integrated at
+#: ``rtol / TIGHTEN`` up to their own stopping time; a run "moved" when its endpoint differs from the tighter
+#: one by more than ACC_TOL (max-entry, relative to the largest entry). When more than ACC_FRACTION of the
+#: checked runs moved, the whole call is redone at ``rtol / TIGHTEN`` (at most MAX_ROUNDS times); the runs
+#: that still moved are flagged (:attr:`Endpoints.flagged`).
+CHECK_STRIDE = 8
+TIGHTEN = 100.0
+ACC_TOL = 1e-3
+ACC_FRACTION = 0.02
+MAX_ROUNDS = 2
+
+
+def _accuracy_check(task: CompletionTask, depth: float, kw: dict[str, Any], res: Any, chk: np.ndarray) -> np.ndarray:
+    """Relative endpoint change of the runs ``chk`` when re-integrated at ``rtol / TIGHTEN`` to the same time
+    (``inf`` when the tighter run cannot get there within 20× the step budget; NaN for runs not checked)."""
+    out = np.full(chk.size, np.nan)
+    rtol = float(kw.get("rtol", _E2E_DEFAULTS["rtol"]))
+    max_steps = int(kw.get("max_steps", _E2E_DEFAULTS["max_steps"]))
+    tight = {key: v for key, v in kw.items() if key not in ("t_max", "loss_tol", "rtol", "max_steps")}
+    for i in np.flatnonzero(chk):
+        T = float(res.t[i])
+        if not (np.isfinite(T) and T > 0 and np.all(np.isfinite(res.X[i]))):
+            continue
+        ref = end_to_end(task, depth, res.X0[i], t_max=T, loss_tol=0.0, rtol=rtol / TIGHTEN,
+                         max_steps=20 * max_steps, **tight)
+        if ref.status[0] != "max_time":
+            out[i] = np.inf
+            continue
+        scale = max(float(np.max(np.abs(ref.X[0]))), 1e-300)
+        out[i] = float(np.max(np.abs(res.X[i] - ref.X[0]))) / scale
+    return out
 
 
 def endpoints(
@@ -79,6 +117,7 @@ def endpoints(
     init_depth: int | None = None,
     widths: Sequence[int] | None = None,
     init_law: str = "gaussian_factors",
+    check_accuracy: bool = True,
     **flow_kwargs: Any,
 ) -> Endpoints:
     """Endpoints of ``n_runs`` small-initialization runs, each with its own seed, run in batches.
@@ -129,6 +168,14 @@ def endpoints(
         Folder of per-batch ``.npz`` files written atomically; a rerun with the same arguments (any
         ``n_runs``) reuses batches whose seeds match and recomputes the rest.
     init_law : {"gaussian_factors", "gaussian_matrix", "orthogonal"}, default "gaussian_factors"
+    check_accuracy : bool, default True
+        ``method="end_to_end"``: the endpoints check their own accuracy. Every run whose seed is divisible
+        by :data:`CHECK_STRIDE` (8; about one run in eight, chosen by seed so that the choice does not
+        depend on batches or workers) is integrated again at ``rtol / 100`` up to its own stopping time;
+        when more than 2 % of them moved by more than 1e-3 (max entry, relative to the largest entry),
+        every run is redone at ``rtol / 100`` (at most twice). :attr:`Endpoints.accuracy` records each
+        round, :attr:`Endpoints.check_err` each checked run's change, and :attr:`Endpoints.flagged` the
+        checked runs that still moved (the analysis drops them like runs that did not converge).
     **flow_kwargs
         Passed to :func:`end_to_end` (e.g. ``normalized``, ``t_max``, ``loss_tol``, ``rtol``,
         ``max_steps``) or :func:`factor_descent` (``init``, ``lr``, ``max_steps``, ``loss_tol``, ...).
@@ -196,8 +243,39 @@ def endpoints(
         batch_size = max(1, min(math.ceil(n_runs / n_workers), 2048, 2_500_000 // (m_ * n_)))
     batch_size = check_int(batch_size, "batch_size", minimum=1)
 
+    check_accuracy = _check_bool(check_accuracy, "check_accuracy") and method == "end_to_end"
+    if method == "end_to_end":
+        compiled.warm_up()  # compile once here (or load numba's cache), not once per worker process
     seeds = parallel.spawn_seeds(rng, n_runs)
     batches = parallel.make_batches(n_runs, batch_size)
+    rtol0 = float(flow_kwargs.get("rtol", _E2E_DEFAULTS["rtol"])) if method == "end_to_end" else math.nan
+    history: list[dict[str, Any]] = []
+    kw_round = dict(flow_kwargs)
+    for rounds in range(MAX_ROUNDS + 1):
+        if rounds:
+            kw_round["rtol"] = rtol0 / TIGHTEN ** rounds
+        ckpt = None if checkpoint is None else (checkpoint if rounds == 0 else Path(checkpoint) / f"tightened-{rounds}")
+        results = _run_all(task, N, seeds, batches, init_scale, method, init_depth, widths, init_law, kw_round,
+                           CHECK_STRIDE if check_accuracy else 0, ckpt, executor, workers, progress,
+                           f"flows N={N}" + (f" (rtol {kw_round['rtol']:g}, after the accuracy check)" if rounds else ""))
+        err = np.concatenate([r["check_err"] for r in results])
+        checked = ~np.isnan(err)
+        n_moved = int(np.sum(err[checked] > ACC_TOL))
+        history.append({"rtol": float(kw_round.get("rtol", rtol0)), "n_checked": int(checked.sum()), "n_moved": n_moved,
+                        "max_err": float(np.max(err[checked])) if checked.any() else math.nan})
+        if not check_accuracy or n_moved <= ACC_FRACTION * checked.sum():
+            break
+    accuracy = {"tol": ACC_TOL, "tighten": TIGHTEN, "check_stride": CHECK_STRIDE, "rounds": history} if check_accuracy else {}
+    return _assemble(results, seeds, N, method, init_scale, task, normalized, flow_kwargs, init_law, accuracy)
+
+
+_E2E_DEFAULTS = {p.name: p.default for p in inspect.signature(end_to_end).parameters.values()
+                 if p.default is not inspect.Parameter.empty}
+
+
+def _run_all(task, N, seeds, batches, init_scale, method, init_depth, widths, init_law, flow_kwargs, check_stride,
+             checkpoint, executor, workers, progress, desc):
+    """Every batch of one round (checkpointed), in batch order."""
     jobs = [
         {
             "task": task,
@@ -210,6 +288,7 @@ def endpoints(
             "widths": None if widths is None else list(widths),
             "init_law": init_law,
             "flow_kwargs": flow_kwargs,
+            "check_stride": check_stride,
         }
         for idx in batches
     ]
@@ -224,8 +303,9 @@ def endpoints(
         **({} if init_law == "gaussian_factors" else {"init_law": init_law}),  # old checkpoints stay valid
         "first_seed": int(seeds[0]),
         "flow_kwargs": sorted((k, repr(v)) for k, v in flow_kwargs.items()),
+        **({"check_stride": check_stride} if check_stride else {}),
     }
-    kwargs = dict(executor=executor, workers=workers, progress=progress, desc=f"flows N={N}", meta=meta)
+    kwargs = dict(executor=executor, workers=workers, progress=progress, desc=desc, meta=meta)
     results = parallel.run_batches(_run_endpoint_batch, jobs, checkpoint=checkpoint, **kwargs)
     if checkpoint is not None:
         stale = [
@@ -238,7 +318,10 @@ def endpoints(
             for i in stale:
                 (folder / f"batch-{i:05d}.npz").unlink(missing_ok=True)
             results = parallel.run_batches(_run_endpoint_batch, jobs, checkpoint=checkpoint, **kwargs)
+    return results
 
+
+def _assemble(results, seeds, N, method, init_scale, task, normalized, flow_kwargs, init_law, accuracy) -> Endpoints:
     cat = lambda key: np.concatenate([r[key] for r in results])  # noqa: E731
     X0_all = cat("X0")
     x0_norm, x0_ratio = x0_summary(X0_all)
@@ -263,4 +346,6 @@ def endpoints(
         x0_norm=x0_norm,
         x0_sigma_ratio=x0_ratio,
         integrator="+".join(ran),
+        check_err=cat("check_err"),
+        accuracy=accuracy,
     )

@@ -1,12 +1,11 @@
 """The end-to-end flow as a right-hand side and Jacobian for :func:`scipy.integrate.solve_ivp`.
 
 For a researcher who wants one small flow with scipy's solvers (dense output, events, LSODA) rather than
-:func:`.end_to_end`: ``fun(t, y)`` is the field ``−Ā_X(E'(X))`` of :class:`.field.EndToEndField` on the
-flattened matrix (MATH.md §2.1; §2.3 for ``N = ∞``), and ``jac(t, y)`` its forward-difference Jacobian
-computed in **one** batched field call of the ``m·n`` perturbed matrices
-(:func:`.rosenbrock.fd_jacobian`) instead of the ``m·n`` separate calls a solver makes on its own. On the
-6×6 task of issue 11 that made LSODA 1.3–1.8× faster (docs/flows.md §3.5; bench ``flows-stiff``). No
-invariant guard and no spectral error control: the solver's own entrywise tolerances apply.
+:func:`.end_to_end`: ``fun(t, y)`` is the compiled field ``−Ā_X(E'(X))`` of :mod:`._kernels` on the
+flattened matrix (MATH.md §2.1; §2.3 for ``N = ∞``), the same kernel the package's integrator calls, and
+``jac(t, y)`` its forward-difference Jacobian computed in **one** compiled call
+(:func:`._kernels.fd_jacobian_into`) instead of the ``m·n`` separate Python calls a solver makes on its
+own. No invariant guard and no spectral error control: the solver's own entrywise tolerances apply.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import numpy as np
 
 from ..validation import check_depth
 from ._checks import _check_bool, _check_task
-from .field import EndToEndField
-from .rosenbrock import fd_jacobian
+from . import _kernels
 
 __all__ = ["scipy_ivp"]
 
@@ -46,15 +44,20 @@ def scipy_ivp(task: Any, depth: float, *, normalized: bool = True
     task = _check_task(task)
     normalized = _check_bool(normalized, "normalized")
     N = check_depth(depth, normalized=normalized)
-    field = EndToEndField(task, N, normalized)
     m, n = task.shape
+    mask = np.ascontiguousarray(task._observed, dtype=np.float64)
+    M = np.ascontiguousarray(task.values, dtype=np.float64)
+    Nf = float(N)
 
     def fun(t: float, y: np.ndarray) -> np.ndarray:
-        ev = field(np.asarray(y, dtype=float).reshape(1, m, n))
-        return np.full(m * n, np.nan) if ev.bad[0] else ev.F.reshape(m * n)
+        return _kernels.field(np.asarray(y, dtype=np.float64).reshape(m, n), mask, M, Nf, normalized).reshape(m * n)
 
     def jac(t: float, y: np.ndarray) -> np.ndarray:
-        J, bad = fd_jacobian(field, np.asarray(y, dtype=float).reshape(1, m, n))
-        return np.full((m * n, m * n), np.nan) if bad[0] else J[0]
+        Y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(m, n))
+        F0 = _kernels.field(Y, mask, M, Nf, normalized)
+        J = np.empty((m * n, m * n))
+        if not (np.isfinite(F0).all() and _kernels.fd_jacobian_into(Y, F0, mask, M, Nf, normalized, J)):
+            J[:] = np.nan
+        return J
 
     return fun, jac

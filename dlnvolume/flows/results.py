@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -129,7 +130,14 @@ class Endpoints:
         Realized ``‖X0‖_F`` and ``σ_min(X0)/σ_max(X0)`` of every run (computed from ``X0`` when a file
         written before they were recorded is loaded).
     integrator : str
-        end_to_end stepper ("dopri5", "rosenbrock"); "factor" for method="factor".
+        end_to_end integrator ("bdf"); "factor" for method="factor".
+    check_err : (n_runs,)
+        The accuracy check (``check_accuracy`` of :func:`dlnvolume.flows.endpoints`): each checked run's
+        endpoint change when re-integrated at ``rtol/100`` to the same time (max entry, relative to the
+        largest entry; ``inf`` when the tighter run could not get there); NaN for runs not checked.
+    accuracy : dict
+        ``tol``, ``tighten``, ``check_stride`` and ``rounds``: per round ``rtol``, ``n_checked``,
+        ``n_moved``, ``max_err`` (empty when not checked). The last round's runs are the endpoints.
     """
 
     X: np.ndarray
@@ -151,10 +159,22 @@ class Endpoints:
     x0_norm: np.ndarray = field(default_factory=lambda: np.zeros(0))
     x0_sigma_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0))
     integrator: str = "dopri5"
+    check_err: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    accuracy: dict = field(default_factory=dict)
 
     @property
     def n_runs(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """``(n_runs,)`` bool: runs whose accuracy check moved them by more than the tolerance (docstring of
+        :func:`dlnvolume.flows.endpoints`, ``check_accuracy``); all False when nothing was checked."""
+        if self.check_err.shape != (self.n_runs,):
+            return np.zeros(self.n_runs, dtype=bool)
+        tol = float(self.accuracy.get("tol", 1e-3))
+        with np.errstate(invalid="ignore"):
+            return np.asarray(self.check_err > tol)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` (``.npz``) atomically (temporary file + ``os.replace``)."""
@@ -179,6 +199,8 @@ class Endpoints:
             x0_norm=self.x0_norm,
             x0_sigma_ratio=self.x0_sigma_ratio,
             integrator=np.str_(self.integrator),
+            check_err=self.check_err,
+            accuracy=np.str_(json.dumps(self.accuracy)),
         )
 
     @classmethod
@@ -210,6 +232,8 @@ class Endpoints:
             x0_norm=x0_norm,
             x0_sigma_ratio=x0_ratio,
             integrator=str(d.get("integrator", "dopri5")),
+            check_err=d.get("check_err", np.zeros(0)),
+            accuracy=json.loads(str(d["accuracy"])) if "accuracy" in d else {},
         )
 
 

@@ -1,9 +1,9 @@
-"""Tests of the variable-order BDF/NDF stepper (``integrator="bdf"``, :mod:`dlnvolume.flows.bdf`).
+"""Tests of the compiled variable-order BDF/NDF method (``integrator="bdf"``, :mod:`dlnvolume.flows.compiled`).
 
-References are independent of the code under test: scipy's own ``bdf.py`` (coefficients, ``change_D``
-and the difference update), Dormand–Prince at a tight tolerance, and the exact ``t(σ)`` integral of the
-scalar ODE (MATH.md §8 item 17) by ``scipy.integrate.quad``. The closed-form, dopri5-agreement and
-ill-conditioned-start tests of ``test_stiff_flows.py`` are parametrized over "bdf" as well.
+References are independent of the code under test: scipy's own ``bdf.py`` (coefficients, ``change_D``),
+Dormand–Prince at a tight tolerance, and the exact ``t(σ)`` integral of the scalar ODE (MATH.md §8
+item 17) by ``scipy.integrate.quad``. The closed-form, dopri5-agreement and ill-conditioned-start tests
+of ``test_stiff_flows.py`` are parametrized over "bdf" as well.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ import pytest
 from scipy.integrate import quad
 from scipy.integrate._ivp import bdf as scipy_bdf
 
-from dlnvolume import CompletionTask, errors, flows, tasks
-from dlnvolume.flows import loop
-from dlnvolume.flows.bdf import ALPHA, ERROR_CONST, GAMMA, MAX_ORDER, Bdf, _T, change_D
-from dlnvolume.flows.field import EndToEndField
-from dlnvolume.flows.rosenbrock import fd_jacobian
+from dlnvolume import CompletionTask, flows, tasks
+from dlnvolume.flows import compiled
 
 SEED = 20261130
 
@@ -32,40 +29,24 @@ def _t_of_sigma(s0: float, s: float, mu: float, N: float) -> float:
 
 
 # --------------------------------------------------------------------------- against scipy's bdf.py
-def test_coefficients_match_scipy():
-    """κ, γ, α and the error constants are scipy's (Shampine & Reichelt 1997 NDF)."""
-    sol = scipy_bdf.BDF(lambda t, y: -y, 0.0, np.ones(1), 1.0)
-    np.testing.assert_allclose(GAMMA, sol.gamma, rtol=1e-15)
-    np.testing.assert_allclose(ALPHA, sol.alpha, rtol=1e-15)
-    np.testing.assert_allclose(ERROR_CONST, sol.error_const, rtol=1e-15)
-
-
-def test_batched_change_D_matches_scipy_per_run():
-    """Per-run orders and factors in one call equal scipy's ``change_D`` run by run (rows > order kept)."""
+def test_coefficients_and_change_D_match_scipy():
+    """NDF coefficients (Shampine & Reichelt 1997, Table 1, as in scipy's BDF) and ``change_D`` (rescaling the
+    differences to a new step) against scipy's own ``change_D``."""
+    kappa = np.array([0, -0.1850, -1 / 9, -0.0823, -0.0415, 0])
+    gamma = np.hstack((0, np.cumsum(1 / np.arange(1, scipy_bdf.MAX_ORDER + 1))))
+    np.testing.assert_allclose(compiled.GAMMA, gamma, rtol=1e-15)
+    np.testing.assert_allclose(compiled.ALPHA, (1 - kappa) * gamma, rtol=1e-15)
+    np.testing.assert_allclose(compiled.ERROR_CONST, kappa * gamma + 1 / np.arange(1, scipy_bdf.MAX_ORDER + 2),
+                               rtol=1e-15)
     rng = np.random.default_rng(SEED)
-    orders = np.array([1, 2, 3, 4, 5, 3])
-    factors = np.array([0.5, 2.0, 1.0, 0.3, 7.5, 1.7])
-    D = rng.standard_normal((orders.size, MAX_ORDER + 3, 5))
-    out = change_D(D, orders, factors)
-    for i, (k, f) in enumerate(zip(orders, factors)):
-        ref = D[i].copy()
-        scipy_bdf.change_D(ref, int(k), float(f))
-        np.testing.assert_allclose(out[i], ref, rtol=1e-13, atol=1e-13)
-
-
-def test_difference_update_matches_scipys_loop():
-    """The tabulated update ``D ← upd[k] D + upd_d[k] d`` is scipy's in-place loop after an accepted step."""
-    rng = np.random.default_rng(SEED)
-    for k in range(1, MAX_ORDER + 1):
-        D = rng.standard_normal((MAX_ORDER + 3, 4))
-        d = rng.standard_normal(4)
-        ref = D.copy()
-        ref[k + 2] = d - ref[k + 1]
-        ref[k + 1] = d
-        for i in reversed(range(k + 1)):
-            ref[i] += ref[i + 1]
-        out = _T["upd"][k] @ D + _T["upd_d"][k][:, None] * d[None, :]
-        np.testing.assert_allclose(out[: k + 3], ref[: k + 3], rtol=1e-14, atol=1e-14)
+    for order in range(1, 6):
+        for factor in (0.3, 0.5, 1.7, 2.0):
+            D = rng.standard_normal((compiled.MAX_ORDER + 3, 7))
+            ref = D.copy()
+            scipy_bdf.change_D(ref, order, factor)
+            ours = D.copy()
+            compiled._change_D(ours, order, factor)
+            np.testing.assert_allclose(ours, ref, rtol=1e-13, atol=1e-13)
 
 
 # --------------------------------------------------------------------------- against Dormand–Prince
@@ -140,7 +121,7 @@ def test_error_decreases_with_rtol_against_the_exact_integral():
 
 
 # --------------------------------------------------------------------------- invariants
-@pytest.mark.parametrize("integrator", ["bdf", "auto"])  # "auto" is "dopri-bdf" on 3×3 tasks
+@pytest.mark.parametrize("integrator", ["bdf", "auto"])  # "auto" is "dopri-bdf"
 @pytest.mark.parametrize("N", [2, 3, pytest.param(math.inf, marks=pytest.mark.slow)])
 def test_invariants_on_ill_conditioned_3x3_start(N, integrator):
     """σ₃/σ₁ = 1e-10 at the start (a generic rotation): no NaN, loss non-increasing, and while σ_min stays
@@ -167,47 +148,6 @@ def test_invariants_on_ill_conditioned_3x3_start(N, integrator):
 
 
 # --------------------------------------------------------------------------- the Jacobian and the batch
-def _run(stepper, task, X0, **kw):
-    args = dict(t_max=math.inf, loss_tol=1e-6 * task.n_observed / 2, rtol=stepper.rtol, atol=0.0,
-                max_steps=100_000, log_every=1, n_log=10, threshold=0.5, sign_det=True)
-    args.update(kw)
-    return loop.run(stepper, task.loss, X0, **args)
-
-
-def test_jacobian_is_reused_over_many_steps():
-    """The error estimate does not involve J, so J is recomputed only when Newton fails with a stale one:
-    on a small-initialization 4×3 flow at N = ∞, far fewer Jacobians than steps."""
-    rng = np.random.default_rng(SEED)
-    task = tasks.random_low_rank(4, 3, 2, 8, rng=rng)
-    X0 = 1e-3 * rng.standard_normal((1, 4, 3))
-    st = Bdf(EndToEndField(task, math.inf, True), 1e-6, 0.0, True)
-    out = _run(st, task, X0, t_max=1e5)
-    assert out.status[0] == "converged"
-    assert st.n_jac <= out.n_steps[0] / 5, (st.n_jac, out.n_steps[0])
-    assert st.n_lu < out.n_steps[0]
-
-
-def test_newton_failure_refreshes_the_jacobian_of_the_input_state():
-    """A step far too long for the stale J: Newton fails, J is recomputed at the state's Y and written into
-    the input state's cache (so the loop's retry of that state keeps it)."""
-    task = tasks.diagonal_2x2()
-    field = EndToEndField(task, 3, True)
-    st = Bdf(field, 1e-6, 0.0, True)
-    state = st.init(np.array([[[0.5, 0.1], [0.0, 0.3]]]))
-    h = np.array([1e-3])
-    for _ in range(3):  # move away from X0, so that the cached J is stale
-        state, info = st.step(state, h)
-        h = info.h_next
-    assert not state.cache[10][0]
-    jac0 = st.n_jac
-    trial, info = st.step(state, np.array([50.0]))
-    if st.n_jac == jac0:
-        pytest.skip("Newton converged with the stale J")
-    assert state.cache[10][0]  # j_fresh, in place
-    J_ref, _ = fd_jacobian(field, state.Y)
-    np.testing.assert_allclose(state.cache[7], J_ref, rtol=1e-12, atol=1e-12)
-
-
 def test_runs_are_independent_of_their_batch():
     """Every run keeps its own order, step size, Jacobian and Newton rate: a batch of seven gives each run
     exactly what it gets alone. (It did not, until the retry with a fresh Jacobian forgot the old rate
@@ -223,14 +163,6 @@ def test_runs_are_independent_of_their_batch():
         assert one.status[0] == both.status[i] == "max_time"
         assert one.n_steps[0] == both.n_steps[i]
         np.testing.assert_array_equal(one.X[0], both.X[i])
-
-
-def test_large_tasks_are_refused():
-    """Only m·n <= 64 (dense finite-difference Jacobian): a clear error otherwise."""
-    task = tasks.random_low_rank(9, 9, 2, 30, rng=1)
-    with pytest.raises(errors.InvalidArgumentError, match=r"integrator='bdf' supports tasks with m·n <= 64"):
-        flows.end_to_end(task, 3, 1e-3 * np.ones((9, 9)), integrator="bdf")
-    assert isinstance(errors.InvalidArgumentError("x"), ValueError)
 
 
 def test_zero_start_is_a_stationary_point():

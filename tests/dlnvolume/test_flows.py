@@ -1,8 +1,8 @@
 """Tests of dlnvolume.flows: exact solutions (MATH.md §8 items 17–20, §5.2), invariants, agreement of the
 two training methods, reproducibility of seeded endpoints, and input validation.
 
-Every test runs once per end-to-end integrator (the autouse ``integrator`` fixture makes
-``integrator="auto"`` mean that stepper)."""
+Every test runs once per end-to-end method (the autouse ``integrator`` fixture makes
+``integrator="auto"`` mean that method)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from dlnvolume import CompletionTask, errors, flows, tasks
 SEED = 20231129
 
 
-@pytest.fixture(params=["dopri5", "switching", "dopri-bdf", pytest.param("rosenbrock", marks=pytest.mark.slow)],
-                autouse=True)
+@pytest.fixture(params=["dopri-bdf", "dopri5", pytest.param("bdf", marks=pytest.mark.slow),
+                        pytest.param("rosenbrock", marks=pytest.mark.slow)], autouse=True)
 def integrator(request, monkeypatch):
-    """Run every test of this module with ``integrator="auto"`` resolved to each stepper in turn (for
-    ``N >= 2``; ``N = 1`` stays Dormand–Prince, as "auto" does). Pure ROS34PW2 is in the slow suite: it is
-    of order 3, and the tolerances here (down to ``rtol=1e-11``) were set for an order-5 method."""
+    """Run every test of this module with ``integrator="auto"`` resolved to each method of the compiled
+    integrator in turn (for ``N >= 2``). Pure BDF and ROS34PW2 are in the slow suite (the switching default
+    uses both where the flow is stiff): the tolerances here (down to ``rtol=1e-11``) were set for an
+    order-5 method."""
     mod = importlib.import_module("dlnvolume.flows.end_to_end")
     real = mod.resolve_integrator
     monkeypatch.setattr(mod, "resolve_integrator",
@@ -398,32 +399,3 @@ def test_error_messages():
     with pytest.raises(errors.InvalidArgumentError, match="'X0' cannot be passed"):
         flows.endpoints(task, 2, 3, 1e-3, X0=X0)
 
-
-def test_closed_form_2x2_svd_against_lapack():
-    """``svd2x2`` (the 2×2 flows' SVD): reconstruction, orthogonality and singular values against
-    LAPACK's to ``O(eps·σ_1)``, on random matrices, rank-deficient, coincident, reflected, nearly singular
-    (σ_2/σ_1 = 1e-11) and extreme-scale (1e±300) ones."""
-    from dlnvolume.flows.field import svd2x2
-
-    rng = np.random.default_rng(SEED)
-    Y = rng.standard_normal((300, 2, 2)) * np.exp(rng.normal(0, 5, (300, 1, 1)))
-    Q, _ = np.linalg.qr(rng.standard_normal((2, 2)))
-    special = [np.zeros((2, 2)), np.diag([3.0, 3.0]), [[1, 2], [2, 4.0]], np.diag([1e-3, 1e-14]), [[0, 1], [1, 0.0]],
-               np.diag([1e-300, 2e-300]), np.diag([1e300, -2e300]), Q @ np.diag([1.0, 1e-11]) @ Q.T, [[0, -1], [1, 0.0]],
-               np.diag([-1.0, -1.0]), [[0, 0], [0, 5.0]]]
-    Y[: len(special)] = np.array(special, dtype=float)
-    U, s, Vh = svd2x2(Y)
-    s_ref = np.linalg.svd(Y, compute_uv=False)
-    s1 = np.maximum(s_ref[:, :1], 1e-300)
-    assert np.all(np.isfinite(U)) and np.all(np.isfinite(Vh)) and np.all(s[:, 0] >= s[:, 1]) and np.all(s >= 0)
-    np.testing.assert_allclose(np.swapaxes(U, -1, -2) @ U, np.broadcast_to(np.eye(2), U.shape), atol=4e-16)
-    np.testing.assert_allclose(Vh @ np.swapaxes(Vh, -1, -2), np.broadcast_to(np.eye(2), U.shape), atol=4e-16)
-    assert np.max(np.abs(U @ (s[..., None] * Vh) - Y) / s1[:, :, None]) < 4e-15
-    assert np.max(np.abs(s - s_ref) / s1) < 4e-15
-    np.testing.assert_array_equal(svd2x2(Y, compute_uv=False), s)
-    # diagonal matrices: exact signed permutations, so a diagonal flow stays exactly diagonal (§8 item 18)
-    D = np.array([np.diag([2.0, -3.0]), np.diag([-5.0, 1.0]), np.diag([0.0, -1.0]), np.diag([0.01, 0.01])])
-    Ud, sd, Vhd = svd2x2(D)
-    np.testing.assert_array_equal(Ud @ (sd[..., None] * Vhd), D)
-    assert set(np.unique(np.abs(Ud))) <= {0.0, 1.0} and set(np.unique(np.abs(Vhd))) <= {0.0, 1.0}
-    assert s[7, 1] == pytest.approx(1e-11, rel=1e-4)  # the small one to O(eps·σ_1)

@@ -1,5 +1,5 @@
-"""Tests of the stiff end-to-end integrators (issue 11): ROS34PW2 (``integrator="rosenbrock"``) and the
-per-run switching (``"switching"``, the default ``"auto"`` for N >= 2 on 2×2 tasks and where m·n > 64).
+"""Tests of the compiled end-to-end integrator's stiff methods (:mod:`dlnvolume.flows.compiled`): ROS34PW2
+(``integrator="rosenbrock"``), BDF (``"bdf"``) and the per-run switching (``"dopri-bdf"``, the default).
 
 References are independent of the code under test: the exact ``t(σ)`` integral of the scalar ODE
 (MATH.md §8 items 17–18) by ``scipy.integrate.quad``, Dormand–Prince at a tight tolerance, and a
@@ -15,11 +15,10 @@ import pytest
 from scipy.integrate import quad
 
 from dlnvolume import CompletionTask, errors, flows, tasks
-from dlnvolume.flows.field import EndToEndField
-from dlnvolume.flows.rosenbrock import ROS34PW2, Rosenbrock
+from dlnvolume.flows import compiled
 
 SEED = 20261130
-STIFF = ["rosenbrock", "switching", "bdf", "dopri-bdf"]
+STIFF = ["rosenbrock", "bdf", "dopri-bdf"]
 
 
 def _diag_task(mu):
@@ -75,29 +74,6 @@ def test_agrees_with_dopri5_at_tight_tolerance(integrator, N, shape):
     np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- order of convergence
-def _fixed_step_error(jacobian: str, n_steps: int) -> float:
-    """Global error at T of ROS34PW2 with ``n_steps`` equal steps, N = 3 normalized, diagonal 2×2 task."""
-    mu, s0, T, N = 1.0, 0.5, 2.0, 3
-    task = _diag_task([mu, mu])
-    stepper = Rosenbrock(EndToEndField(task, N, True), rtol=1.0, atol=0.0, spectral_control=False, jacobian=jacobian)
-    X0 = np.diag([s0, s0])[None] + 0.0
-    state = stepper.init(X0)
-    h = np.full(1, T / n_steps)
-    for _ in range(n_steps):
-        state, _ = stepper.step(state, h)
-    sig = state.Y[0, 0, 0]
-    return abs(_t_of_sigma(s0, sig, mu, N) - T) * sig ** (2 - 2 / N) * (mu - sig)  # time error → σ error
-
-
-@pytest.mark.parametrize("jacobian", ["fd", "frozen"])
-def test_observed_order_three_under_step_halving(jacobian):
-    """A W-method keeps its order with any W: global error ratio ≈ 2³ per halving for both W matrices."""
-    errs = [_fixed_step_error(jacobian, n) for n in (20, 40, 80)]
-    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
-    assert all(2.7 < p < 3.5 for p in orders), (errs, orders)
-
-
 def test_error_decreases_with_rtol():
     """Tolerance refinement: the error against the exact integral shrinks as rtol does."""
     mu, s0 = 1.0, 0.05
@@ -109,7 +85,7 @@ def test_error_decreases_with_rtol():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4 * T
 
 
-@pytest.mark.parametrize("integrator", ["switching", "dopri-bdf"])
+@pytest.mark.parametrize("integrator", ["dopri-bdf"])
 @pytest.mark.parametrize("N", [3, math.inf])
 def test_stiff_component_is_detected_and_the_slow_one_refines(integrator, N):
     """Diagonal task ``μ = (1, 50)`` from ``σ = (0.05, 0.05)``: the fast component sits at its fixed point
@@ -136,47 +112,25 @@ def test_stiff_component_is_detected_and_the_slow_one_refines(integrator, N):
     assert errs[0] > 1e4 * errs[3] and errs[3] < 1e-8 * T, errs
 
 
-def test_strike_counter_follows_hairers_rule():
-    """:func:`count_strikes` on a random sequence of ``h·ρ`` against a scalar transcription of DOPRI5's
-    stiffness test (IASTI/NONSTI: a strike at ``h·ρ >= STIFF`` clears NONSTI, RESET clear steps in a row
-    clear IASTI); a negative control: strikes in a row (the old rule) differ on the same sequence."""
-    from dlnvolume.flows import switching
-
-    rng = np.random.default_rng(SEED)
-    hr = rng.uniform(2.8, 3.6, size=(400, 5))  # 5 runs, around the limit
-    hr[150:170, 2] = 1.0  # a stretch below the limit: clears run 2
-    mode = np.zeros(5, dtype=np.int64)
-    iasti, nonsti = np.zeros(5, dtype=int), np.zeros(5, dtype=int)
-    in_a_row, row = np.zeros(5, dtype=int), []
-    for k in range(hr.shape[0]):
-        mode = switching.count_strikes(mode, hr[k])
-        for r in range(5):
-            if hr[k, r] >= switching.STIFF:
-                nonsti[r] = 0
-                iasti[r] += 1
-                in_a_row[r] += 1
-            else:
-                nonsti[r] += 1
-                in_a_row[r] = 0
-                if nonsti[r] == switching.RESET:
-                    iasti[r] = 0
-        np.testing.assert_array_equal(switching.n_strikes(mode), iasti)
-        row.append(in_a_row.copy())
-    assert iasti.max() > 3 * np.max(row)
-
-
 def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
-    """ROS34PW2 as tabulated: b is the last row of A + Γ, Σb = Σb̂ = 1, order-2 condition bᵀ(A+Γ)1 = 1/2."""
-    A, G, b, bh = ROS34PW2["A"], ROS34PW2["Gamma"], ROS34PW2["b"], ROS34PW2["bhat"]
+    """ROS34PW2 as tabulated: b is the last row of A + Γ, Σb = Σb̂ = 1, order-2 condition bᵀ(A+Γ)1 = 1/2, and
+    the transformed coefficients the compiled steps use reproduce ``m = bᵀΓ⁻¹``, ``α = AΓ⁻¹``."""
+    A, G, b, bh = compiled._ROS_A, compiled._ROS_G, compiled._ROS_B, compiled._ROS_BH
     np.testing.assert_allclose(b, (A + G)[-1], atol=1e-15)
     assert b.sum() == pytest.approx(1.0, abs=1e-14) and bh.sum() == pytest.approx(1.0, abs=1e-14)
     assert b @ (A + G).sum(axis=1) == pytest.approx(0.5, abs=1e-14)
     alpha = A.sum(axis=1)
     assert b @ alpha ** 2 == pytest.approx(1 / 3, abs=1e-14)  # order-3 condition Σ b_i α_i² = 1/3
+    np.testing.assert_allclose(compiled.ROS_M @ G, b, atol=1e-14)
+    np.testing.assert_allclose(compiled.ROS_ALPHA @ G, A, atol=1e-14)
+    # Dormand–Prince: rows of A sum to the nodes c, b (last row) and b̂ = b − e sum to 1
+    c = np.array([0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1])
+    np.testing.assert_allclose(compiled.DP_A.sum(axis=1), c, atol=1e-14)
+    assert compiled.DP_E.sum() == pytest.approx(0.0, abs=1e-15)
 
 
 # --------------------------------------------------------------------------- invariants, ill-conditioned X0
-@pytest.mark.parametrize("integrator", ["switching", "dopri-bdf", "dopri5", "bdf",
+@pytest.mark.parametrize("integrator", ["dopri-bdf", "dopri5", "bdf",
                                         pytest.param("rosenbrock", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("N", [2, 3, 10, math.inf])
 @pytest.mark.parametrize("kind", ["aligned", "generic"])
@@ -209,95 +163,16 @@ def test_invariants_on_ill_conditioned_start(integrator, N, kind):
     assert np.all(np.diff(L) <= 1e-6 * L[:-1] + 1e-14)
 
 
-# --------------------------------------------------------------------------- large |Ω|: Cholesky solves
-def test_cholesky_solves_agree_with_dopri5_on_a_large_observed_set():
-    """|Ω| = 110 >= CHOLESKY_MIN: the frozen-metric Rosenbrock solves by per-run Cholesky factors."""
-    from dlnvolume.flows import rosenbrock
-
-    rng = np.random.default_rng(SEED)
-    task = tasks.random_low_rank(12, 11, 2, 110, rng=rng)
-    assert task.n_observed >= rosenbrock.CHOLESKY_MIN and 12 * 11 > rosenbrock.FD_MAX
-    X0 = 0.3 * rng.standard_normal((2, 12, 11))
-    kw = dict(t_max=2.0, loss_tol=0)
-    ref = flows.end_to_end(task, 3, X0, rtol=1e-11, integrator="dopri5", **kw)
-    res = flows.end_to_end(task, 3, X0, rtol=1e-8, integrator="rosenbrock", **kw)
-    assert np.all(res.status == "max_time")
-    scale = np.linalg.norm(ref.X, axis=(-2, -1))[:, None, None]
-    np.testing.assert_allclose(res.X / scale, ref.X / scale, atol=1e-6)
-
-
-@pytest.mark.parametrize("n_obs", [60, 110])  # explicit inverse / Cholesky factors
-def test_frozen_metric_solve_satisfies_its_linear_system(n_obs):
-    """``x = (I + hγ K P)⁻¹ rhs`` from the reduced ``|Ω|×|Ω|`` solve, checked by applying ``K = Ā_Y``
-    through its SVD (``U (λ ⊙ UᵀZV) Vᵀ``) and the mask directly."""
-    rng = np.random.default_rng(SEED)
-    task = tasks.random_low_rank(12, 11, 2, n_obs, rng=rng)
-    ros = Rosenbrock(EndToEndField(task, 3, True), 1e-6, 0.0, True, jacobian="frozen")
-    st = ros.init(rng.standard_normal((2, 12, 11)))
-    hg = np.array([0.7, 30.0])
-    rhs = rng.standard_normal((2, 12, 11))
-    T, fac, bad = ros._factor(st, hg)
-    x = ros._solve(st, hg, T, fac, rhs)
-    _, U, Vh, lam = st.cache[:4]
-    Px = task._observed * x
-    Kx = U @ (lam * (np.swapaxes(U, -1, -2) @ Px @ np.swapaxes(Vh, -1, -2))) @ Vh
-    assert not bad.any()
-    np.testing.assert_allclose(x + hg[:, None, None] * Kx, rhs, atol=1e-10 * np.abs(rhs).max())
-
-
-# --------------------------------------------------------------------------- switching: step after a switch
-def test_switch_to_stiff_caps_the_next_step_at_the_last_rosenbrock_proposal():
-    """At the STRIKES-th explicit step with h·max λ >= STIFF the run turns stiff, and
-    StepInfo.h_max carries the step its last Rosenbrock step proposed (inf for runs that did not switch);
-    the loop obeys the cap."""
-    from dlnvolume.flows import loop, switching
-
-    task = tasks.diagonal_2x2()
-    field = EndToEndField(task, 3, True)
-    sw = switching.Switching(field, 1e-6, 0.0, True)
-    Y = np.stack([np.diag([2.0, 1.5]), np.diag([1e-3, 1e-3])])
-    st = sw.init(Y)
-    h_ros = np.array([0.0123, 0.0456])
-    lam_max = np.max(st.cache[3].reshape(2, -1), axis=1)
-    h = switching.STIFF * 1.01 / lam_max[0] * np.ones(2)  # run 0 crosses the threshold, run 1 does not
-    k = switching.STRIKES
-    assert h[1] * lam_max[1] < switching.STIFF and k >= 2
-    first = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.zeros(2, dtype=np.int64)))
-    trial, info = sw.step(first, h)
-    one, clear = switching.strike_counter(1), switching.strike_counter(0, 1)
-    assert list(trial.cache[-1]) == [one, clear] and np.all(info.h_max == np.inf)  # one strike: still explicit
-    before = switching.strike_counter(k - 1)
-    last = loop.StepState(st.Y, st.sigma, st.bad, st.cache[:4] + (h_ros, np.array([before, before])))
-    trial, info = sw.step(last, h)
-    assert list(trial.cache[-1]) == [1, switching.strike_counter(k - 1, 1)]  # the k-th strike switches
-    assert info.h_max[0] == pytest.approx(0.0123) and info.h_max[1] == np.inf
-
-    class Capped:
-        name, order = "capped", 2
-        seen: list = []
-
-        def init(self, Y):
-            return loop.StepState(Y, np.linalg.svd(Y, compute_uv=False), np.zeros(len(Y), bool), (np.ones_like(Y),))
-
-        def step(self, state, h):
-            self.seen.append(float(h[0]))
-            return state, loop.StepInfo(np.zeros(len(h)), np.zeros(len(h), bool), None, np.full(len(h), 1e-3))
-
-    loop.run(Capped(), task.loss, Y[:1], t_max=1.0, loss_tol=0.0, rtol=1e-6, atol=0.0, max_steps=3, log_every=1,
-             n_log=5, threshold=0.5, h0=0.5)
-    assert Capped.seen[0] == 0.5 and Capped.seen[1:] == [1e-3, 1e-3]
-
-
 # --------------------------------------------------------------------------- options and records
 def test_integrator_choice_is_recorded_and_validated():
     task = tasks.diagonal_2x2()
-    assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri5"
-    assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3).integrator == "switching"
-    # "auto" by shape: BDF's dense Jacobian up to m·n = 64, 2×2 stays on "switching" (docs/flows.md §3.4)
-    for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "switching"), ((1, 5), "dopri-bdf")):
+    # "auto" (and its former name "switching") is the compiled per-run switching on every task and depth
+    for integ, name in (("auto", "dopri-bdf"), ("switching", "dopri-bdf"), ("bdf", "bdf"), ("dopri5", "dopri5")):
+        assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3, integrator=integ).integrator == name
+    for m, n in ((3, 3), (8, 8), (9, 8), (1, 5)):
         t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
-        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
-        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri5"
+        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf", (m, n)
+        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf"
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
         flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
