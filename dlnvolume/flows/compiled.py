@@ -393,8 +393,9 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
     e = E.reshape(d)
     us = np.zeros((4, d))  # ROS34PW2 stages
     D = np.zeros((MAX_ORDER + 3, d))  # BDF differences
-    J = np.zeros((d, d))
-    LU = np.empty((d, d))
+    dj = 1 if method == EXPLICIT else d  # no Jacobian for the explicit method alone
+    J = np.zeros((dj, dj))
+    LU = np.empty((dj, dj))
     piv = np.zeros(d, dtype=np.int64)
     ynew = np.empty(d)
     dacc = np.empty(d)

@@ -133,7 +133,7 @@ class Endpoints:
         end_to_end integrator ("bdf"); "factor" for method="factor".
     check_err : (n_runs,)
         The accuracy check (``check_accuracy`` of :func:`dlnvolume.flows.endpoints`): each checked run's
-        endpoint change when re-integrated at ``rtol/100`` to the same time (max entry, relative to the
+        endpoint change when integrated again at ``rtol/100`` with the same stopping rule (max entry, relative to the
         largest entry; ``inf`` when the tighter run could not get there); NaN for runs not checked.
     accuracy : dict
         ``tol``, ``tighten``, ``check_stride`` and ``rounds``: per round ``rtol``, ``n_checked``,
