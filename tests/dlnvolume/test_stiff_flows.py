@@ -169,10 +169,14 @@ def test_integrator_choice_is_recorded_and_validated():
     # "auto" (and its former name "switching") is the compiled per-run switching on every task and depth
     for integ, name in (("auto", "dopri-bdf"), ("switching", "dopri-bdf"), ("bdf", "bdf"), ("dopri5", "dopri5")):
         assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3, integrator=integ).integrator == name
-    for m, n in ((3, 3), (8, 8), (9, 8), (1, 5)):
+    # ... up to m·n = 64; explicit above (the stiff methods' dense Jacobian)
+    for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "dopri5"), ((1, 5), "dopri-bdf")):
         t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
-        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf", (m, n)
-        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf"
+        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
+        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == name
+    big = tasks.random_low_rank(41, 40, 1, 5, rng=0)
+    with pytest.raises(errors.InvalidArgumentError, match=r"integrator='bdf' on a 41x40 task: .* m·n <= 1600"):
+        flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator="bdf")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
         flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
