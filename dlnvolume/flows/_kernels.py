@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._svd import svd_full
+from ._svd import svd_full, svd_full_warm
 from ._svd import svdvals as _svdvals
 
 __all__ = ["multipliers", "field_into", "field_full", "field", "fd_jacobian_into", "rho", "sign_det", "svdvals"]
@@ -112,11 +112,23 @@ def field_into(Y: np.ndarray, mask: np.ndarray, M: np.ndarray, N: float, normali
 def field_full(Y: np.ndarray, mask: np.ndarray, M: np.ndarray, N: float, normalized: bool, F: np.ndarray):
     """:func:`field_into` that also returns the full SVD of ``Y``: ``(ok, U (m, m), s (k,), Vh (n, n))``
     (zeros for a non-finite ``Y``)."""
+    return field_full_warm(Y, mask, M, N, normalized, F, np.empty((0, 0)), np.empty((0, 0)))
+
+
+@njit(cache=True, error_model="numpy")
+def field_full_warm(Y: np.ndarray, mask: np.ndarray, M: np.ndarray, N: float, normalized: bool, F: np.ndarray,
+                    U0: np.ndarray, Vh0: np.ndarray):
+    """:func:`field_full` with the SVD started from the singular vectors ``U0``, ``Vh0`` of a nearby
+    matrix (:func:`._svd.svd_full_warm`; empty ``U0``: a cold start). The integrator passes those of the
+    step's start to its stages."""
     m, n = Y.shape
     if not _finite(Y):
         F[:, :] = 0.0
         return False, np.eye(m), np.zeros(min(m, n)), np.eye(n)
-    U, s, Vh = svd_full(Y)
+    if U0.shape[0] == m and Vh0.shape[0] == n:
+        U, s, Vh = svd_full_warm(Y, U0, Vh0)
+    else:
+        U, s, Vh = svd_full(Y)
     G = mask * (M - Y)
     if N == 1.0:
         F[:, :] = G

@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit
 
 from ._svd import svd_full
-from ._kernels import fd_jacobian_into, field_full, field_into, rho, sign_det
+from ._kernels import fd_jacobian_into, field_full, field_full_warm, field_into, multipliers, rho, sign_det
 
 __all__ = ["integrate", "STATUS_CODES", "NSTAT"]
 
@@ -105,8 +105,12 @@ ROS_E = (_ROS_B - _ROS_BH) @ _ROS_GI
 #: to the explicit method after an accepted stiff step with ``h·ρ <= NONSTIFF`` (from BDF after at least
 #: MIN_STIFF BDF steps), and uses BDF while ``σ_min >= COND·σ_1``, ROS34PW2 below (back above COND_BACK)
 EXPLICIT, BDF, ROS = 0, 1, 2
-#: ``integrator`` names of :func:`.end_to_end` and their method codes (-1: per-run switching)
-METHODS = {"dopri-bdf": -1, "dopri5": EXPLICIT, "bdf": BDF, "rosenbrock": ROS}
+#: method codes of the frozen-metric W-matrix (ROS34PW2 with ``J = −Ā_Y∘P_Ω`` and the reduced
+#: ``|Ω|×|Ω|`` solve, :func:`_frozen_factor`): throughout, and switched per run with Dormand–Prince
+ROS_FROZEN, SWITCH_FROZEN = 3, -2
+#: method names of :func:`run` and their codes (-1, -2: per-run switching)
+METHODS = {"dopri-bdf": -1, "dopri5": EXPLICIT, "bdf": BDF, "rosenbrock": ROS, "dopri-ros": SWITCH_FROZEN,
+           "rosenbrock-frozen": ROS_FROZEN}
 STIFF = 3.2
 NONSTIFF = 1.5
 STRIKES = 16
@@ -117,12 +121,16 @@ COND_BACK = 1e-6
 #: ROS34PW2 reuses its finite-difference Jacobian for up to this many accepted steps (a W-method keeps its
 #: order with any J), refreshed after a rejection
 ROS_JAC_AGE = 10
+#: stage SVDs start from the singular vectors of the step's start from this ``min(m, n)`` on (20×20: 4–5
+#: one-sided Jacobi sweeps instead of 5–8; below 6×6 the starting product costs what it saves)
+WARM_MIN = 6
 
 #: status codes of :func:`integrate` (index into :data:`.results.STATUSES`)
 STATUS_CODES = {"converged": 0, "max_time": 1, "max_steps": 2, "nonfinite": 3, "stalled": 4}
 #: counters returned in ``istats``: steps, rejected, status, n_logged, field calls, Jacobians, LUs, Newton
-#: failures (steps rejected because Newton did not converge), steps rejected by the error test
-NSTAT = 9
+#: failures (steps rejected because Newton did not converge), steps rejected by the error test, accepted
+#: BDF steps, accepted ROS34PW2 steps
+NSTAT = 11
 
 
 @njit(cache=True, error_model="numpy")
@@ -250,6 +258,118 @@ def _lu_solve(LU: np.ndarray, piv: np.ndarray, b: np.ndarray) -> None:
         for j in range(i + 1, n):
             s -= LU[i, j] * b[j]
         b[i] = s / LU[i, i]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _dot3(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
+    """``Σ x_i·y_i·z_i`` (reassociated, vectorized; the same bits in every process that runs this code)."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i] * z[i]
+    return acc
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _dot(x: np.ndarray, y: np.ndarray, n: int) -> float:
+    acc = 0.0
+    for i in range(n):
+        acc += x[i] * y[i]
+    return acc
+
+
+@njit(cache=True, error_model="numpy")
+def _frozen_jacobian(U: np.ndarray, s: np.ndarray, Vh: np.ndarray, N: float, normalized: bool, oi: np.ndarray,
+                     oj: np.ndarray, lam: np.ndarray, Uj: np.ndarray, Vhj: np.ndarray, UT: np.ndarray, V: np.ndarray,
+                     B: np.ndarray) -> bool:
+    """The frozen-metric Jacobian ``J = −Ā_Y∘P_Ω`` at ``Y = U diag(s) Vh`` (docs/flows.md §3.2), stored
+    as what its W-matrix solves need: ``lam`` (the multipliers ``λ``), ``Uj, Vhj`` (copies of ``U, Vh``),
+    ``UT = Uᵀ``, ``V = Vhᵀ`` (contiguous, for the matrix products) and the reduced
+    ``B = P_Ω Ā_Y P_Ωᵀ`` (``|Ω|×|Ω|``, ``Ω = {(a_e, b_e)} = {(oi[e], oj[e])}``)::
+
+        B[e, f] = Σ_ij λ_ij U[a_e, i] U[a_f, i] V[b_e, j] V[b_f, j] = Σ_i U[a_e, i] U[a_f, i] K[b_e, b_f, i],
+        K[b, d, i] = Σ_j λ_ij V[b, j] V[d, j]
+
+    (``m·n³/2 + |Ω|²·m/2`` multiply-adds, no BLAS call, so the bits do not depend on a thread count).
+    False when it is not finite."""
+    m = U.shape[0]
+    n = Vh.shape[0]
+    multipliers(s, m, n, N, normalized, lam)
+    Uj[:, :] = U
+    Vhj[:, :] = Vh
+    UT[:, :] = U.T
+    V[:, :] = Vh.T
+    K = np.empty((n, n, m))
+    for b in range(n):
+        for d in range(b + 1):
+            vbd = V[b] * V[d]
+            for i in range(m):
+                K[b, d, i] = _dot(lam[i], vbd, n)
+            K[d, b] = K[b, d]
+    p = oi.shape[0]
+    for e in range(p):
+        ue = Uj[oi[e]]
+        for f in range(e + 1):
+            v = _dot3(ue, Uj[oi[f]], K[oj[e], oj[f]])
+            B[e, f] = v
+            B[f, e] = v
+    for v in B.ravel():
+        if not math.isfinite(v):
+            return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _frozen_factor(B: np.ndarray, hg: float, Lc: np.ndarray, Lt: np.ndarray) -> bool:
+    """``Lc``: the Cholesky factor of ``I + hg·B`` (positive definite for ``hg >= 0``; row-oriented
+    Cholesky–Crout, dot products of contiguous rows), ``Lt = Lcᵀ`` (for the back substitution)."""
+    p = B.shape[0]
+    if not (math.isfinite(hg) and hg >= 0.0):
+        return False
+    for i in range(p):
+        for j in range(i + 1):
+            a = hg * B[i, j] + (1.0 if i == j else 0.0) - _dot(Lc[i], Lc[j], j)
+            if i == j:
+                if not a > 0.0:
+                    return False
+                Lc[i, i] = math.sqrt(a)
+            else:
+                Lc[i, j] = a / Lc[j, j]
+        for j in range(i + 1, p):
+            Lc[i, j] = 0.0
+    Lt[:, :] = Lc.T
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _frozen_solve(Lc: np.ndarray, Lt: np.ndarray, hg: float, oi: np.ndarray, oj: np.ndarray, lam: np.ndarray, Uj: np.ndarray,
+                  Vhj: np.ndarray, UT: np.ndarray, V: np.ndarray, r: np.ndarray) -> None:
+    """Solve ``(I + hg·Ā_Y∘P_Ω) u = r`` in place (``r (m·n,)``, row-major): ``z = P_Ω u`` solves the
+    reduced ``(I + hg·B) z = P_Ω r`` (Cholesky ``Lc``), then ``u = r − hg·Ā_Y(P_Ωᵀ z)``."""
+    m = UT.shape[0]
+    n = V.shape[0]
+    p = oi.shape[0]
+    z = np.empty(p)
+    for e in range(p):
+        z[e] = r[oi[e] * n + oj[e]]
+    for i in range(p):  # Lc y = z
+        acc = z[i]
+        for j in range(i):
+            acc -= Lc[i, j] * z[j]
+        z[i] = acc / Lc[i, i]
+    for i in range(p - 1, -1, -1):  # Lcᵀ x = y
+        acc = z[i]
+        for j in range(i + 1, p):
+            acc -= Lt[i, j] * z[j]
+        z[i] = acc / Lt[i, i]
+    Z = np.zeros((m, n))
+    for e in range(p):
+        Z[oi[e], oj[e]] = z[e]
+    H = (UT @ Z) @ V
+    H *= lam
+    A = (Uj @ H) @ Vhj
+    a = A.ravel()
+    for i in range(m * n):
+        r[i] -= hg * a[i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -393,7 +513,38 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
     e = E.reshape(d)
     us = np.zeros((4, d))  # ROS34PW2 stages
     D = np.zeros((MAX_ORDER + 3, d))  # BDF differences
-    dj = 1 if method == EXPLICIT else d  # no Jacobian for the explicit method alone
+    frozen = method == ROS_FROZEN or method == SWITCH_FROZEN
+    warm = k >= WARM_MIN
+    Uw = np.empty((0, 0))
+    Vhw = np.empty((0, 0))
+    # the frozen-metric W-matrix: observed entries, multipliers, SVD factors, reduced B and its Cholesky
+    po = 0
+    for v in mask.ravel():
+        if v != 0.0:
+            po += 1
+    pf = po if frozen else 1
+    oi = np.zeros(pf, dtype=np.int64)
+    oj = np.zeros(pf, dtype=np.int64)
+    if frozen:
+        e_ = 0
+        for i in range(m):
+            for j in range(n):
+                if mask[i, j] != 0.0:
+                    oi[e_] = i
+                    oj[e_] = j
+                    e_ += 1
+    lamj = np.zeros((m, n))
+    Uj = np.zeros((m, m))
+    Vhj = np.zeros((n, n))
+    UTj = np.zeros((m, m))
+    Vj = np.zeros((n, n))
+    Bf = np.zeros((pf, pf))
+    Lc = np.zeros((pf, pf))
+    Lt = np.zeros((pf, pf))
+    hg_f = np.nan  # hγ of the factor in Lc
+    if method == ROS_FROZEN:
+        method = ROS
+    dj = 1 if (method == EXPLICIT or frozen) else d  # no dense Jacobian for the explicit method alone
     J = np.zeros((dj, dj))
     LU = np.empty((dj, dj))
     piv = np.zeros(d, dtype=np.int64)
@@ -435,6 +586,10 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             cnt[4] += 1
             fvalid = True
         fcur = Fcur.reshape(d)
+        # stages start their SVD from the step's start (k >= WARM_MIN)
+        if warm:
+            Uw = U0
+            Vhw = Vh0
         converged = True
         bad = False
         ratio = np.inf
@@ -457,9 +612,9 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                             acc += a * Kst[j, i]
                     ys[i] = acc
                 if st < 6:
-                    okf = field_into(Ys, mask, M, N, normalized, Fs, sy)
+                    okf = field_full_warm(Ys, mask, M, N, normalized, Fs, Uw, Vhw)[0]
                 else:
-                    okf, U1, s1, Vh1 = field_full(Ys, mask, M, N, normalized, Fs)
+                    okf, U1, s1, Vh1 = field_full_warm(Ys, mask, M, N, normalized, Fs, Uw, Vhw)
                 cnt[4] += 1
                 if not okf:
                     bad = True
@@ -480,18 +635,33 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
         elif mode == ROS:
             # ---- ROS34PW2 with a fresh finite-difference Jacobian at the step's start
             q = 2
-            if j_age >= ROS_JAC_AGE or (n_rej > 0 and j_age > 0) or not j_ros:
-                jok = fd_jacobian_into(Y, Fcur, mask, M, N, normalized, J)
-                cnt[4] += d
+            jnew = j_age >= ROS_JAC_AGE or (n_rej > 0 and j_age > 0) or not j_ros
+            if jnew:
+                if frozen:
+                    jok = _frozen_jacobian(U0, prev_s, Vh0, N, normalized, oi, oj, lamj, Uj, Vhj, UTj, Vj, Bf)
+                else:
+                    jok = fd_jacobian_into(Y, Fcur, mask, M, N, normalized, J)
+                    cnt[4] += d
                 cnt[5] += 1
                 j_age = 0
                 j_ros = True
             hg = h * ROS_GAMMA
-            LU[:, :] = -hg * J
-            for i in range(d):
-                LU[i, i] += 1.0
-            cnt[6] += 1
-            if not (jok and _lu(LU, piv)):
+            if frozen:
+                # a W-method keeps its order with J̃ = (h̃/h)·J: the factor of I + h̃γ·B is reused while
+                # |h/h̃ − 1| <= DGMAX (CVODE's rule for its Newton matrix)
+                if jnew or not (abs(hg / hg_f - 1.0) <= DGMAX):
+                    fok = jok and _frozen_factor(Bf, hg, Lc, Lt)
+                    hg_f = hg
+                    cnt[6] += 1
+                else:
+                    fok = jok
+            else:
+                LU[:, :] = -hg * J
+                for i in range(d):
+                    LU[i, i] += 1.0
+                fok = jok and _lu(LU, piv)
+                cnt[6] += 1
+            if not fok:
                 bad = True
             else:
                 for st in range(4):
@@ -505,7 +675,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                                 if a != 0.0:
                                     acc += a * us[j, i]
                             ys[i] = acc
-                        okf = field_into(Ys, mask, M, N, normalized, Fs, sy)
+                        okf = field_full_warm(Ys, mask, M, N, normalized, Fs, Uw, Vhw)[0]
                         cnt[4] += 1
                         if not okf:
                             bad = True
@@ -517,7 +687,10 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                             if cc != 0.0:
                                 acc += ROS_GAMMA * cc * us[j, i]
                         rhs[i] = acc
-                    _lu_solve(LU, piv, rhs)
+                    if frozen:
+                        _frozen_solve(Lc, Lt, hg_f, oi, oj, lamj, Uj, Vhj, UTj, Vj, rhs)
+                    else:
+                        _lu_solve(LU, piv, rhs)
                     us[st] = rhs
             if not bad:
                 for i in range(d):
@@ -528,7 +701,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                         ea += ROS_E[j] * us[j, i]
                     ynew[i] = acc
                     e[i] = ea
-                okf, U1, s1, Vh1 = field_full(ynew.reshape(m, n), mask, M, N, normalized, F1)
+                okf, U1, s1, Vh1 = field_full_warm(ynew.reshape(m, n), mask, M, N, normalized, F1, Uw, Vhw)
                 cnt[4] += 1
                 if not okf:
                     bad = True
@@ -620,7 +793,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                 converged = False
                 fbad = False
                 for it in range(NEWTON_MAXITER):
-                    okf = field_into(ynew.reshape(m, n), mask, M, N, normalized, fy, sy)
+                    okf = field_full_warm(ynew.reshape(m, n), mask, M, N, normalized, fy, Uw, Vhw)[0]
                     cnt[4] += 1
                     n_iter = it + 1
                     if not okf:
@@ -699,6 +872,10 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             t_old = t
             t = t_new
             steps += 1
+            if mode == BDF:
+                cnt[9] += 1
+            elif mode == ROS:
+                cnt[10] += 1
             if mode == BDF:
                 rate_mem = rate
                 jfresh = False
@@ -786,7 +963,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     strikes = 0
                     clear = 0
                     n_stiff = 0
-                    if cond >= COND:
+                    if cond >= COND and not frozen:
                         mode = BDF
                         bdf_fresh = True
                     else:
@@ -802,7 +979,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             else:
                 if hr <= NONSTIFF:
                     mode = EXPLICIT
-                elif cond > COND_BACK:
+                elif cond > COND_BACK and not frozen:
                     mode = BDF
                     bdf_fresh = True
                     n_stiff = 0

@@ -19,29 +19,32 @@ __all__ = ["end_to_end", "INTEGRATORS", "resolve_integrator"]
 
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
-#: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf"
-INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri5", "bdf", "rosenbrock")
-#: "auto" switches to the stiff methods up to this m·n, and stays explicit above
+#: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf" or
+#: "dopri-ros" by size
+INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri-ros", "dopri5", "bdf", "rosenbrock")
+#: up to this m·n the stiff methods use the finite-difference Jacobian (m·n field calls, a dense LU); above
+#: it "auto" is "dopri-ros" and ROS34PW2 uses the frozen-metric W-matrix with its reduced |Ω|×|Ω| solve
 FD_MAX = 64
-#: the stiff methods hold a dense (m·n)×(m·n) Jacobian and its LU: refused above this m·n (41 MB)
+#: "bdf" holds a dense (m·n)×(m·n) Jacobian and its LU: refused above this m·n (41 MB)
 STIFF_MAX = 1600
 
 
 def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
                        shape: tuple[int, int] | None = None) -> str:
     """``"auto"`` (and ``"switching"``) → ``"dopri-bdf"``, the compiled per-run switching between
-    Dormand–Prince, BDF and ROS34PW2 (:mod:`dlnvolume.flows.compiled`), for tasks with ``m·n <=``
-    :data:`FD_MAX`; ``"dopri5"`` above (the stiff methods' dense finite-difference Jacobian costs ``m·n``
-    field evaluations and ``(m·n)²`` memory: one 20×20 endpoint at ``N = ∞`` took 23.7 s with them,
-    against a few seconds explicitly). ``"dopri5"``, ``"bdf"`` and ``"rosenbrock"`` run one method
-    throughout (same loop, same controls; ``"bdf"``/``"rosenbrock"`` only up to :data:`STIFF_MAX`)."""
+    Dormand–Prince, BDF and ROS34PW2 with finite-difference Jacobians (:mod:`dlnvolume.flows.compiled`),
+    for tasks with ``m·n <=`` :data:`FD_MAX`; ``"dopri-ros"`` above: Dormand–Prince and ROS34PW2 with the
+    frozen-metric W-matrix ``I + hγ·Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (a dense
+    finite-difference Jacobian costs ``m·n`` field calls: one 20×20 endpoint at ``N = ∞`` took 23.7 s
+    with it). ``"dopri5"``, ``"bdf"`` and ``"rosenbrock"`` run one method throughout (same loop, same
+    controls; ``"bdf"`` only up to :data:`STIFF_MAX`; ``"rosenbrock"`` frozen-metric above :data:`FD_MAX`)."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
     if integrator in ("auto", "switching"):
         size = 0 if shape is None else shape[0] * shape[1]
-        return "dopri-bdf" if size <= FD_MAX else "dopri5"
+        return "dopri-bdf" if size <= FD_MAX else "dopri-ros"
     return integrator
 
 
@@ -113,11 +116,13 @@ def end_to_end(
         that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1`` before and after: the invariants of
         MATH.md §1.5 item 6 (rank, sign det) when a singular value decays towards 0 (rank-deficient
         limits, MATH.md §5.2–5.3). ``False``: Frobenius error control only.
-    integrator : {"auto", "dopri-bdf", "switching", "dopri5", "bdf", "rosenbrock"}, default "auto"
-        "auto" (and "switching", its former name) is "dopri-bdf": per run Dormand–Prince, switching to
-        BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``) while ``σ_min >= 1e-7·σ_1`` and
-        to ROS34PW2 below, and back to Dormand–Prince when the stiff step would be stable explicitly
-        (``h·ρ <= 1.5``). "dopri5", "bdf", "rosenbrock" use one of them throughout.
+    integrator : {"auto", "dopri-bdf", "switching", "dopri-ros", "dopri5", "bdf", "rosenbrock"}, default "auto"
+        "auto" (and "switching", its former name) is "dopri-bdf" for ``m·n <= 64``: per run
+        Dormand–Prince, switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``)
+        while ``σ_min >= 1e-7·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
+        would be stable explicitly (``h·ρ <= 1.5``); above, "dopri-ros": the same switching between
+        Dormand–Prince and ROS34PW2 with the frozen-metric W-matrix. "dopri5", "bdf", "rosenbrock" use one
+        of them throughout.
         :attr:`FlowResult.integrator` says which one ran.
 
     Returns
@@ -155,15 +160,16 @@ def end_to_end(
     if first_step is not None:
         first_step = check_positive(first_step, "first_step")
     name = resolve_integrator(integrator, N, task.n_observed, task.shape)
-    if name != "dopri5" and task.shape[0] * task.shape[1] > STIFF_MAX:
-        raise InvalidArgumentError(
-            f"integrator={integrator!r} on a {task.shape[0]}x{task.shape[1]} task: the stiff methods hold a dense "
-            f"(m·n)×(m·n) Jacobian, accepted for m·n <= {STIFF_MAX}; use integrator='auto' or 'dopri5'")
     m, n = task.shape
+    if name in ("bdf", "dopri-bdf") and m * n > STIFF_MAX:
+        raise InvalidArgumentError(
+            f"integrator={integrator!r} on a {m}x{n} task: BDF holds a dense (m·n)×(m·n) Jacobian, accepted "
+            f"for m·n <= {STIFF_MAX}; use integrator='auto', 'dopri-ros', 'rosenbrock' or 'dopri5'")
+    method = "rosenbrock-frozen" if name == "rosenbrock" and m * n > FD_MAX else name
     out, _ = compiled.run(task._observed, task.values, N, normalized, X0, t_max=min(t_max, _T_HORIZON),
                           loss_tol=tol, rtol=rtol, atol=atol, max_steps=max_steps, log_every=log_every,
                           n_log=n_log, threshold=threshold, h0=first_step, spectral=spectral_control and N != 1,
-                          sign_guard=spectral_control and N != 1 and m == n, method=name)
+                          sign_guard=spectral_control and N != 1 and m == n, method=method)
     traj = Trajectory(out.log_t, out.log_loss, out.log_sigma, out.crossing, threshold, out.n_logged)
     return FlowResult(
         X=out.Y,

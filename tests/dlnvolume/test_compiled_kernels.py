@@ -94,6 +94,37 @@ def test_jacobian_against_central_differences(N, shape):
     assert np.max(np.abs(J2 - ref)) > 1e-3 * np.max(np.abs(ref))
 
 
+@pytest.mark.parametrize("N,normalized", [(2, True), (3, False), (20, True), (math.inf, True)])
+@pytest.mark.parametrize("shape,n_obs", [((3, 3), 5), ((5, 6), 14), ((9, 8), 40)])
+def test_frozen_metric_solve_against_the_dense_operator(N, normalized, shape, n_obs):
+    """The W-matrix solve of the frozen-metric ROS34PW2, ``(I + hγ·Ā_Y∘P_Ω) u = r`` through the reduced
+    ``|Ω|×|Ω|`` Cholesky system, against a dense solve with the dense operator of test_dense_reference;
+    negative control: the solve without the reduction's correction (``u = r``) is far."""
+    rng = np.random.default_rng([SEED, shape[0], shape[1], int(min(N, 99)), int(normalized)])
+    m, n = shape
+    task = _task(m, n, n_obs, rng)
+    Y = _matrix("random", m, n, rng)
+    mask = task._observed.astype(float)
+    from dlnvolume.flows._svd import svd_full
+    U, s, Vh = svd_full(Y)
+    oi, oj = (a.astype(np.int64) for a in np.nonzero(task._observed))
+    p = oi.size
+    lam, Uj, UT, Vhj, V = np.zeros((m, n)), np.zeros((m, m)), np.zeros((m, m)), np.zeros((n, n)), np.zeros((n, n))
+    B, Lc, Lt = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
+    assert compiled._frozen_jacobian(U, s, Vh, float(N), normalized, oi, oj, lam, Uj, Vhj, UT, V, B)
+    A = dense_A(Y, N, normalized) @ np.diag(mask.ravel())
+    for hg in (1e-3, 0.7, 50.0):
+        assert compiled._frozen_factor(B, hg, Lc, Lt)
+        r = rng.standard_normal(m * n)
+        u = r.copy()
+        compiled._frozen_solve(Lc, Lt, hg, oi, oj, lam, Uj, Vhj, UT, V, u)
+        ref = np.linalg.solve(np.eye(m * n) + hg * A, r)
+        assert np.max(np.abs(u - ref)) <= 1e-9 * np.max(np.abs(ref)), hg
+        if hg >= 0.7:
+            assert np.max(np.abs(r - ref)) > 1e-2 * np.max(np.abs(ref))
+    assert not compiled._frozen_factor(B, np.nan, Lc, Lt) and not compiled._frozen_factor(B, -1.0, Lc, Lt)
+
+
 def test_nonfinite_input_gives_nan_not_an_exception():
     task = tasks.diagonal_2x2()
     mask, M = task._observed.astype(float), task.values

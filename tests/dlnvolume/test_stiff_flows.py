@@ -170,13 +170,17 @@ def test_integrator_choice_is_recorded_and_validated():
     for integ, name in (("auto", "dopri-bdf"), ("switching", "dopri-bdf"), ("bdf", "bdf"), ("dopri5", "dopri5")):
         assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3, integrator=integ).integrator == name
     # ... up to m·n = 64; explicit above (the stiff methods' dense Jacobian)
-    for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "dopri5"), ((1, 5), "dopri-bdf")):
+    for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "dopri-ros"), ((1, 5), "dopri-bdf")):
         t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
         assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
         assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == name
     big = tasks.random_low_rank(41, 40, 1, 5, rng=0)
-    with pytest.raises(errors.InvalidArgumentError, match=r"integrator='bdf' on a 41x40 task: .* m·n <= 1600"):
-        flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator="bdf")
+    for integ in ("bdf", "dopri-bdf"):
+        with pytest.raises(errors.InvalidArgumentError, match=rf"integrator='{integ}' on a 41x40 task: .* m·n <= 1600"):
+            flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator=integ)
+    for integ in ("auto", "rosenbrock", "dopri-ros"):  # the frozen-metric W-matrix has no dense Jacobian
+        res = flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator=integ, max_steps=2)
+        assert res.integrator == ("dopri-ros" if integ == "auto" else integ) and np.all(np.isfinite(res.X))
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
         flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
@@ -232,3 +236,27 @@ def test_a_run_does_not_depend_on_its_batch(integrator, shape, rank, n_obs):
         np.testing.assert_array_equal(one.X[0], whole.X[i])
     part = flows.end_to_end(task, 5, X0[1:4], **kw)
     np.testing.assert_array_equal(part.X, whole.X[1:4])
+
+
+# --------------------------------------------------------------------------- the frozen-metric W-matrix (m·n > 64)
+@pytest.mark.parametrize("integrator", ["auto", "rosenbrock"])
+@pytest.mark.parametrize("N,T", [(3, 60.0), (math.inf, 1000.0)])
+def test_frozen_metric_rosenbrock_against_dopri5(integrator, N, T):
+    """Above ``m·n = 64`` ROS34PW2 runs with ``J = −Ā_X∘P_Ω`` and the reduced ``|Ω|×|Ω|`` solve ("auto" is
+    "dopri-ros": Dormand–Prince switching to it). On a 9×8 rank-2 task with 50 observed entries, through
+    the plateaus of a small initialization (at N = ∞ up to T = 1000, where the loss is 0.3–2.7), rtol 1e-7
+    must agree with Dormand–Prince at 1e-11 to ``100·rtol`` of ``max|X|``; negative control: the endpoint of
+    another depth is far (> 1e-2)."""
+    rng = np.random.default_rng([SEED, 98])
+    task = tasks.random_low_rank(9, 8, 2, 50, rng=4)
+    X0 = 1e-3 * rng.standard_normal((3, 9, 8)) / 3
+    kw = dict(t_max=T, loss_tol=0)
+    res = flows.end_to_end(task, N, X0, rtol=1e-7, integrator=integrator, **kw)
+    assert res.integrator == ("dopri-ros" if integrator == "auto" else "rosenbrock")
+    ref = flows.end_to_end(task, N, X0, rtol=1e-11, integrator="dopri5", max_steps=10**6, **kw)
+    assert np.all(res.status == "max_time") and np.all(ref.status == "max_time")
+    scale = np.abs(ref.X).max(axis=(1, 2))
+    err = np.abs(res.X - ref.X).max(axis=(1, 2)) / scale
+    assert np.all(err <= 1e-5), err
+    other = flows.end_to_end(task, 2 if N == 3 else 10, X0, rtol=1e-7, **kw)
+    assert np.all(np.abs(other.X - ref.X).max(axis=(1, 2)) / scale > 1e-2)
