@@ -1044,11 +1044,31 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
     crossing = np.zeros((B, k))
     istats = np.zeros((B, NSTAT), dtype=np.int64)
     fstats = np.zeros((B, 3))
-    integrate_batch(np.ascontiguousarray(Y0, dtype=np.float64), np.ascontiguousarray(mask, dtype=np.float64),
-                    np.ascontiguousarray(values, dtype=np.float64), float(depth), bool(normalized), float(t_max),
-                    float(loss_tol), float(rtol), float(atol), np.int64(min(max_steps, 2**62)),
-                    np.int64(min(log_every, 2**62)), float(threshold), float(h0 or 0.0), bool(spectral),
-                    bool(sign_guard), np.int64(METHODS[method]), Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats)
+    Y0 = np.ascontiguousarray(Y0, dtype=np.float64)
+    mask = np.ascontiguousarray(mask, dtype=np.float64)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    common = (float(depth), bool(normalized), float(t_max), float(loss_tol), float(rtol), float(atol),
+              np.int64(min(max_steps, 2**62)), np.int64(min(log_every, 2**62)), float(threshold), float(h0 or 0.0))
+    rest = np.ones(B, dtype=bool)
+    if method == "svd-2x2":
+        from . import svd2
+
+        use = svd2.applicable(Y0, depth)
+        svd2.integrate_batch(use, Y0, mask, values, *common, Y_out, log_t, log_loss, log_sigma, crossing, istats,
+                             fstats)
+        rest = ~use
+        method = "dopri-bdf"
+    if rest.any():
+        idx = np.flatnonzero(rest)
+        if idx.size == B:
+            outs = (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats)
+        else:
+            outs = tuple(a[idx] for a in (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats))
+        integrate_batch(np.ascontiguousarray(Y0[idx]), mask, values, *common, bool(spectral),
+                        bool(sign_guard), np.int64(METHODS[method]), *outs)
+        if idx.size != B:
+            for a, o in zip((Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats), outs):
+                a[idx] = o
     n_logged = istats[:, 3]
     idx = np.minimum(np.arange(K)[None, :], np.maximum(n_logged - 1, 0)[:, None])
     rows = np.arange(B)[:, None]
@@ -1064,6 +1084,8 @@ def warm_up() -> None:
     """Compile the integrator (or load it from numba's cache) in this process: called before worker
     processes start, so that they load the cached code instead of each compiling it (the first compile
     takes about a minute of CPU; loading, under a second)."""
-    Y0 = np.array([[[1e-2, 0.0], [0.0, 1e-2]]])
+    # the first run has coincident singular values: "svd-2x2" hands it to the Cartesian integrator, so one
+    # call compiles both
+    Y0 = np.array([[[1e-2, 0.0], [0.0, 1e-2]], [[2e-2, 0.0], [0.0, 1e-2]]])
     run(np.eye(2, dtype=bool), np.eye(2), 2.0, True, Y0, t_max=1.0, loss_tol=0.0, rtol=1e-6, atol=0.0, max_steps=2,
-        log_every=1, n_log=3, threshold=0.5, h0=None, spectral=True, sign_guard=True)
+        log_every=1, n_log=3, threshold=0.5, h0=None, spectral=True, sign_guard=True, method="svd-2x2")

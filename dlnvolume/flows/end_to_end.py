@@ -21,7 +21,7 @@ __all__ = ["end_to_end", "INTEGRATORS", "resolve_integrator"]
 _T_HORIZON = 1e300
 #: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf" or
 #: "dopri-ros" by size
-INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri-ros", "dopri5", "bdf", "rosenbrock")
+INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock")
 #: up to this m·n the stiff methods use the finite-difference Jacobian (m·n field calls, a dense LU); above
 #: it "auto" is "dopri-ros" and ROS34PW2 uses the frozen-metric W-matrix with its reduced |Ω|×|Ω| solve
 FD_MAX = 64
@@ -37,14 +37,24 @@ def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
     frozen-metric W-matrix ``I + hγ·Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (a dense
     finite-difference Jacobian costs ``m·n`` field calls: one 20×20 endpoint at ``N = ∞`` took 23.7 s
     with it). ``"dopri5"``, ``"bdf"`` and ``"rosenbrock"`` run one method throughout (same loop, same
-    controls; ``"bdf"`` only up to :data:`STIFF_MAX`; ``"rosenbrock"`` frozen-metric above :data:`FD_MAX`)."""
+    controls; ``"bdf"`` only up to :data:`STIFF_MAX`; ``"rosenbrock"`` frozen-metric above :data:`FD_MAX`).
+    On 2×2 tasks at ``N >= 2`` "auto" is ``"svd-2x2"``: the flow in singular-value coordinates
+    ``(log σ_1, log σ_2, θ, φ)`` (:mod:`dlnvolume.flows.svd2`), which resolves a ``σ_2`` far below
+    ``eps·σ_1``, as deep flows from a small initialization need; its runs that start with ``σ_2 = 0`` or
+    ``σ_1 = σ_2`` run "dopri-bdf"."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
         )
     if integrator in ("auto", "switching"):
+        if shape == (2, 2) and depth >= 2:
+            return "svd-2x2"
         size = 0 if shape is None else shape[0] * shape[1]
         return "dopri-bdf" if size <= FD_MAX else "dopri-ros"
+    if integrator == "svd-2x2" and (shape != (2, 2) or depth < 2):
+        raise InvalidArgumentError(
+            f"integrator='svd-2x2' on a {'?' if shape is None else f'{shape[0]}x{shape[1]}'} task at depth {depth}: "
+            "accepted for 2x2 tasks at depth >= 2")
     return integrator
 
 
@@ -116,13 +126,14 @@ def end_to_end(
         that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1`` before and after: the invariants of
         MATH.md §1.5 item 6 (rank, sign det) when a singular value decays towards 0 (rank-deficient
         limits, MATH.md §5.2–5.3). ``False``: Frobenius error control only.
-    integrator : {"auto", "dopri-bdf", "switching", "dopri-ros", "dopri5", "bdf", "rosenbrock"}, default "auto"
+    integrator : {"auto", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock"}, default "auto"
         "auto" (and "switching", its former name) is "dopri-bdf" for ``m·n <= 64``: per run
         Dormand–Prince, switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``)
         while ``σ_min >= 1e-7·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
         would be stable explicitly (``h·ρ <= 1.5``); above, "dopri-ros": the same switching between
-        Dormand–Prince and ROS34PW2 with the frozen-metric W-matrix. "dopri5", "bdf", "rosenbrock" use one
-        of them throughout.
+        Dormand–Prince and ROS34PW2 with the frozen-metric W-matrix; on 2×2 tasks at ``N >= 2``, "svd-2x2"
+        (Dormand–Prince in singular-value coordinates, see :func:`resolve_integrator`). "dopri5", "bdf",
+        "rosenbrock" use one of them throughout.
         :attr:`FlowResult.integrator` says which one ran.
 
     Returns

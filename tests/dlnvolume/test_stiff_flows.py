@@ -167,13 +167,15 @@ def test_invariants_on_ill_conditioned_start(integrator, N, kind):
 def test_integrator_choice_is_recorded_and_validated():
     task = tasks.diagonal_2x2()
     # "auto" (and its former name "switching") is the compiled per-run switching on every task and depth
-    for integ, name in (("auto", "dopri-bdf"), ("switching", "dopri-bdf"), ("bdf", "bdf"), ("dopri5", "dopri5")):
+    for integ, name in (("auto", "svd-2x2"), ("switching", "svd-2x2"), ("bdf", "bdf"), ("dopri5", "dopri5")):
         assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3, integrator=integ).integrator == name
     # ... up to m·n = 64; explicit above (the stiff methods' dense Jacobian)
     for (m, n), name in (((3, 3), "dopri-bdf"), ((8, 8), "dopri-bdf"), ((9, 8), "dopri-ros"), ((1, 5), "dopri-bdf")):
         t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
         assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
         assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == name
+    # on 2×2 tasks at N >= 2: singular-value coordinates (test_svd2.py)
+    assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri-bdf"
     big = tasks.random_low_rank(41, 40, 1, 5, rng=0)
     for integ in ("bdf", "dopri-bdf"):
         with pytest.raises(errors.InvalidArgumentError, match=rf"integrator='{integ}' on a 41x40 task: .* m·n <= 1600"):
