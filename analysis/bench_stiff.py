@@ -2,7 +2,8 @@
 
 The package's flows (:func:`dlnvolume.flows.end_to_end`, :func:`dlnvolume.flows.endpoints`, default
 ``integrator="auto"``: the compiled per-run switching Dormand–Prince / BDF / ROS34PW2 of
-:mod:`dlnvolume.flows.compiled` up to m·n = 64, Dormand–Prince above) against two peers with the
+:mod:`dlnvolume.flows.compiled` up to m·n = 36, Dormand–Prince / frozen-metric ROS34PW2 above, the
+singular-value coordinates of :mod:`dlnvolume.flows.svd2` on 2×2 tasks) against two peers with the
 same field, the same ``X0`` and the same stopping rule ``task.mse <= 1e-6`` (a terminal event):
 
 * **LSODA**: :func:`scipy.integrate.solve_ivp` with a numpy field (one SVD per call; :func:`scipy_flow`,

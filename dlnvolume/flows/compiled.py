@@ -455,10 +455,11 @@ def _error_ratio(E, nY0, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm):
 
 @njit(cache=True, error_model="numpy")
 def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps, log_every, threshold,  # noqa: C901
-              h0, spectral, sign_guard, method, Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats):
+              h0, spectral, sign_guard, method, Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats, min_r):
     """Integrate one flow from ``Y0 (m, n)``; outputs in place (module docstring): ``Y_out``, the
     trajectory buffers ``log_t (K,)``, ``log_loss (K,)``, ``log_sigma (K, k)``, ``crossing (k,)``,
-    ``istats`` (:data:`NSTAT` counters) and ``fstats = [t, min σ_min/σ_1, loss]``. ``h0 <= 0``: the
+    ``istats`` (:data:`NSTAT` counters), ``fstats = [t, min σ_min/σ_1, loss]`` and ``min_r (k,)``, the
+    smallest ``σ_i/σ_1`` of every index over the accepted states. ``h0 <= 0``: the
     initial step is chosen from ``‖Y0‖/‖f(Y0)‖``. ``method``: -1 per-run switching, or one of
     ``EXPLICIT``, ``BDF``, ``ROS`` throughout."""
     m, n = Y0.shape
@@ -476,6 +477,8 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
     for i in range(k):
         crossing[i] = 0.0 if s[i] > threshold else np.inf
     min_ratio = s[k - 1] / s[0] if s[0] > 0 else 0.0
+    for i in range(k):
+        min_r[i] = s[i] / s[0] if s[0] > 0 else 0.0
     t = 0.0
     tc = 0.0
     status = -1
@@ -934,6 +937,8 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             prev_s[:] = s1
             q_ = s1[k - 1] / s1[0] if s1[0] > 0 else 0.0
             min_ratio = min(min_ratio, q_)
+            for i in range(k):
+                min_r[i] = min(min_r[i], s1[i] / s1[0] if s1[0] > 0 else 0.0)
             n_rej = 0
             nonfin = False
             if Lnew <= loss_tol:
@@ -1018,12 +1023,12 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
 
 @njit(cache=True, error_model="numpy")
 def integrate_batch(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps, log_every, threshold,
-                    h0, spectral, sign_guard, method, Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats):
+                    h0, spectral, sign_guard, method, Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats, min_r):
     """:func:`integrate` for each run of a stack ``Y0 (B, m, n)`` (outputs with a leading ``B`` axis)."""
     for b in range(Y0.shape[0]):
         integrate(np.ascontiguousarray(Y0[b]), mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps,
                   log_every, threshold, h0, spectral, sign_guard, method, Y_out[b], log_t[b], log_loss[b], log_sigma[b],
-                  crossing[b], istats[b], fstats[b])
+                  crossing[b], istats[b], fstats[b], min_r[b])
 
 
 def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0: np.ndarray, *, t_max: float,
@@ -1044,6 +1049,8 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
     crossing = np.zeros((B, k))
     istats = np.zeros((B, NSTAT), dtype=np.int64)
     fstats = np.zeros((B, 3))
+    min_r = np.zeros((B, k))
+    exact = np.zeros(B, dtype=bool)  # runs in singular-value coordinates (σ resolved at any ratio)
     Y0 = np.ascontiguousarray(Y0, dtype=np.float64)
     mask = np.ascontiguousarray(mask, dtype=np.float64)
     values = np.ascontiguousarray(values, dtype=np.float64)
@@ -1057,17 +1064,16 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
         svd2.integrate_batch(use, Y0, mask, values, *common, Y_out, log_t, log_loss, log_sigma, crossing, istats,
                              fstats)
         rest = ~use
+        exact = use
         method = "dopri-bdf"
     if rest.any():
         idx = np.flatnonzero(rest)
-        if idx.size == B:
-            outs = (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats)
-        else:
-            outs = tuple(a[idx] for a in (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats))
+        arrays = (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats, min_r)
+        outs = arrays if idx.size == B else tuple(a[idx] for a in arrays)
         integrate_batch(np.ascontiguousarray(Y0[idx]), mask, values, *common, bool(spectral),
                         bool(sign_guard), np.int64(METHODS[method]), *outs)
         if idx.size != B:
-            for a, o in zip((Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats), outs):
+            for a, o in zip(arrays, outs):
                 a[idx] = o
     n_logged = istats[:, 3]
     idx = np.minimum(np.arange(K)[None, :], np.maximum(n_logged - 1, 0)[:, None])
@@ -1076,8 +1082,30 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
     out = LoopOutput(Y=Y_out, t=fstats[:, 0], loss=fstats[:, 2], n_steps=istats[:, 0].copy(),
                      n_rejected=istats[:, 1].copy(), status=status, log_t=log_t[rows, idx],
                      log_loss=log_loss[rows, idx], log_sigma=log_sigma[rows, idx], n_logged=n_logged.copy(),
-                     crossing=crossing, min_sigma_ratio=fstats[:, 1])
+                     crossing=crossing, min_sigma_ratio=fstats[:, 1],
+                     unresolved=unresolved(min_r, Y_out, depth) & ~exact)
     return out, istats
+
+
+#: a run is "unresolved" when a singular value went below RESOLVE·σ_1 and then grew by more than GROWTH
+#: (docs/flows.md §3.3): a float64 matrix holds σ_i only to eps·σ_1, and the time it takes to grow from there,
+#: on which the endpoint depends, depends on its value. Measured on Cartesian cmv-2x2 flows at N = 20 (σ_2
+#: dips, grows 1e5-fold, the endpoint is rank 1 on the hyperbola): min σ_2/σ_1 of 2e-11 to 7e-11 gave endpoint
+#: errors 3e-4 to 9e-3 against the singular-value-coordinate reference; 2.5e-10, 3e-5; from 4e-10 up, < 1e-5.
+RESOLVE = 1e-10
+GROWTH = 100.0
+
+
+def unresolved(min_r: np.ndarray, Y: np.ndarray, depth: float) -> np.ndarray:
+    """``(B,)``: runs with an index ``i`` whose smallest ``σ_i/σ_1`` along the run was below
+    :data:`RESOLVE` and whose final ``σ_i/σ_1`` is more than :data:`GROWTH` times that (never at
+    ``N = 1``, whose flow is linear in ``X``)."""
+    if depth == 1 or Y.shape[0] == 0:
+        return np.zeros(Y.shape[0], dtype=bool)
+    s = np.linalg.svd(Y, compute_uv=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        final = s / s[:, :1]
+    return np.any((min_r < RESOLVE) & (final > GROWTH * min_r), axis=1)
 
 
 def warm_up() -> None:

@@ -65,6 +65,8 @@ def _run_endpoint_batch(job: dict[str, Any]) -> dict[str, np.ndarray]:
         "min_sigma_ratio": res.min_sigma_ratio if res.min_sigma_ratio is not None else np.full(len(seeds), np.nan),
         "integrator": np.array([res.integrator] * len(seeds), dtype=str),
         "check_err": check_err,
+        "unresolved": (np.asarray(res.unresolved, dtype=bool) if getattr(res, "unresolved", None) is not None
+                       else np.zeros(len(seeds), dtype=bool)),
     }
 
 
@@ -348,5 +350,7 @@ def _assemble(results, seeds, N, method, init_scale, task, normalized, flow_kwar
         x0_sigma_ratio=x0_ratio,
         integrator="+".join(ran),
         check_err=cat("check_err"),
+        unresolved=np.concatenate([np.asarray(r.get("unresolved", np.zeros(len(r["seeds"]), dtype=bool)), dtype=bool)
+                                   for r in results]),  # checkpoints written before it existed: False
         accuracy=accuracy,
     )

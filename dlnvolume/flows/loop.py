@@ -104,3 +104,4 @@ class LoopOutput:
     n_logged: np.ndarray  # (B,)
     crossing: np.ndarray  # (B, k)
     min_sigma_ratio: np.ndarray  # (B,) min over accepted states of σ_min/σ_1
+    unresolved: np.ndarray | None = None  # (B,) bool, compiled.unresolved

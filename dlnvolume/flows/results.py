@@ -82,6 +82,10 @@ class FlowResult:
     min_sigma_ratio : (B,) array or None
         end_to_end: smallest ``σ_min/σ_1`` over the accepted states. Below ``~1e-13`` float64 cannot
         resolve ``σ_min`` (nor ``sign det``): rank and ``sign det`` are then no longer guaranteed.
+    unresolved : (B,) bool array or None
+        end_to_end: a singular value went below ``1e-10·σ_1`` in matrix coordinates, where float64 holds
+        it only to ``eps·σ_1``, and then grew more than 100-fold: the time it took to grow, hence the
+        endpoint, is not determined to 1e-3 (docs/flows.md §3.3). Never for "svd-2x2" runs.
     """
 
     X: np.ndarray
@@ -100,6 +104,7 @@ class FlowResult:
     factors: tuple[np.ndarray, ...] | None = None
     min_sigma_ratio: np.ndarray | None = None
     integrator: str = "dopri5"
+    unresolved: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +143,9 @@ class Endpoints:
     accuracy : dict
         ``tol``, ``tighten``, ``check_stride`` and ``rounds``: per round ``rtol``, ``n_checked``,
         ``n_moved``, ``max_err`` (empty when not checked). The last round's runs are the endpoints.
+    unresolved : (n_runs,) bool
+        :attr:`FlowResult.unresolved` of every run (end_to_end; empty for method="factor" and for files
+        written before it existed): part of :attr:`flagged`.
     """
 
     X: np.ndarray
@@ -161,6 +169,7 @@ class Endpoints:
     integrator: str = "dopri5"
     check_err: np.ndarray = field(default_factory=lambda: np.zeros(0))
     accuracy: dict = field(default_factory=dict)
+    unresolved: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_runs(self) -> int:
@@ -169,12 +178,15 @@ class Endpoints:
     @property
     def flagged(self) -> np.ndarray:
         """``(n_runs,)`` bool: runs whose accuracy check moved them by more than the tolerance (docstring of
-        :func:`dlnvolume.flows.endpoints`, ``check_accuracy``); all False when nothing was checked."""
-        if self.check_err.shape != (self.n_runs,):
-            return np.zeros(self.n_runs, dtype=bool)
-        tol = float(self.accuracy.get("tol", 1e-3))
-        with np.errstate(invalid="ignore"):
-            return np.asarray(self.check_err > tol)
+        :func:`dlnvolume.flows.endpoints`, ``check_accuracy``), and runs :attr:`unresolved` in float64."""
+        out = np.zeros(self.n_runs, dtype=bool)
+        if self.check_err.shape == (self.n_runs,):
+            tol = float(self.accuracy.get("tol", 1e-3))
+            with np.errstate(invalid="ignore"):
+                out |= np.asarray(self.check_err > tol)
+        if self.unresolved.shape == (self.n_runs,):
+            out |= self.unresolved
+        return out
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` (``.npz``) atomically (temporary file + ``os.replace``)."""
@@ -201,6 +213,7 @@ class Endpoints:
             integrator=np.str_(self.integrator),
             check_err=self.check_err,
             accuracy=np.str_(json.dumps(self.accuracy)),
+            unresolved=np.asarray(self.unresolved, dtype=bool),
         )
 
     @classmethod
@@ -234,6 +247,7 @@ class Endpoints:
             integrator=str(d.get("integrator", "dopri5")),
             check_err=d.get("check_err", np.zeros(0)),
             accuracy=json.loads(str(d["accuracy"])) if "accuracy" in d else {},
+            unresolved=d.get("unresolved", np.zeros(0, dtype=bool)).astype(bool),
         )
 
 

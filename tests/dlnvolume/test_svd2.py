@@ -92,3 +92,22 @@ def test_records_and_validation():
             flows.end_to_end(bad, depth, 0.1 * np.ones(bad.shape), integrator="svd-2x2")
     assert flows.end_to_end(task, 1, 0.1 * np.eye(2)).integrator == "dopri-bdf"
     assert isinstance(task, CompletionTask)
+
+
+def test_cartesian_runs_below_float64_resolution_are_flagged(tmp_path):
+    """The same deep cmv-like runs in matrix coordinates: σ_2/σ_1 falls to ~1e-14 and σ_2 then grows
+    1e5-fold, so the endpoint is not determined (up to 3e-2 off the reference): ``unresolved``, hence
+    ``Endpoints.flagged``. Negative controls: the same runs in singular-value coordinates, and 6×6 flows
+    from a Gaussian start (σ_min/σ_1 >= 1e-6 on the way), are not flagged."""
+    task = tasks.diagonal_2x2()
+    kw = dict(rng=1, workers=1, progress=False, loss_tol=1e-12, check_accuracy=False)
+    cart = flows.endpoints(task, 20, 6, 1e-4, integrator="dopri-bdf", **kw)
+    assert np.all(cart.min_sigma_ratio < 1e-12) and np.all(cart.unresolved) and np.all(cart.flagged)
+    cart.save(tmp_path / "ep.npz")
+    np.testing.assert_array_equal(flows.Endpoints.load(tmp_path / "ep.npz").flagged, cart.flagged)
+    exact = flows.endpoints(task, 20, 6, 1e-4, **kw)
+    assert exact.integrator == "svd-2x2" and not np.any(exact.unresolved) and not np.any(exact.flagged)
+    rng = np.random.default_rng(SEED)
+    t6 = tasks.random_low_rank(6, 6, 2, 12, rng=1)
+    res = flows.end_to_end(t6, math.inf, 1e-3 * rng.standard_normal((4, 6, 6)) / math.sqrt(6))
+    assert np.all(res.min_sigma_ratio > 1e-8) and not np.any(res.unresolved)
