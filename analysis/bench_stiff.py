@@ -25,8 +25,8 @@ that CVODE's callbacks need compiled).
 
 Workloads (issue 23, "What it must show"; the 6×6 task is ``random_low_rank(6, 6, 2, 12, rng=1)``):
 
-1. **endpoint accuracy at default settings**: 200 flows ``endpoints(task, N, 200, 1e-3, rng=`` :data:`SEED`
-   ``, workers=1)`` at N = 3, 10, ∞ (40 flows, N = 3, ∞ at ``--quick``), every endpoint against the
+1. **endpoint accuracy at default settings**: 200 flows ``endpoints(task, N, 200,`` :data:`BATCH_X0_NORM`
+   ``, init_law="gaussian_matrix", rng=`` :data:`SEED` ``, workers=1)`` at N = 3, 10, ∞ (40 flows, N = 3, ∞ at ``--quick``), every endpoint against the
    reference at its own stopping time: max and 95th percentile of the error, how many above 1e-3, the
    worst runs, ``Endpoints.accuracy`` (the integrator's self-check) when it exists. Goal: every endpoint
    within 1e-3 or flagged (status not "converged", or ``Endpoints.flagged``).
@@ -95,6 +95,11 @@ REF_SINGLE_CAP_S = 300.0
 LOOP_BUDGET, LOOP_MIN_S = 2.0, 30.0
 #: seed of the batches of items 1/3 and 5
 SEED = 20230
+#: items 1/3 draw ``X0 = s·G/‖G‖_F`` (``init_law="gaussian_matrix"``) with the ‖X0‖_F of issue 23's batch,
+#: ``1e-3·N(0,1)/√6`` entries (median 2.4e-3). The default law at N = 10 (products of 10 Gaussian factors,
+#: σ_min/σ_1 down to 1e-16) passes below what float64 resolves: those runs are flagged ``unresolved``
+#: (docs/flows.md §3.3), and their endpoints cannot be compared with any matrix-coordinate reference.
+BATCH_X0_NORM = 1e-3 * math.sqrt(6.0)
 NO_SUNDAE = "scikit-sundae not installed (pip install .[bench])"
 
 #: Item 6 before the compiled integrator (the numpy steppers of commit 63a1427, where "auto" was
@@ -179,7 +184,7 @@ def svd2_reference(task: Any, N: float, X0: np.ndarray, loss_tol: float, method:
     event.terminal = True  # type: ignore[attr-defined]
     from scipy.integrate import solve_ivp
 
-    sol = solve_ivp(rhs, (0.0, 1e12), y0, method=method, rtol=rtol, atol=1e-14, events=event)
+    sol = solve_ivp(rhs, (0.0, 1e18), y0, method=method, rtol=rtol, atol=1e-14, events=event)
     if sol.status != 1:
         raise RuntimeError(f"svd2_reference: no convergence ({sol.message})")
     return to_X(sol.y[:, -1])
@@ -507,7 +512,8 @@ def _batches(task: Any, depths: list[float], n_runs: int, cv_rtol: dict[float, f
     for N in depths:
         tag = _tag(N)
         t0 = time.perf_counter()
-        ep = dv.flows.endpoints(task, N, n_runs, 1e-3, rng=SEED, workers=1, batch_size=n_runs, progress=False)
+        ep = dv.flows.endpoints(task, N, n_runs, BATCH_X0_NORM, init_law="gaussian_matrix", rng=SEED, workers=1,
+                                batch_size=n_runs, progress=False)
         t_ours = time.perf_counter() - t0
         wall[N] = t_ours
         status = np.asarray(ep.status).astype(str)
@@ -702,18 +708,32 @@ def _cmv_reference_row(cfg: Any, ep: Any, depth: float, p: float) -> Row:
     task = build_task(cfg)
     loss_tol = float(_flow_options(cfg, task).get("loss_tol", 1e-6 * task.n_observed / 2))
     t0 = time.perf_counter()
-    refs = np.array([svd2_reference(task, depth, x0, loss_tol) for x0 in ep.X0])
+    refs = np.full(np.shape(ep.X), np.nan)
+    failed = []
+    for i, x0 in enumerate(ep.X0):
+        for method in ("LSODA", "DOP853"):  # LSODA once ran past the stop without reporting the event
+            try:
+                refs[i] = svd2_reference(task, depth, x0, loss_tol, method=method)
+                break
+            except RuntimeError:
+                continue
+        else:
+            failed.append(i)
     sec = time.perf_counter() - t0
-    x = np.asarray(ep.X)
+    ok = ~np.isnan(refs).any(axis=(1, 2))
+    x = np.asarray(ep.X)[ok]
+    refs = refs[ok]
     err = np.abs(x - refs).max(axis=(1, 2)) / np.maximum(1.0, np.abs(refs).max(axis=(1, 2)))
     p_ref = float(np.mean(refs[:, 0, 1] + refs[:, 1, 0] > 0))
     n_bad = int(np.sum(err > ENDPOINT_TOL))
-    note = (f"corner ours {p:.3f}, reference {p_ref:.3f}; endpoint error max {err.max():.1e}, "
-            f"{n_bad}/{len(err)} > {ENDPOINT_TOL:g}")
+    p = float(np.mean(x[:, 0, 1] + x[:, 1, 0] > 0))
+    note = (f"corner ours {p:.3f}, reference {p_ref:.3f} (same {len(err)} runs); endpoint error max "
+            f"{err.max():.1e}, {n_bad}/{len(err)} > {ENDPOINT_TOL:g}"
+            + (f"; reference failed on runs {failed}" if failed else ""))
     return Row(SECTION, f"cmv-2x2 N={_tag(depth)} {len(err)} flows vs SVD-coordinate reference", sec,
                "", None, note, f"every endpoint within {ENDPOINT_TOL:g}", n_bad == 0,
                {"depth": str(depth), "corner": p, "corner_reference": p_ref, "err_max": float(err.max()),
-                "n_above": n_bad, "reference": "svd2_reference, LSODA rtol 1e-10"})
+                "n_above": n_bad, "reference_failed": failed, "reference": "svd2_reference, LSODA rtol 1e-10"})
 
 
 # ------------------------------------------------------------------------------------------- item 7
