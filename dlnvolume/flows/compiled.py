@@ -420,6 +420,47 @@ def _loss(Y: np.ndarray, mask: np.ndarray, M: np.ndarray) -> float:
 
 
 @njit(cache=True, error_model="numpy")
+def _stage(y: np.ndarray, coef: np.ndarray, st: int, K: np.ndarray, out: np.ndarray) -> None:
+    """``out = y + Σ_{j<st} coef[st, j]·K[j]`` (a Runge–Kutta or Rosenbrock stage argument; zero
+    coefficients skipped)."""
+    for i in range(y.shape[0]):
+        acc = y[i]
+        for j in range(st):
+            a = coef[st, j]
+            if a != 0.0:
+                acc += a * K[j, i]
+        out[i] = acc
+
+
+@njit(cache=True, error_model="numpy")
+def _crossings(s_prev: np.ndarray, s_new: np.ndarray, t_old: float, t: float, threshold: float,
+               crossing: np.ndarray) -> None:
+    """:func:`.loop.update_crossings` for one accepted step ``(t_old, s_prev) → (t, s_new)``."""
+    for i in range(s_new.shape[0]):
+        if s_new[i] > threshold and not math.isfinite(crossing[i]):
+            sp = s_prev[i]
+            if sp > threshold:
+                crossing[i] = t_old
+            else:
+                fr_ = min(max((threshold - sp) / (s_new[i] - sp), 0.0), 1.0)
+                crossing[i] = t_old + fr_ * (t - t_old)
+
+
+@njit(cache=True, error_model="numpy")
+def _finish(Y: np.ndarray, mask: np.ndarray, M: np.ndarray, cnt: np.ndarray, steps: int, status: int, rec: np.ndarray,
+            t: float, min_ratio: float, Y_out: np.ndarray, istats: np.ndarray, fstats: np.ndarray) -> None:
+    """Write a run's outputs (:func:`integrate`'s ``Y_out``, ``istats``, ``fstats``)."""
+    Y_out[:, :] = Y
+    cnt[0] = steps
+    cnt[2] = status
+    cnt[3] = rec[0]
+    istats[:] = cnt
+    fstats[0] = t
+    fstats[1] = min_ratio
+    fstats[2] = _loss(Y, mask, M)
+
+
+@njit(cache=True, error_model="numpy")
 def _sign_det_resolved(Y: np.ndarray, s: np.ndarray) -> float:
     """``sign det Y`` where ``σ_min > 256·eps·σ_1``, else 0."""
     if s[s.shape[0] - 1] > _RES * s[0]:
@@ -607,13 +648,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             for i in range(d):
                 Kst[0, i] = h * fcur[i]
             for st in range(1, 7):
-                for i in range(d):
-                    acc = y[i]
-                    for j in range(st):
-                        a = DP_A[st, j]
-                        if a != 0.0:
-                            acc += a * Kst[j, i]
-                    ys[i] = acc
+                _stage(y, DP_A, st, Kst, ys)
                 if st < 6:
                     okf = field_full_warm(Ys, mask, M, N, normalized, Fs, Uw, Vhw)[0]
                 else:
@@ -671,13 +706,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     if st == 0:
                         fs[:] = fcur
                     else:
-                        for i in range(d):
-                            acc = y[i]
-                            for j in range(st):
-                                a = ROS_ALPHA[st, j]
-                                if a != 0.0:
-                                    acc += a * us[j, i]
-                            ys[i] = acc
+                        _stage(y, ROS_ALPHA, st, us, ys)
                         okf = field_full_warm(Ys, mask, M, N, normalized, Fs, Uw, Vhw)[0]
                         cnt[4] += 1
                         if not okf:
@@ -926,14 +955,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             Vh0 = Vh1
             nY = nY1
             L = Lnew
-            for i in range(k):
-                if s1[i] > threshold and not math.isfinite(crossing[i]):
-                    sp = prev_s[i]
-                    if sp > threshold:
-                        crossing[i] = t_old
-                    else:
-                        fr_ = min(max((threshold - sp) / (s1[i] - sp), 0.0), 1.0)
-                        crossing[i] = t_old + fr_ * (t - t_old)
+            _crossings(prev_s, s1, t_old, t, threshold, crossing)
             prev_s[:] = s1
             q_ = s1[k - 1] / s1[0] if s1[0] > 0 else 0.0
             min_ratio = min(min_ratio, q_)
@@ -1011,14 +1033,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                 _record_final(t, L, prev_s, log_t, log_loss, log_sigma, rec)
                 break
             h = h_next
-    Y_out[:, :] = Y
-    cnt[0] = steps
-    cnt[2] = status
-    cnt[3] = rec[0]
-    istats[:] = cnt
-    fstats[0] = t
-    fstats[1] = min_ratio
-    fstats[2] = _loss(Y, mask, M)
+    _finish(Y, mask, M, cnt, steps, status, rec, t, min_ratio, Y_out, istats, fstats)
 
 
 @njit(cache=True, error_model="numpy")

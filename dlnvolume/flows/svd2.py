@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .compiled import DP_A, DP_E, NSTAT, _controller, _loss, _record, _record_final
+from .compiled import DP_A, DP_E, NSTAT, _controller, _crossings, _finish, _loss, _record, _record_final, _stage
 
 __all__ = ["applicable", "integrate_batch", "COINCIDENT"]
 
@@ -188,13 +188,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             K[0, i] = h * f[i]
         bad = False
         for st in range(1, 7):
-            for i in range(4):
-                acc = y[i]
-                for j in range(st):
-                    a = DP_A[st, j]
-                    if a != 0.0:
-                        acc += a * K[j, i]
-                ys[i] = acc
+            _stage(y, DP_A, st, K, ys)
             okf = _rhs(ys, d, mask, M, N, normalized, Xs, fs)
             cnt[4] += 1
             if not okf:
@@ -231,14 +225,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             L = Lnew
             s_new[0] = math.exp(max(y[0], y[1]))
             s_new[1] = math.exp(min(y[0], y[1]))
-            for i in range(2):
-                if s_new[i] > threshold and not math.isfinite(crossing[i]):
-                    sp = prev[i]
-                    if sp > threshold:
-                        crossing[i] = t_old
-                    else:
-                        fr_ = min(max((threshold - sp) / (s_new[i] - sp), 0.0), 1.0)
-                        crossing[i] = t_old + fr_ * (t - t_old)
+            _crossings(prev, s_new, t_old, t, threshold, crossing)
             prev[:] = s_new
             min_ratio = min(min_ratio, s_new[1] / s_new[0])
             h_next = h * _controller(ratio, 4, n_rej > 0)
@@ -269,14 +256,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                 _record_final(t, L, prev, log_t, log_loss, log_sigma, rec)
                 break
             h = h_next
-    Y_out[:, :] = X
-    cnt[0] = steps
-    cnt[2] = status
-    cnt[3] = rec[0]
-    istats[:] = cnt
-    fstats[0] = t
-    fstats[1] = min_ratio
-    fstats[2] = _loss(X, mask, M)
+    _finish(X, mask, M, cnt, steps, status, rec, t, min_ratio, Y_out, istats, fstats)
 
 
 @njit(cache=True, error_model="numpy")
