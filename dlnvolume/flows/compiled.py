@@ -22,8 +22,9 @@ A run turns stiff at its STRIKES-th accepted explicit step with ``h·ρ >= STIFF
 :func:`._kernels.rho`), and returns to Dormand–Prince after a stiff step with ``h·ρ <= NONSTIFF``.
 
 **Error control**: ``‖err‖_F <= rtol·max(‖y_0‖_F, ‖y_1‖_F) + atol`` and, with ``spectral``, every
-component of ``Uᵀ·err·V`` in the SVD basis of ``y_1`` below ``rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol +
-64·eps·σ_1`` (each singular value and rotation relative to its own size), the diagonal at most
+component of ``Uᵀ·err·V`` in the SVD basis of ``y_1`` below ``rtol·max(σ, min(SV_FLOOR·σ_1,
+σ·(σ_1/σ)^(2/N))) + atol + 64·eps·σ_1``, ``σ = max(σ_i, σ_j)`` (each singular value and rotation relative to its own
+size, below the floor to the accuracy at which it moves the multipliers by ``rtol``), the diagonal at most
 ``SIGMA_STEP·σ_i + atol + 64·eps·σ_1`` (a small singular value cannot jump through 0). Newton increments
 are measured in the same norm (without the cap) at the step's start. After 30 consecutive rejections the
 Frobenius test alone decides.
@@ -116,8 +117,8 @@ NONSTIFF = 1.5
 STRIKES = 16
 RESET = 6
 MIN_STIFF = 30
-COND = 1e-7
-COND_BACK = 1e-6
+COND = 1e-10
+COND_BACK = 1e-9
 #: ROS34PW2 reuses its finite-difference Jacobian for up to this many accepted steps (a W-method keeps its
 #: order with any J), refreshed after a rejection
 ROS_JAC_AGE = 10
@@ -154,10 +155,14 @@ def _fro(Z: np.ndarray) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _spectral_tol(s: np.ndarray, m: int, n: int, rtol: float, atol: float, sigma_rel: bool, tol: np.ndarray) -> None:
-    """``tol_ij = rtol·max(σ_i, σ_j, SV_FLOOR·σ_1) + atol + 64·eps·σ_1``; with ``sigma_rel`` the diagonal
-    (the singular values themselves) at most ``SIGMA_STEP·σ_i + atol + 64·eps·σ_1``, so that a singular value
-    far below the floor cannot change by more than a tenth of itself in one step (nor jump through 0)."""
+def _spectral_tol(s: np.ndarray, m: int, n: int, rtol: float, atol: float, sigma_rel: bool, expo: float,
+                  tol: np.ndarray) -> None:
+    """``tol_ij = rtol·max(σ, min(SV_FLOOR·σ_1, σ·(σ/σ_1)^(−expo))) + atol + 64·eps·σ_1`` with
+    ``σ = max(σ_i, σ_j)`` and ``expo = 2/N`` (0 at N = ∞): a singular value far below the floor is still
+    held to the relative accuracy ``rtol·(σ/σ_1)^(−2/N)`` at which it changes the multipliers of ``A_X`` by
+    ``rtol`` (they depend on it through ``(σ_j/σ_i)^(2/N)``, docs/flows.md §3.2). With ``sigma_rel`` the
+    diagonal (the singular values themselves) at most ``SIGMA_STEP·σ_i + atol + 64·eps·σ_1``, so that a
+    singular value cannot change by more than a tenth of itself in one step (nor jump through 0)."""
     k = s.shape[0]
     s1 = s[0] if k > 0 else 0.0
     floor = SV_FLOOR * s1
@@ -166,7 +171,12 @@ def _spectral_tol(s: np.ndarray, m: int, n: int, rtol: float, atol: float, sigma
         si = s[i] if i < k else 0.0
         for j in range(n):
             sj = s[j] if j < k else 0.0
-            t = rtol * max(si, sj, floor)
+            sm = max(si, sj)
+            fl = floor
+            if sm < floor:
+                fl = sm * (s1 / sm) ** expo if sm > 0.0 else 0.0
+                fl = min(fl, floor)
+            t = rtol * max(sm, fl)
             if sigma_rel and i == j:
                 t = min(t, SIGMA_STEP * si)
             tol[i, j] = t + add
@@ -479,7 +489,7 @@ def _controller(ratio: float, q: int, after_reject: bool) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _error_ratio(E, nY0, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm):
+def _error_ratio(E, nY0, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm):
     """``(ratio, basic)``: the Frobenius test and, with ``spectral``, the componentwise one in the SVD basis of
     the new state (module docstring)."""
     m, n = E.shape
@@ -487,7 +497,7 @@ def _error_ratio(E, nY0, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm):
     basic = 0.0 if en == 0.0 else en / (rtol * max(nY0, nY1) + atol)
     ratio = basic
     if spectral:
-        _spectral_tol(s1, m, n, rtol, atol, True, tolm)
+        _spectral_tol(s1, m, n, rtol, atol, True, expo, tolm)
         ratio = max(ratio, _componentwise(E, U1, Vh1, tolm))
     if not math.isfinite(ratio):
         return np.inf, np.inf
@@ -558,6 +568,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
     us = np.zeros((4, d))  # ROS34PW2 stages
     D = np.zeros((MAX_ORDER + 3, d))  # BDF differences
     frozen = method == ROS_FROZEN or method == SWITCH_FROZEN
+    expo = 2.0 / N if math.isfinite(N) and N > 0 else 0.0  # the spectral tolerance's depth exponent
     warm = k >= WARM_MIN
     Uw = np.empty((0, 0))
     Vhw = np.empty((0, 0))
@@ -668,7 +679,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                         acc += DP_E[j] * Kst[j, i]
                     e[i] = acc
                 nY1 = _fro(Ys)
-                ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm1)
+                ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm1)
                 bad = not math.isfinite(ratio)
         elif mode == ROS:
             # ---- ROS34PW2 with a fresh finite-difference Jacobian at the step's start
@@ -739,7 +750,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     bad = True
                 else:
                     nY1 = _fro(ynew.reshape(m, n))
-                    ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm1)
+                    ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm1)
                     bad = not math.isfinite(ratio)
         else:
             # ---- variable-order BDF (NDF), simplified Newton
@@ -771,7 +782,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             psi /= ALPHA[order]
             c = h / ALPHA[order]
             if spectral:
-                _spectral_tol(prev_s, m, n, rtol, atol, False, tolm)
+                _spectral_tol(prev_s, m, n, rtol, atol, False, expo, tolm)
             itol = 1.0 / max(rtol * nY + atol, 1e-300)
             converged = False
             fbad = False
@@ -878,7 +889,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     nY1 = _fro(Y1v)
                     for i in range(d):
                         e[i] = ERROR_CONST[order] * dacc[i]
-                    ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm1)
+                    ratio, basic = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm1)
                     bad = not math.isfinite(ratio)
 
         # ---- the loop's part: fallback control, invariant guard, acceptance
@@ -923,11 +934,11 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     if order > 1:
                         for i in range(d):
                             e[i] = ERROR_CONST[order - 1] * D[order, i]
-                        em = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm1)[0]
+                        em = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm1)[0]
                     if order < MAX_ORDER:
                         for i in range(d):
                             e[i] = ERROR_CONST[order + 1] * D[order + 2, i]
-                        ep = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, tolm1)[0]
+                        ep = _error_ratio(E, nY, nY1, U1, s1, Vh1, rtol, atol, spectral, expo, tolm1)[0]
                     best = -1
                     fbest = -1.0
                     for qq in range(3):
@@ -1102,25 +1113,32 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
     return out, istats
 
 
-#: a run is "unresolved" when a singular value went below RESOLVE·σ_1 and then grew by more than GROWTH
-#: (docs/flows.md §3.3): a float64 matrix holds σ_i only to eps·σ_1, and the time it takes to grow from there,
-#: on which the endpoint depends, depends on its value. Measured on Cartesian cmv-2x2 flows at N = 20 (σ_2
-#: dips, grows 1e5-fold, the endpoint is rank 1 on the hyperbola): min σ_2/σ_1 of 2e-11 to 7e-11 gave endpoint
-#: errors 3e-4 to 9e-3 against the singular-value-coordinate reference; 2.5e-10, 3e-5; from 4e-10 up, < 1e-5.
+#: a run is "unresolved" when a singular value went below RESOLVE·σ_1 (docs/flows.md §3.4): a float64 matrix
+#: holds σ_i only to eps·σ_1, and the flow depends on it (1) when it later grows by more than GROWTH (the
+#: time it takes to grow depends on its value), or (2) through the multipliers of ``A_X``, which depend on
+#: ``(σ_i/σ_1)^(2/N)`` (through ``1/log(σ_1/σ_i)`` at N = ∞), when that exceeds INFLUENCE: errors along the
+#: solution set, which the flow never corrects, then accumulate. Measured on Cartesian cmv-2x2 flows at N = 20
+#: (rtol 1e-6, 40 runs, against the singular-value-coordinate reference): min σ_2/σ_1 from 1e-11 to 4e-11
+#: without growth gave endpoint errors up to 1.6e-2 (13 of 30 above 1e-3); the 3 runs above 1e-10,
+#: at most 6.7e-5. At N = 3 a σ_i/σ_1 of 1e-11 enters the multipliers at 5e-8: not flagged unless it grows.
 RESOLVE = 1e-10
 GROWTH = 100.0
+INFLUENCE = 1e-3
 
 
 def unresolved(min_r: np.ndarray, Y: np.ndarray, depth: float) -> np.ndarray:
     """``(B,)``: runs with an index ``i`` whose smallest ``σ_i/σ_1`` along the run was below
-    :data:`RESOLVE` and whose final ``σ_i/σ_1`` is more than :data:`GROWTH` times that (never at
-    ``N = 1``, whose flow is linear in ``X``)."""
+    :data:`RESOLVE` and either whose final ``σ_i/σ_1`` is more than :data:`GROWTH` times that, or
+    whose ``(σ_i/σ_1)^(2/N)`` (1 at ``N = ∞``) exceeds :data:`INFLUENCE` (never at ``N = 1``, whose flow is
+    linear in ``X``)."""
     if depth == 1 or Y.shape[0] == 0:
         return np.zeros(Y.shape[0], dtype=bool)
     s = np.linalg.svd(Y, compute_uv=False)
+    expo = 0.0 if math.isinf(depth) else 2.0 / depth
     with np.errstate(invalid="ignore", divide="ignore"):
         final = s / s[:, :1]
-    return np.any((min_r < RESOLVE) & (final > GROWTH * min_r), axis=1)
+        influence = np.power(np.maximum(min_r, 0.0), expo)
+    return np.any((min_r < RESOLVE) & ((final > GROWTH * min_r) | (influence > INFLUENCE)), axis=1)
 
 
 def warm_up() -> None:

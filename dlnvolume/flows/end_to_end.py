@@ -108,9 +108,11 @@ def end_to_end(
     rtol, atol : float
         Per-run local error tolerance per step: ``‖err‖_F ≤ rtol·max(‖X_0‖_F, ‖X_1‖_F) + atol`` and, with
         ``spectral_control``, every component of the error in the SVD basis of the new state below
-        ``rtol·max(σ_i, σ_j, 1e-4·σ_1) + atol + 64·eps·σ_1`` (each singular value and rotation relative to
-        its own size; a singular value far below ``1e-4·σ_1`` may change by at most a tenth of itself per
-        step). :func:`endpoints` checks the resulting endpoints at ``rtol/100``.
+        ``rtol·max(σ, min(1e-4·σ_1, σ·(σ_1/σ)^(2/N))) + atol + 64·eps·σ_1``, ``σ = max(σ_i, σ_j)`` (each
+        singular value and rotation relative to its own size down to ``1e-4·σ_1``, below that to the
+        accuracy at which it moves the multipliers of ``A_X`` by ``rtol``; a singular value may change by
+        at most a tenth of itself per step; docs/flows.md §4). :func:`endpoints` checks the resulting
+        endpoints at ``rtol/100``.
     max_steps : int
         Accepted steps per run.
     log_every : int, optional
@@ -131,7 +133,7 @@ def end_to_end(
     integrator : {"auto", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock"}, default "auto"
         "auto" (and "switching", its former name) is "dopri-bdf" for ``m·n <= 36``: per run
         Dormand–Prince, switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``)
-        while ``σ_min >= 1e-7·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
+        while ``σ_min >= 1e-10·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
         would be stable explicitly (``h·ρ <= 1.5``); above, "dopri-ros": the same switching between
         Dormand–Prince and ROS34PW2 with the frozen-metric W-matrix; on 2×2 tasks at ``N >= 2``, "svd-2x2"
         (Dormand–Prince in singular-value coordinates, see :func:`resolve_integrator`). "dopri5", "bdf",

@@ -84,8 +84,9 @@ class FlowResult:
         resolve ``σ_min`` (nor ``sign det``): rank and ``sign det`` are then no longer guaranteed.
     unresolved : (B,) bool array or None
         end_to_end: a singular value went below ``1e-10·σ_1`` in matrix coordinates, where float64 holds
-        it only to ``eps·σ_1``, and then grew more than 100-fold: the time it took to grow, hence the
-        endpoint, is not determined to 1e-3 (docs/flows.md §3.3). Never for "svd-2x2" runs.
+        it only to ``eps·σ_1``, and then grew more than 100-fold or enters the multipliers of ``A_X`` at
+        more than 1e-3 (``(σ_i/σ_1)^(2/N)``; always at N = ∞): the endpoint is not determined to 1e-3
+        (docs/flows.md §3.4). Never for "svd-2x2" runs.
     """
 
     X: np.ndarray

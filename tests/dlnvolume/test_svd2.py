@@ -17,6 +17,7 @@ import pytest
 
 from analysis.bench_stiff import svd2_reference
 from dlnvolume import CompletionTask, errors, flows, tasks
+from dlnvolume.flows import compiled
 
 SEED = 20261207
 
@@ -95,14 +96,27 @@ def test_records_and_validation():
 
 
 def test_cartesian_runs_below_float64_resolution_are_flagged(tmp_path):
-    """The same deep cmv-like runs in matrix coordinates: σ_2/σ_1 falls to ~1e-14 and σ_2 then grows
-    1e5-fold, so the endpoint is not determined (up to 3e-2 off the reference): ``unresolved``, hence
-    ``Endpoints.flagged``. Negative controls: the same runs in singular-value coordinates, and 6×6 flows
-    from a Gaussian start (σ_min/σ_1 >= 1e-6 on the way), are not flagged."""
+    """The same deep cmv-like runs in matrix coordinates: σ_2/σ_1 falls below 1e-10 (1e-11…1e-14), where a
+    float64 matrix holds σ_2 only to ~1e-5 of itself while the multipliers depend on it through
+    ``(σ_2/σ_1)^(1/10) ≈ 0.08``; the endpoint is not determined (up to 2e-2 off the reference):
+    ``unresolved``, hence ``Endpoints.flagged``, and every endpoint more than 1e-3 off is among them.
+    Negative controls: the same runs in singular-value coordinates; 6×6 flows from a Gaussian start
+    (σ_min/σ_1 >= 1e-8 on the way); and at N = 3 a σ_2/σ_1 below 1e-10 that stays there (it enters the
+    multipliers at ~1e-8), whose endpoint agrees with the exact one."""
     task = tasks.diagonal_2x2()
     kw = dict(rng=1, workers=1, progress=False, loss_tol=1e-12, check_accuracy=False)
     cart = flows.endpoints(task, 20, 6, 1e-4, integrator="dopri-bdf", **kw)
-    assert np.all(cart.min_sigma_ratio < 1e-12) and np.all(cart.unresolved) and np.all(cart.flagged)
+    assert np.all(cart.min_sigma_ratio < compiled.RESOLVE) and np.all(cart.unresolved) and np.all(cart.flagged)
+    many = flows.endpoints(task, 20, 24, 1e-4, integrator="dopri-bdf", **kw)
+    ref = flows.endpoints(task, 20, 24, 1e-4, **kw)
+    err = np.abs(many.X - ref.X).reshape(24, -1).max(axis=1) / np.abs(ref.X).reshape(24, -1).max(axis=1)
+    assert np.any(err > 1e-3) and np.all(many.flagged[err > 1e-3])
+    rank1 = CompletionTask(np.diag([1.0, 0.0]), np.array([[True, False], [False, False]]))  # σ_2 stays small
+    X0 = np.array([[[1e-2, 1e-4], [2e-4, 2e-6 + 1e-12]]])
+    shallow = flows.end_to_end(rank1, 3, X0, integrator="dopri-bdf", loss_tol=1e-12)
+    exact3 = flows.end_to_end(rank1, 3, X0, integrator="svd-2x2", loss_tol=1e-12)
+    assert shallow.min_sigma_ratio[0] < compiled.RESOLVE and not shallow.unresolved[0]
+    np.testing.assert_allclose(shallow.X, exact3.X, atol=2e-6)  # both stop at |X11 − 1| <= 1e-6
     cart.save(tmp_path / "ep.npz")
     np.testing.assert_array_equal(flows.Endpoints.load(tmp_path / "ep.npz").flagged, cart.flagged)
     exact = flows.endpoints(task, 20, 6, 1e-4, **kw)
