@@ -100,7 +100,7 @@ SEED = 20230
 #: items 1/3 draw ``X0 = s·G/‖G‖_F`` (``init_law="gaussian_matrix"``) with the ‖X0‖_F of issue 23's batch,
 #: ``1e-3·N(0,1)/√6`` entries (median 2.4e-3). The default law at N = 10 (products of 10 Gaussian factors,
 #: σ_min/σ_1 down to 1e-16) passes below what float64 resolves: those runs are flagged ``unresolved``
-#: (docs/flows.md §3.3), and their endpoints cannot be compared with any matrix-coordinate reference.
+#: (docs/flows.md §3.4), and their endpoints cannot be compared with any matrix-coordinate reference.
 BATCH_X0_NORM = 1e-3 * math.sqrt(6.0)
 NO_SUNDAE = "scikit-sundae not installed (pip install .[bench])"
 

@@ -448,7 +448,8 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
         if n_unres:
             res.notes.append(f"{tag}: {n_unres} of {len(keep)} flows dropped as unresolved in float64 (a singular value "
                              "went below 1e-10·σ_1, where float64 holds it only to eps·σ_1, and then grew more than "
-                             "100-fold, so the time it took and the endpoint are not determined; docs/flows.md §3.3)")
+                             "100-fold or entered the metric's multipliers at more than 1e-3, so the endpoint is not "
+                             "determined; docs/flows.md §3.4)")
         if keep.sum() < 2:
             res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept (statuses "
                              f"{dict(zip(*np.unique(np.asarray(ep.status).astype(str), return_counts=True)))}); "

@@ -80,6 +80,8 @@ TIGHTEN = 100.0
 ACC_TOL = 1e-3
 ACC_FRACTION = 0.02
 MAX_ROUNDS = 1
+#: step budget of a run at ``rtol / TIGHTEN`` relative to ``max_steps`` (the check's runs and a redone call)
+STEP_BUDGET = 4
 
 
 def _accuracy_check(task: CompletionTask, depth: float, kw: dict[str, Any], res: Any, chk: np.ndarray) -> np.ndarray:
@@ -94,7 +96,7 @@ def _accuracy_check(task: CompletionTask, depth: float, kw: dict[str, Any], res:
     idx = np.flatnonzero(chk)
     if idx.size == 0:
         return out
-    ref = end_to_end(task, depth, res.X0[idx], rtol=rtol / TIGHTEN, max_steps=4 * max_steps, **tight)
+    ref = end_to_end(task, depth, res.X0[idx], rtol=rtol / TIGHTEN, max_steps=STEP_BUDGET * max_steps, **tight)
     for j, i in enumerate(idx):
         if ref.status[j] != res.status[i] or not np.all(np.isfinite(res.X[i])):
             out[i] = np.inf
@@ -252,11 +254,15 @@ def endpoints(
     seeds = parallel.spawn_seeds(rng, n_runs)
     batches = parallel.make_batches(n_runs, batch_size)
     rtol0 = float(flow_kwargs.get("rtol", _E2E_DEFAULTS["rtol"])) if method == "end_to_end" else math.nan
+    steps0 = int(flow_kwargs.get("max_steps", _E2E_DEFAULTS["max_steps"])) if method == "end_to_end" else 0
     history: list[dict[str, Any]] = []
     kw_round = dict(flow_kwargs)
     for rounds in range(MAX_ROUNDS + 1):
         if rounds:
+            # the tighter tolerance with the step budget the check gave it: the same budget would turn
+            # runs that need more steps at rtol/100 into "max_steps" (8×8 at N = 5: 16 of 200)
             kw_round["rtol"] = rtol0 / TIGHTEN ** rounds
+            kw_round["max_steps"] = STEP_BUDGET ** rounds * steps0
         ckpt = None if checkpoint is None else (checkpoint if rounds == 0 else Path(checkpoint) / f"tightened-{rounds}")
         results = _run_all(task, N, seeds, batches, init_scale, method, init_depth, widths, init_law, kw_round,
                            CHECK_STRIDE if check_accuracy else 0, ckpt, executor, workers, progress,
@@ -264,7 +270,8 @@ def endpoints(
         err = np.concatenate([r["check_err"] for r in results])
         checked = ~np.isnan(err)
         n_moved = int(np.sum(err[checked] > ACC_TOL))
-        history.append({"rtol": float(kw_round.get("rtol", rtol0)), "n_checked": int(checked.sum()), "n_moved": n_moved,
+        history.append({"rtol": float(kw_round.get("rtol", rtol0)), "max_steps": int(kw_round.get("max_steps", steps0)),
+                        "n_checked": int(checked.sum()), "n_moved": n_moved,
                         "max_err": float(np.max(err[checked])) if checked.any() else math.nan})
         if not check_accuracy or n_moved <= ACC_FRACTION * checked.sum():
             break

@@ -158,6 +158,7 @@ def test_accuracy_check_tightens_a_loose_tolerance():
     assert rounds[0]["rtol"] == 1e-2 and rounds[0]["n_checked"] >= 1
     assert rounds[0]["n_moved"] >= 1 and len(rounds) == 2 and rounds[1]["rtol"] == pytest.approx(1e-4)
     assert rounds[1]["max_err"] < rounds[0]["max_err"]  # the redo is closer to the flow
+    assert rounds[1]["max_steps"] == 4 * rounds[0]["max_steps"]  # with the step budget of the check's runs
     assert np.sum(~np.isnan(loose.check_err)) == rounds[-1]["n_checked"]
     assert int(loose.flagged.sum()) == rounds[-1]["n_moved"]  # what still moves is flagged, not kept silently
     default = flows.endpoints(task, math.inf, 24, 1e-3, rng=3, workers=1, progress=False)
