@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
 import math
 import os
@@ -22,6 +24,19 @@ from .initialization import INIT_LAWS, INITS, _init_factors, _widths, balanced_f
 from .results import Endpoints, x0_summary
 
 __all__ = ["endpoints", "METHODS"]
+
+#: the modules whose code decides an end-to-end endpoint (their digest is part of a checkpoint's fingerprint)
+_INTEGRATOR_SOURCES = ("compiled.py", "svd2.py", "_kernels.py", "_svd.py", "end_to_end.py")
+
+
+@functools.lru_cache(maxsize=1)
+def integrator_digest() -> str:
+    """SHA-256 (16 hex digits) of the integrator's source files: a checkpoint written by other integrator code
+    is refused on resume instead of being mixed with this code's endpoints."""
+    h = hashlib.sha256()
+    for name in _INTEGRATOR_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
 
 METHODS = ("end_to_end", "factor")
 
@@ -171,7 +186,9 @@ def endpoints(
         a callable to draw your own bar (e.g. ``samplers.driver.tqdm_progress``), ``False`` nothing.
     checkpoint : path, optional
         Folder of per-batch ``.npz`` files written atomically; a rerun with the same arguments (any
-        ``n_runs``) reuses batches whose seeds match and recomputes the rest.
+        ``n_runs``) reuses batches whose seeds match and recomputes the rest. A folder written by other
+        arguments, or (``end_to_end``) by another version of the integrator's code
+        (:func:`integrator_digest`), is refused with :class:`~dlnvolume.errors.InvalidArgumentError`.
     init_law : {"gaussian_factors", "gaussian_matrix", "orthogonal"}, default "gaussian_factors"
     check_accuracy : bool, default True
         ``method="end_to_end"``: the endpoints check their own accuracy. Every run whose seed is divisible
@@ -314,6 +331,7 @@ def _run_all(task, N, seeds, batches, init_scale, method, init_depth, widths, in
         "first_seed": int(seeds[0]),
         "flow_kwargs": sorted((k, repr(v)) for k, v in flow_kwargs.items()),
         **({"check_stride": check_stride} if check_stride else {}),
+        **({"integrator": integrator_digest()} if method == "end_to_end" else {}),
     }
     kwargs = dict(executor=executor, workers=workers, progress=progress, desc=desc, meta=meta)
     results = parallel.run_batches(_run_endpoint_batch, jobs, checkpoint=checkpoint, **kwargs)

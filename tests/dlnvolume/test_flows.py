@@ -336,6 +336,26 @@ def test_endpoints_checkpoint_resume(tmp_path):
         flows.endpoints(task, 3, 6, 1e-2, checkpoint=ck, **kw)
 
 
+def test_endpoints_checkpoint_of_other_integrator_code_is_refused(tmp_path, monkeypatch):
+    """Batches written by another version of the integrator are not mixed with this one's on resume."""
+    ep_mod = importlib.import_module("dlnvolume.flows.endpoints")  # the module (the package exports the function)
+
+    task = tasks.diagonal_2x2()
+    kw = dict(rng=SEED, progress=False, workers=1, batch_size=2, t_max=1e4)
+    ck = tmp_path / "ck"
+    flows.endpoints(task, 4, 2, 1e-2, checkpoint=ck, **kw)
+    assert flows.endpoints(task, 4, 4, 1e-2, checkpoint=ck, **kw).n_runs == 4  # same code: resumes
+    digest = ep_mod.integrator_digest()
+    assert len(digest) == 16
+    monkeypatch.setattr(ep_mod, "integrator_digest", lambda: "0" * 16)
+    with pytest.raises(errors.InvalidArgumentError, match="different run"):
+        flows.endpoints(task, 4, 6, 1e-2, checkpoint=ck, **kw)
+    factor_ck = tmp_path / "factor"  # factor descent does not use the compiled integrator: not part of its key
+    flows.endpoints(task, 2, 2, 1e-1, method="factor", checkpoint=factor_ck, rng=SEED, progress=False, workers=1)
+    monkeypatch.setattr(ep_mod, "integrator_digest", lambda: digest)
+    flows.endpoints(task, 2, 2, 1e-1, method="factor", checkpoint=factor_ck, rng=SEED, progress=False, workers=1)
+
+
 def test_endpoints_keep_failed_runs_and_save_load(tmp_path):
     task = tasks.diagonal_2x2()
     ep = flows.endpoints(task, math.inf, 5, 1e-3, rng=SEED, progress=False, workers=1, max_steps=5)
