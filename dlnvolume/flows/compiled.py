@@ -157,26 +157,29 @@ def _fro(Z: np.ndarray) -> float:
 @njit(cache=True, error_model="numpy")
 def _spectral_tol(s: np.ndarray, m: int, n: int, rtol: float, atol: float, sigma_rel: bool, expo: float,
                   tol: np.ndarray) -> None:
-    """``tol_ij = rtol·max(σ, min(SV_FLOOR·σ_1, σ·(σ/σ_1)^(−expo))) + atol + 64·eps·σ_1`` with
+    """``tol_ij = rtol·max(σ, min(SV_FLOOR·σ_1, σ·(σ_1/σ)^expo)) + atol + 64·eps·σ_1`` with
     ``σ = max(σ_i, σ_j)`` and ``expo = 2/N`` (0 at N = ∞): a singular value far below the floor is still
-    held to the relative accuracy ``rtol·(σ/σ_1)^(−2/N)`` at which it changes the multipliers of ``A_X`` by
-    ``rtol`` (they depend on it through ``(σ_j/σ_i)^(2/N)``, docs/flows.md §3.2). With ``sigma_rel`` the
+    held to the relative accuracy ``rtol·(σ_1/σ)^(2/N)`` at which it changes the multipliers of ``A_X`` by
+    ``rtol`` (they depend on it through ``(σ_j/σ_i)^(2/N)``, docs/flows.md §4). With ``sigma_rel`` the
     diagonal (the singular values themselves) at most ``SIGMA_STEP·σ_i + atol + 64·eps·σ_1``, so that a
     singular value cannot change by more than a tenth of itself in one step (nor jump through 0)."""
     k = s.shape[0]
     s1 = s[0] if k > 0 else 0.0
     floor = SV_FLOOR * s1
     add = atol + 64.0 * _EPS * s1
+    # per singular value (k powers, not m·n): rtol·max(σ_i, its floor); σ_i = 0 beyond k
+    base = np.zeros(max(m, n))
+    for i in range(k):
+        si = s[i]
+        fl = floor
+        if si < floor:
+            fl = min(si * (s1 / si) ** expo, floor) if si > 0.0 else 0.0
+        base[i] = rtol * max(si, fl)
     for i in range(m):
         si = s[i] if i < k else 0.0
         for j in range(n):
             sj = s[j] if j < k else 0.0
-            sm = max(si, sj)
-            fl = floor
-            if sm < floor:
-                fl = sm * (s1 / sm) ** expo if sm > 0.0 else 0.0
-                fl = min(fl, floor)
-            t = rtol * max(sm, fl)
+            t = base[i] if si >= sj else base[j]
             if sigma_rel and i == j:
                 t = min(t, SIGMA_STEP * si)
             tol[i, j] = t + add
