@@ -22,7 +22,7 @@ Layout (one concept per module; docs/flows.md has the formulas):
 ``compiled``        the compiled integrator: per-run Dormand–Prince / BDF / ROS34PW2, stopping, error
                     control, invariant guard, records (one flow per call)
 ``loop``            the trajectory recorder and crossing times shared with factor descent
-``end_to_end``      front end; ``integrator="auto" | "dopri-bdf" | "dopri5" | "bdf" | "rosenbrock"``
+``end_to_end``      front end; ``integrator="auto" | "dopri-bdf-frozen" | "dopri-bdf" | "dopri5" | ...``
 ``factor``          factor gradient descent
 ``endpoints``       batches of seeded runs
 ``ivp``             the flow as ``(fun, jac)`` for :func:`scipy.integrate.solve_ivp` (batched Jacobian)

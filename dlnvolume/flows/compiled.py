@@ -7,11 +7,14 @@
   J. Sci. Comput. 18 (1997) 1–22, as in scipy's ``scipy/integrate/_ivp/bdf.py`` (same coefficients,
   modified divided differences ``D`` and ``change_D``; order and step chosen after ``k + 1`` steps of
   equal size), where the flow is stiff and ``σ_min >= COND·σ_1``. Each step solves
-  ``d − c·f(y_p + d) + ψ = 0`` (``c = h/α_k``) by simplified Newton iterations with an LU of
-  ``I − c_LU·J``: ``J`` the forward-difference Jacobian of the compiled field
-  (:func:`._kernels.fd_jacobian_into`), recomputed only when Newton fails with a stale ``J`` (scipy's
-  rule); the LU reused while ``|c/c_LU − 1| <= 0.3`` with the correction scaled by ``2/(1 + c/c_LU)``
-  (CVODE's ``dgmax`` and ``γ``-ratio rules); one correction suffices when the last measured rate ``ρ``
+  ``d − c·f(y_p + d) + ψ = 0`` (``c = h/α_k``) by simplified Newton iterations with a factor of
+  ``I − c_LU·J``: in "dopri-bdf-frozen" (the default) ``J = −Ā_Y∘P_Ω``, the Jacobian with the metric
+  frozen (exact up to the term ``(DĀ_Y)[·](P_Ω(Y − M))``, which vanishes on the solution set), factored
+  through its ``|Ω|×|Ω|`` reduction (:func:`_frozen_factor`); in "dopri-bdf" the forward-difference
+  Jacobian of the compiled field (:func:`._kernels.fd_jacobian_into`, ``m·n`` field calls) and a dense
+  LU. ``J`` is recomputed only when Newton fails with a stale ``J`` (scipy's rule); the factor is reused
+  while ``|c/c_LU − 1| <= 0.3`` with the correction scaled by ``2/(1 + c/c_LU)`` (CVODE's ``dgmax`` and
+  ``γ``-ratio rules); one correction suffices when the last measured rate ``ρ``
   gives ``ρ·‖Δ‖ < tol·(1 − ρ)`` (CVODE's test), otherwise scipy's rate test, at most 4 iterations,
   tolerance ``max(10·eps/rtol, min(0.03, √rtol))``;
 * ROS34PW2 (Rang & Angermann 2005), a Rosenbrock-W method of order 3(2) that keeps its order with any
@@ -109,9 +112,12 @@ EXPLICIT, BDF, ROS = 0, 1, 2
 #: method codes of the frozen-metric W-matrix (ROS34PW2 with ``J = −Ā_Y∘P_Ω`` and the reduced
 #: ``|Ω|×|Ω|`` solve, :func:`_frozen_factor`): throughout, and switched per run with Dormand–Prince
 ROS_FROZEN, SWITCH_FROZEN = 3, -2
+#: per-run switching between Dormand–Prince, BDF and ROS34PW2, both stiff methods with the frozen-metric
+#: Jacobian: BDF's simplified Newton iteration with ``I + c·Ā_Y∘P_Ω`` as its Newton matrix (the default)
+SWITCH_FROZEN_BDF = -3
 #: method names of :func:`run` and their codes (-1, -2: per-run switching)
 METHODS = {"dopri-bdf": -1, "dopri5": EXPLICIT, "bdf": BDF, "rosenbrock": ROS, "dopri-ros": SWITCH_FROZEN,
-           "rosenbrock-frozen": ROS_FROZEN}
+           "rosenbrock-frozen": ROS_FROZEN, "dopri-bdf-frozen": SWITCH_FROZEN_BDF}
 STIFF = 3.2
 NONSTIFF = 1.5
 STRIKES = 16
@@ -570,6 +576,9 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
     e = E.reshape(d)
     us = np.zeros((4, d))  # ROS34PW2 stages
     D = np.zeros((MAX_ORDER + 3, d))  # BDF differences
+    fbdf = method == SWITCH_FROZEN_BDF  # BDF with the frozen-metric Newton matrix where σ_min >= COND·σ_1
+    if fbdf:
+        method = SWITCH_FROZEN
     frozen = method == ROS_FROZEN or method == SWITCH_FROZEN
     expo = 2.0 / N if math.isfinite(N) and N > 0 else 0.0  # the spectral tolerance's depth exponent
     warm = k >= WARM_MIN
@@ -765,8 +774,11 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                 hD = h
                 order = 1
                 neq = 0
-                jok = fd_jacobian_into(Y, Fcur, mask, M, N, normalized, J)
-                cnt[4] += d
+                if frozen:
+                    jok = _frozen_jacobian(U0, prev_s, Vh0, N, normalized, oi, oj, lamj, Uj, Vhj, UTj, Vj, Bf)
+                else:
+                    jok = fd_jacobian_into(Y, Fcur, mask, M, N, normalized, J)
+                    cnt[4] += d
                 cnt[5] += 1
                 jfresh = True
                 cLU = np.nan
@@ -790,47 +802,45 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             converged = False
             fbad = False
             for attempt in range(3):  # 0: as is; 1: refactored; 2: refactored with a fresh J
-                if attempt == 0:
-                    if not (abs(c / cLU - 1.0) <= DGMAX):
+                if attempt == 1 and cLU == c:
+                    continue
+                if attempt == 2:
+                    if jfresh:
+                        break
+                    if frozen:
+                        jok = _frozen_jacobian(U0, prev_s, Vh0, N, normalized, oi, oj, lamj, Uj, Vhj, UTj, Vj, Bf)
+                    else:
+                        field_into(Y, mask, M, N, normalized, fy, sy)
+                        cnt[4] += 1
+                        fd_jacobian_into(Y, fy, mask, M, N, normalized, J)
+                        cnt[4] += d
+                    cnt[5] += 1
+                    jfresh = True
+                    rate_mem = np.nan
+                if attempt > 0 or not (abs(c / cLU - 1.0) <= DGMAX):
+                    if frozen:
+                        fok = jok and _frozen_factor(Bf, c, Lc, Lt)
+                        hg_f = c
+                    else:
                         LU[:, :] = -c * J
                         for i in range(d):
                             LU[i, i] += 1.0
-                        if not _lu(LU, piv):
+                        fok = _lu(LU, piv)
+                    cnt[6] += 1
+                    if not fok:
+                        if attempt == 0 and not frozen:
+                            # a singular LU: the identity (explicit corrections; the step size decides)
                             LU[:, :] = 0.0
                             for i in range(d):
                                 LU[i, i] = 1.0
                                 piv[i] = i
-                        if math.isfinite(cLU) and math.isfinite(rate_mem):
-                            rate_mem = rate_mem * max(1.0, c / cLU)
-                        cLU = c
-                        cnt[6] += 1
-                elif attempt == 1:
-                    if cLU == c:
-                        continue
-                    LU[:, :] = -c * J
-                    for i in range(d):
-                        LU[i, i] += 1.0
-                    if not _lu(LU, piv):
-                        continue
+                        elif attempt == 1:
+                            continue
+                        else:
+                            break
+                    if attempt == 0 and math.isfinite(cLU) and math.isfinite(rate_mem):
+                        rate_mem = rate_mem * max(1.0, c / cLU)
                     cLU = c
-                    cnt[6] += 1
-                else:
-                    if jfresh:
-                        break
-                    field_into(Y, mask, M, N, normalized, fy, sy)
-                    cnt[4] += 1
-                    fd_jacobian_into(Y, fy, mask, M, N, normalized, J)
-                    cnt[4] += d
-                    cnt[5] += 1
-                    jfresh = True
-                    rate_mem = np.nan
-                    LU[:, :] = -c * J
-                    for i in range(d):
-                        LU[i, i] += 1.0
-                    if not _lu(LU, piv):
-                        break
-                    cLU = c
-                    cnt[6] += 1
                 rate = rate_mem
                 corr = 2.0 / (1.0 + c / cLU)
                 ynew[:] = ypred
@@ -848,7 +858,10 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     fr = fy.reshape(d)
                     for i in range(d):
                         rhs[i] = c * fr[i] - psi[i] - dacc[i]
-                    _lu_solve(LU, piv, rhs)
+                    if frozen:
+                        _frozen_solve(Lc, Lt, hg_f, oi, oj, lamj, Uj, Vhj, UTj, Vj, rhs)
+                    else:
+                        _lu_solve(LU, piv, rhs)
                     if corr != 1.0:
                         rhs *= corr
                     if spectral:
@@ -1004,7 +1017,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
                     strikes = 0
                     clear = 0
                     n_stiff = 0
-                    if cond >= COND and not frozen:
+                    if cond >= COND and (fbdf or not frozen):
                         mode = BDF
                         bdf_fresh = True
                     else:
@@ -1020,7 +1033,7 @@ def integrate(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max_steps
             else:
                 if hr <= NONSTIFF:
                     mode = EXPLICIT
-                elif cond > COND_BACK and not frozen:
+                elif cond > COND_BACK and (fbdf or not frozen):
                     mode = BDF
                     bdf_fresh = True
                     n_stiff = 0
@@ -1062,7 +1075,7 @@ def integrate_batch(Y0, mask, M, N, normalized, t_max, loss_tol, rtol, atol, max
 
 def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0: np.ndarray, *, t_max: float,
         loss_tol: float, rtol: float, atol: float, max_steps: int, log_every: int, n_log: int, threshold: float,
-        h0: float | None, spectral: bool, sign_guard: bool, method: str = "dopri-bdf"):
+        h0: float | None, spectral: bool, sign_guard: bool, method: str = "dopri-bdf-frozen"):
     """Integrate every run of ``Y0 (B, m, n)``; returns a :class:`.loop.LoopOutput` and the counters
     ``(B, NSTAT)`` (steps, rejected, status code, records, field evaluations, Jacobians, LUs)."""
     from .loop import LoopOutput
@@ -1094,7 +1107,7 @@ def run(mask: np.ndarray, values: np.ndarray, depth: float, normalized: bool, Y0
                              fstats)
         rest = ~use
         exact = use
-        method = "dopri-bdf"
+        method = "dopri-bdf-frozen"
     if rest.any():
         idx = np.flatnonzero(rest)
         arrays = (Y_out, log_t, log_loss, log_sigma, crossing, istats, fstats, min_r)

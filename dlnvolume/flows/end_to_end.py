@@ -19,13 +19,12 @@ __all__ = ["end_to_end", "INTEGRATORS", "resolve_integrator"]
 
 #: ``t_max = inf`` is integrated up to this time (no run of finite speed gets there; see :func:`end_to_end`).
 _T_HORIZON = 1e300
-#: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf" or
-#: "dopri-ros" by size
-INTEGRATORS = ("auto", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock")
-#: up to this m·n the stiff methods use the finite-difference Jacobian (m·n field calls, a dense LU); above
-#: it "auto" is "dopri-ros" and ROS34PW2 uses the frozen-metric W-matrix with its reduced |Ω|×|Ω| solve
-#: (8×8 rank 2, |Ω| = 24, N = 5, 16 runs: 5.0 s against 13.8 s for "dopri-bdf"; 6×6 at N = ∞: 2.5 s
-#: against 0.9 s, so 6×6 stays with the finite-difference Jacobian)
+#: "auto" and "switching" (the name of the per-run switching before it was compiled) are "dopri-bdf-frozen"
+#: (or "svd-2x2" on 2×2 tasks)
+INTEGRATORS = ("auto", "dopri-bdf-frozen", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf",
+               "rosenbrock")
+#: up to this m·n "rosenbrock" uses the finite-difference Jacobian (m·n field calls, a dense LU); above it
+#: the frozen-metric W-matrix with its reduced |Ω|×|Ω| solve
 FD_MAX = 36
 #: "bdf" holds a dense (m·n)×(m·n) Jacobian and its LU: refused above this m·n (41 MB)
 STIFF_MAX = 1600
@@ -33,17 +32,19 @@ STIFF_MAX = 1600
 
 def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
                        shape: tuple[int, int] | None = None) -> str:
-    """``"auto"`` (and ``"switching"``) → ``"dopri-bdf"``, the compiled per-run switching between
-    Dormand–Prince, BDF and ROS34PW2 with finite-difference Jacobians (:mod:`dlnvolume.flows.compiled`),
-    for tasks with ``m·n <=`` :data:`FD_MAX`; ``"dopri-ros"`` above: Dormand–Prince and ROS34PW2 with the
-    frozen-metric W-matrix ``I + hγ·Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (a dense
-    finite-difference Jacobian costs ``m·n`` field calls: one 20×20 endpoint at ``N = ∞`` took 23.7 s
-    with it). ``"dopri5"``, ``"bdf"`` and ``"rosenbrock"`` run one method throughout (same loop, same
-    controls; ``"bdf"`` only up to :data:`STIFF_MAX`; ``"rosenbrock"`` frozen-metric above :data:`FD_MAX`).
-    On 2×2 tasks at ``N >= 2`` "auto" is ``"svd-2x2"``: the flow in singular-value coordinates
-    ``(log σ_1, log σ_2, θ, φ)`` (:mod:`dlnvolume.flows.svd2`), which resolves a ``σ_2`` far below
-    ``eps·σ_1``, as deep flows from a small initialization need; its runs that start with ``σ_2 = 0`` or
-    ``σ_1 = σ_2`` run "dopri-bdf"."""
+    """``"auto"`` (and ``"switching"``) → ``"dopri-bdf-frozen"``: the compiled per-run switching between
+    Dormand–Prince, BDF and ROS34PW2 (:mod:`dlnvolume.flows.compiled`) whose stiff methods use the
+    frozen-metric Jacobian ``J = −Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (docs/flows.md
+    §3.2). ``"dopri-bdf"`` is the same switching with dense finite-difference Jacobians (``m·n`` field
+    calls and an ``(m·n)²`` LU each; up to :data:`STIFF_MAX`), ``"dopri-ros"`` Dormand–Prince and the
+    frozen-metric ROS34PW2 without BDF: both lost to "dopri-bdf-frozen" on every measured task (8×8 rank 2,
+    |Ω| = 24, N = 5, 16 runs: 1.1 s against 3.7 s and 8.8 s; 6×6 at N = ∞, 200 runs: 6.8 s against 10.2 s
+    for "dopri-bdf"). ``"dopri5"``, ``"bdf"`` and ``"rosenbrock"`` run one method throughout (same loop,
+    same controls; ``"bdf"`` only up to :data:`STIFF_MAX`; ``"rosenbrock"`` frozen-metric above
+    :data:`FD_MAX`). On 2×2 tasks at ``N >= 2`` "auto" is ``"svd-2x2"``: the flow in singular-value
+    coordinates ``(log σ_1, log σ_2, θ, φ)`` (:mod:`dlnvolume.flows.svd2`), which resolves a ``σ_2`` far
+    below ``eps·σ_1``, as deep flows from a small initialization need; its runs that start with
+    ``σ_2 = 0`` or ``σ_1 = σ_2`` run "dopri-bdf-frozen"."""
     if not isinstance(integrator, str) or integrator not in INTEGRATORS:
         raise InvalidArgumentError(
             f"integrator={short_repr(integrator)}; expected one of {', '.join(map(repr, INTEGRATORS))}"
@@ -51,8 +52,7 @@ def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
     if integrator in ("auto", "switching"):
         if shape == (2, 2) and depth >= 2:
             return "svd-2x2"
-        size = 0 if shape is None else shape[0] * shape[1]
-        return "dopri-bdf" if size <= FD_MAX else "dopri-ros"
+        return "dopri-bdf-frozen"
     if integrator == "svd-2x2" and (shape != (2, 2) or depth < 2):
         raise InvalidArgumentError(
             f"integrator='svd-2x2' on a {'?' if shape is None else f'{shape[0]}x{shape[1]}'} task at depth {depth}: "
@@ -130,14 +130,15 @@ def end_to_end(
         that flip ``sign det X0`` while ``σ_min > 256·eps·σ_1`` before and after: the invariants of
         MATH.md §1.5 item 6 (rank, sign det) when a singular value decays towards 0 (rank-deficient
         limits, MATH.md §5.2–5.3). ``False``: Frobenius error control only.
-    integrator : {"auto", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock"}, default "auto"
-        "auto" (and "switching", its former name) is "dopri-bdf" for ``m·n <= 36``: per run
-        Dormand–Prince, switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``)
-        while ``σ_min >= 1e-10·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
-        would be stable explicitly (``h·ρ <= 1.5``); above, "dopri-ros": the same switching between
-        Dormand–Prince and ROS34PW2 with the frozen-metric W-matrix; on 2×2 tasks at ``N >= 2``, "svd-2x2"
-        (Dormand–Prince in singular-value coordinates, see :func:`resolve_integrator`). "dopri5", "bdf",
-        "rosenbrock" use one of them throughout.
+    integrator : {"auto", "dopri-bdf-frozen", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock"}, default "auto"
+        "auto" (and "switching", its former name) is "dopri-bdf-frozen": per run Dormand–Prince,
+        switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``) while
+        ``σ_min >= 1e-10·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
+        would be stable explicitly (``h·ρ <= 1.5``), the stiff methods with the frozen-metric Jacobian
+        ``−Ā_X∘P_Ω``; on 2×2 tasks at ``N >= 2``, "svd-2x2" (Dormand–Prince in singular-value
+        coordinates). "dopri-bdf" (dense finite-difference Jacobians) and "dopri-ros" (no BDF) are the
+        switchings it replaced; "dopri5", "bdf", "rosenbrock" use one method throughout (see
+        :func:`resolve_integrator`).
         :attr:`FlowResult.integrator` says which one ran.
 
     Returns
@@ -179,7 +180,7 @@ def end_to_end(
     if name in ("bdf", "dopri-bdf") and m * n > STIFF_MAX:
         raise InvalidArgumentError(
             f"integrator={integrator!r} on a {m}x{n} task: BDF holds a dense (m·n)×(m·n) Jacobian, accepted "
-            f"for m·n <= {STIFF_MAX}; use integrator='auto', 'dopri-ros', 'rosenbrock' or 'dopri5'")
+            f"for m·n <= {STIFF_MAX}; use integrator='auto', 'dopri-bdf-frozen', 'dopri-ros', 'rosenbrock' or 'dopri5'")
     method = "rosenbrock-frozen" if name == "rosenbrock" and m * n > FD_MAX else name
     out, _ = compiled.run(task._observed, task.values, N, normalized, X0, t_max=min(t_max, _T_HORIZON),
                           loss_tol=tol, rtol=rtol, atol=atol, max_steps=max_steps, log_every=log_every,

@@ -20,8 +20,9 @@ from dlnvolume import CompletionTask, errors, flows, tasks
 SEED = 20231129
 
 
-@pytest.fixture(params=["dopri-bdf", "dopri5", pytest.param("bdf", marks=pytest.mark.slow),
-                        pytest.param("rosenbrock", marks=pytest.mark.slow)], autouse=True)
+@pytest.fixture(params=["dopri-bdf-frozen", "dopri5", pytest.param("dopri-bdf", marks=pytest.mark.slow),
+                        pytest.param("bdf", marks=pytest.mark.slow), pytest.param("rosenbrock", marks=pytest.mark.slow)],
+                autouse=True)
 def integrator(request, monkeypatch):
     """Run every test of this module with ``integrator="auto"`` resolved to each method of the compiled
     integrator in turn (for ``N >= 2``). Pure BDF and ROS34PW2 are in the slow suite (the switching default

@@ -1,5 +1,5 @@
 """Tests of the compiled end-to-end integrator's stiff methods (:mod:`dlnvolume.flows.compiled`): ROS34PW2
-(``integrator="rosenbrock"``), BDF (``"bdf"``) and the per-run switching (``"dopri-bdf"``, the default).
+(``integrator="rosenbrock"``), BDF (``"bdf"``) and the per-run switchings (``"dopri-bdf-frozen"``, the default, and ``"dopri-bdf"``).
 
 References are independent of the code under test: the exact ``t(σ)`` integral of the scalar ODE
 (MATH.md §8 items 17–18) by ``scipy.integrate.quad``, Dormand–Prince at a tight tolerance, and a
@@ -18,7 +18,7 @@ from dlnvolume import CompletionTask, errors, flows, tasks
 from dlnvolume.flows import compiled
 
 SEED = 20261130
-STIFF = ["rosenbrock", "bdf", "dopri-bdf"]
+STIFF = ["rosenbrock", "bdf", "dopri-bdf", "dopri-bdf-frozen"]
 
 
 def _diag_task(mu):
@@ -85,7 +85,7 @@ def test_error_decreases_with_rtol():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4 * T
 
 
-@pytest.mark.parametrize("integrator", ["dopri-bdf"])
+@pytest.mark.parametrize("integrator", ["dopri-bdf", "dopri-bdf-frozen"])
 @pytest.mark.parametrize("N", [3, math.inf])
 def test_stiff_component_is_detected_and_the_slow_one_refines(integrator, N):
     """Diagonal task ``μ = (1, 50)`` from ``σ = (0.05, 0.05)``: the fast component sits at its fixed point
@@ -130,7 +130,7 @@ def test_coefficients_are_a_stiffly_accurate_order_three_tableau():
 
 
 # --------------------------------------------------------------------------- invariants, ill-conditioned X0
-@pytest.mark.parametrize("integrator", ["dopri-bdf", "dopri5", "bdf",
+@pytest.mark.parametrize("integrator", ["dopri-bdf-frozen", "dopri-bdf", "dopri5", "bdf",
                                         pytest.param("rosenbrock", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("N", [2, 3, 10, math.inf])
 @pytest.mark.parametrize("kind", ["aligned", "generic"])
@@ -169,20 +169,20 @@ def test_integrator_choice_is_recorded_and_validated():
     # "auto" (and its former name "switching") is the compiled per-run switching on every task and depth
     for integ, name in (("auto", "svd-2x2"), ("switching", "svd-2x2"), ("bdf", "bdf"), ("dopri5", "dopri5")):
         assert flows.end_to_end(task, 3, 0.1 * np.eye(2), max_steps=3, integrator=integ).integrator == name
-    # ... up to m·n = 36; the frozen-metric W-matrix above
-    for (m, n), name in (((3, 3), "dopri-bdf"), ((6, 6), "dopri-bdf"), ((8, 8), "dopri-ros"), ((9, 8), "dopri-ros"), ((1, 5), "dopri-bdf")):
+    # every other task and depth: the switching with frozen-metric Jacobians
+    for (m, n) in ((3, 3), (6, 6), (8, 8), (9, 8), (1, 5)):
         t = tasks.random_low_rank(m, n, 1, min(m * n, 5), rng=0)
-        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == name, (m, n)
-        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == name
+        assert flows.end_to_end(t, math.inf, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf-frozen"
+        assert flows.end_to_end(t, 1, 0.1 * np.ones((m, n)), max_steps=2).integrator == "dopri-bdf-frozen"
     # on 2×2 tasks at N >= 2: singular-value coordinates (test_svd2.py)
-    assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri-bdf"
+    assert flows.end_to_end(task, 1, 0.1 * np.eye(2), max_steps=3).integrator == "dopri-bdf-frozen"
     big = tasks.random_low_rank(41, 40, 1, 5, rng=0)
     for integ in ("bdf", "dopri-bdf"):
         with pytest.raises(errors.InvalidArgumentError, match=rf"integrator='{integ}' on a 41x40 task: .* m·n <= 1600"):
             flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator=integ)
     for integ in ("auto", "rosenbrock", "dopri-ros"):  # the frozen-metric W-matrix has no dense Jacobian
         res = flows.end_to_end(big, 3, 0.1 * np.ones((41, 40)), integrator=integ, max_steps=2)
-        assert res.integrator == ("dopri-ros" if integ == "auto" else integ) and np.all(np.isfinite(res.X))
+        assert res.integrator == ("dopri-bdf-frozen" if integ == "auto" else integ) and np.all(np.isfinite(res.X))
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator='rk4'; expected one of 'auto', "):
         flows.end_to_end(task, 3, 0.1 * np.eye(2), integrator="rk4")
     with pytest.raises(errors.InvalidArgumentError, match=r"integrator=3; expected one of"):
@@ -241,11 +241,12 @@ def test_a_run_does_not_depend_on_its_batch(integrator, shape, rank, n_obs):
 
 
 # --------------------------------------------------------------------------- the frozen-metric W-matrix (m·n > 64)
-@pytest.mark.parametrize("integrator", ["auto", "rosenbrock"])
+@pytest.mark.parametrize("integrator", ["auto", "rosenbrock", "dopri-ros"])
 @pytest.mark.parametrize("N,T", [(3, 60.0), (math.inf, 1000.0)])
 def test_frozen_metric_rosenbrock_against_dopri5(integrator, N, T):
-    """Above ``m·n = 36`` ROS34PW2 runs with ``J = −Ā_X∘P_Ω`` and the reduced ``|Ω|×|Ω|`` solve ("auto" is
-    "dopri-ros": Dormand–Prince switching to it). On a 9×8 rank-2 task with 50 observed entries, through
+    """Above ``m·n = 36`` ROS34PW2 runs with ``J = −Ā_X∘P_Ω`` and the reduced ``|Ω|×|Ω|`` solve; "auto"
+    ("dopri-bdf-frozen") uses the same ``J`` as BDF's Newton matrix, "dopri-ros" switches between
+    Dormand–Prince and that ROS34PW2. On a 9×8 rank-2 task with 50 observed entries, through
     the plateaus of a small initialization (at N = ∞ up to T = 1000, where the loss is 0.3–2.7), rtol 1e-7
     must agree with Dormand–Prince at 1e-11 to ``100·rtol`` of ``max|X|``; negative control: the endpoint of
     another depth is far (> 1e-2)."""
@@ -254,7 +255,7 @@ def test_frozen_metric_rosenbrock_against_dopri5(integrator, N, T):
     X0 = 1e-3 * rng.standard_normal((3, 9, 8)) / 3
     kw = dict(t_max=T, loss_tol=0)
     res = flows.end_to_end(task, N, X0, rtol=1e-7, integrator=integrator, **kw)
-    assert res.integrator == ("dopri-ros" if integrator == "auto" else "rosenbrock")
+    assert res.integrator == {"auto": "dopri-bdf-frozen"}.get(integrator, integrator)
     ref = flows.end_to_end(task, N, X0, rtol=1e-11, integrator="dopri5", max_steps=10**6, **kw)
     assert np.all(res.status == "max_time") and np.all(ref.status == "max_time")
     scale = np.abs(ref.X).max(axis=(1, 2))

@@ -67,7 +67,7 @@ def test_deep_ill_conditioned_flows_against_the_reference():
 
 
 def test_singular_or_coincident_starts_run_cartesian():
-    """σ_2 = 0 or σ_1 = σ_2 (the coordinates' singular set): those runs are "dopri-bdf"'s, bit for bit, and
+    """σ_2 = 0 or σ_1 = σ_2 (the coordinates' singular set): those runs are "dopri-bdf-frozen"'s, bit for bit, and
     the others of the batch are unchanged by their presence."""
     rng = np.random.default_rng(SEED + 1)
     task = tasks.random_low_rank(2, 2, 1, 3, rng=rng)
@@ -75,7 +75,7 @@ def test_singular_or_coincident_starts_run_cartesian():
                    0.01 * rng.standard_normal((2, 2))])
     X0[2, :, 1] = 0.0
     res = flows.end_to_end(task, 5, X0)
-    cart = flows.end_to_end(task, 5, X0[1:3], integrator="dopri-bdf")
+    cart = flows.end_to_end(task, 5, X0[1:3], integrator="dopri-bdf-frozen")
     np.testing.assert_array_equal(res.X[1:3], cart.X)
     alone = flows.end_to_end(task, 5, X0[[0, 3]])
     np.testing.assert_array_equal(res.X[[0, 3]], alone.X)
@@ -91,7 +91,7 @@ def test_records_and_validation():
     for bad, depth in ((tasks.random_low_rank(3, 3, 1, 4, rng=0), 3), (task, 1)):
         with pytest.raises(errors.InvalidArgumentError, match="integrator='svd-2x2' on a .* accepted for 2x2 tasks"):
             flows.end_to_end(bad, depth, 0.1 * np.ones(bad.shape), integrator="svd-2x2")
-    assert flows.end_to_end(task, 1, 0.1 * np.eye(2)).integrator == "dopri-bdf"
+    assert flows.end_to_end(task, 1, 0.1 * np.eye(2)).integrator == "dopri-bdf-frozen"
     assert isinstance(task, CompletionTask)
 
 
@@ -105,15 +105,15 @@ def test_cartesian_runs_below_float64_resolution_are_flagged(tmp_path):
     multipliers at ~1e-8), whose endpoint agrees with the exact one."""
     task = tasks.diagonal_2x2()
     kw = dict(rng=1, workers=1, progress=False, loss_tol=1e-12, check_accuracy=False)
-    cart = flows.endpoints(task, 20, 6, 1e-4, integrator="dopri-bdf", **kw)
+    cart = flows.endpoints(task, 20, 6, 1e-4, integrator="dopri-bdf-frozen", **kw)
     assert np.all(cart.min_sigma_ratio < compiled.RESOLVE) and np.all(cart.unresolved) and np.all(cart.flagged)
-    many = flows.endpoints(task, 20, 24, 1e-4, integrator="dopri-bdf", **kw)
+    many = flows.endpoints(task, 20, 24, 1e-4, integrator="dopri-bdf-frozen", **kw)
     ref = flows.endpoints(task, 20, 24, 1e-4, **kw)
     err = np.abs(many.X - ref.X).reshape(24, -1).max(axis=1) / np.abs(ref.X).reshape(24, -1).max(axis=1)
     assert np.any(err > 1e-3) and np.all(many.flagged[err > 1e-3])
     rank1 = CompletionTask(np.diag([1.0, 0.0]), np.array([[True, False], [False, False]]))  # σ_2 stays small
     X0 = np.array([[[1e-2, 1e-4], [2e-4, 2e-6 + 1e-12]]])
-    shallow = flows.end_to_end(rank1, 3, X0, integrator="dopri-bdf", loss_tol=1e-12)
+    shallow = flows.end_to_end(rank1, 3, X0, integrator="dopri-bdf-frozen", loss_tol=1e-12)
     exact3 = flows.end_to_end(rank1, 3, X0, integrator="svd-2x2", loss_tol=1e-12)
     assert shallow.min_sigma_ratio[0] < compiled.RESOLVE and not shallow.unresolved[0]
     np.testing.assert_allclose(shallow.X, exact3.X, atol=2e-6)  # both stop at |X11 − 1| <= 1e-6
