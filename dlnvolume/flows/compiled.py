@@ -371,15 +371,9 @@ def _frozen_solve(Lc: np.ndarray, Lt: np.ndarray, hg: float, oi: np.ndarray, oj:
     for e in range(p):
         z[e] = r[oi[e] * n + oj[e]]
     for i in range(p):  # Lc y = z
-        acc = z[i]
-        for j in range(i):
-            acc -= Lc[i, j] * z[j]
-        z[i] = acc / Lc[i, i]
+        z[i] = (z[i] - _dot(Lc[i], z, i)) / Lc[i, i]
     for i in range(p - 1, -1, -1):  # Lcᵀ x = y
-        acc = z[i]
-        for j in range(i + 1, p):
-            acc -= Lt[i, j] * z[j]
-        z[i] = acc / Lt[i, i]
+        z[i] = (z[i] - _dot(Lt[i, i + 1:], z[i + 1:], p - i - 1)) / Lt[i, i]
     Z = np.zeros((m, n))
     for e in range(p):
         Z[oi[e], oj[e]] = z[e]
