@@ -276,6 +276,8 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
     def log(line: str) -> None:
         print(line, flush=True)
 
+    log.resuming = not getattr(args, "fresh", False)  # type: ignore[attr-defined]  # no "resumed 0/n" on a fresh run
+
     executor, close = _executor(args)
     try:
         res = run_experiment(cfg, out, task=getattr(args, "task", None), executor=executor, workers=args.workers,
@@ -286,7 +288,7 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
             close()
     info = {"experiment": cfg.name, "argv": sys.argv[1:], "seed": cfg.seed, "quick": bool(args.quick),
             "workers": args.workers, "dask": args.dask, "cpu_count": os.cpu_count(), "versions": _versions(),
-            "timings": dict(res.timings)}
+            "timings": dict(res.timings), "time_spent": dict(res.time_spent)}
     from .verdict import format_lines, verdicts
 
     rows = verdicts(res)
@@ -302,7 +304,7 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dlnvolume`` console script; returns the exit code."""
-    from dlnvolume.errors import DLNVolumeError
+    from dlnvolume.errors import DLNVolumeError, WorkerLostError
 
     args = _parser().parse_args(argv)
     try:
@@ -346,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"dlnvolume: error: {msg}", file=sys.stderr)
         return 2
+    except WorkerLostError as exc:  # a worker killed by the system: one line, what was kept, what to reduce
+        print(f"dlnvolume: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dlnvolume: interrupted", file=sys.stderr)
         return 130

@@ -455,6 +455,16 @@ def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list
     for fname, cap in figs:
         L += [f"![{cap}](figures/{fname})", "", f"*{cap}*", ""]
     L += ["## Run", "", _table(["stage", "seconds"], [[k, v] for k, v in run_info.get("timings", {}).items()]), ""]
+    spent = getattr(res, "time_spent", None) or {}
+    if spent:
+        n_sess = max(int(v["sessions"]) for v in spent.values())
+        rows = [[k, v["wall_s"], v["cpu_s"], int(v["sessions"])] for k, v in spent.items()]
+        L += [f"Time spent on the computing stages over {n_sess} session{'s' if n_sess > 1 else ''} of this results "
+              "folder (interrupted and resumed sessions included; CPU time counts this process and its local "
+              "worker processes, not a Dask cluster's):", "",
+              _table(["stage", "wall seconds", "CPU seconds", "sessions"], rows), "",
+              f"Total: {sum(v['wall_s'] for v in spent.values()):.1f} s wall, "
+              f"{sum(v['cpu_s'] for v in spent.values()):.1f} s CPU.", ""]
     L += ["Files: `results.nc` (an xarray DataTree: `analysis.diagnostics.load(path, reference=NAME)` gives one "
           "reference as an ArviZ object), `endpoints.npz`, `tests.json` (the verdict and every test result), "
           "`config.toml`, `run.json`, `figures/`.", ""]

@@ -15,8 +15,11 @@ depend on workers or batching.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,7 @@ import numpy as np
 
 import dlnvolume as dv
 from dlnvolume.errors import ConfigError, DLNVolumeError, InvalidArgumentError
-from dlnvolume.parallel import atomic_save_npz, load_npz
+from dlnvolume.parallel import atomic_save_npz, atomic_write_text, load_npz
 from samplers.driver import tqdm_progress
 
 from . import hypothesis as hyp
@@ -33,7 +36,7 @@ from .experiment import ExperimentConfig
 from .statistics import MatrixStatistics, compute_statistics
 
 __all__ = ["SampleSet", "ExperimentResult", "Comparison", "run_experiment", "prepare", "build_task", "depth_tag",
-           "registry_method", "accepted_methods"]
+           "registry_method", "accepted_methods", "TimeLedger"]
 
 STAGE_FLOWS, STAGE_REFS, STAGE_NULL, STAGE_TESTS, STAGE_BIAS = 1, 2, 3, 4, 5
 #: runs of the smallest scale re-run at a 10× tighter tolerance by the resolution check (analysis.bias.Resolution)
@@ -70,8 +73,52 @@ def _resumed(before: dict, folder: Path) -> tuple[int, int]:
 
 
 def _log_resumed(log: Callable[[str], None] | None, label: str, reused: int, total: int) -> None:
-    if log is not None:
+    """One line per stage item; "resumed 0/n" only when resuming (``log.resuming``, default True)."""
+    if log is not None and (reused or getattr(log, "resuming", True)):
         log(f"{label}: resumed {reused}/{total} batches from checkpoints")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (the local worker pools are joined when
+    their batches end, so their work is counted; a Dask cluster's is not)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class TimeLedger:
+    """Time spent per stage across every session of a results folder (``OUT/checkpoints/time_spent.json``):
+    ``{stage: {"wall_s", "cpu_s", "sessions"}}``. A session's time is added when its stage ends, also when
+    it ends by Ctrl-C or an error, so a resumed run reports what the result cost, not what the last
+    session did."""
+
+    FILE = "time_spent.json"
+
+    def __init__(self, folder: Path | None):
+        self.path = None if folder is None else Path(folder) / self.FILE
+        self.entries: dict[str, dict[str, float]] = {}
+        if self.path is not None and self.path.is_file():
+            try:
+                self.entries = {k: {"wall_s": float(v["wall_s"]), "cpu_s": float(v["cpu_s"]),
+                                    "sessions": int(v["sessions"])}
+                                for k, v in json.loads(self.path.read_text(encoding="utf-8")).items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                self.entries = {}  # unreadable (a foreign file): start over rather than fail the run
+
+    @contextmanager
+    def stage(self, key: str):
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        try:
+            yield
+        finally:
+            e = self.entries.setdefault(key, {"wall_s": 0.0, "cpu_s": 0.0, "sessions": 0})
+            e["wall_s"] += time.perf_counter() - w0
+            e["cpu_s"] += max(0.0, _cpu_seconds() - c0)
+            e["sessions"] += 1
+            if self.path is not None:
+                try:
+                    atomic_write_text(self.path, json.dumps(self.entries, indent=1))
+                except OSError:  # bookkeeping: never the error a failed session reports
+                    pass
 
 
 def _seed(seed: int, *key: int) -> np.random.SeedSequence:
@@ -208,7 +255,8 @@ class ExperimentResult:
     tests: dict = field(default_factory=dict)              # (family, ref name, depth) -> list[TestResult]
     percentiles: dict = field(default_factory=dict)        # (ref name, depth) -> VolumePercentileResult
     reference_diagnostics: dict = field(default_factory=dict)  # (ref name, depth) -> SampleSet.summary()
-    timings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)            # stage -> wall seconds of this session
+    time_spent: dict = field(default_factory=dict)         # stage -> TimeLedger entry, summed over sessions
     notes: list = field(default_factory=list)
 
     def comparisons(self) -> list["Comparison"]:
@@ -691,12 +739,16 @@ def run_experiment(
     for tmp in ckpt.rglob(".*.tmp"):  # temporary files of a run killed while writing a checkpoint
         tmp.unlink(missing_ok=True)
     res = ExperimentResult(cfg, task)
+    ledger = TimeLedger(ckpt)
+    res.time_spent = ledger.entries
     t0 = time.perf_counter()
-    _flows_stage(cfg, task, ckpt, res, executor, workers, progress, log)
+    with ledger.stage("flows"):
+        _flows_stage(cfg, task, ckpt, res, executor, workers, progress, log)
     res.timings["flows"] = time.perf_counter() - t0
     if cfg.references:
         t1 = time.perf_counter()
-        _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers)
+        with ledger.stage("references"):
+            _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers)
         res.timings["references"] = time.perf_counter() - t1
         if "null" in cfg.families and TASK_KINDS[cfg.task["kind"]].null_family:
             _null_stage(cfg, task, ckpt, res)
@@ -704,9 +756,11 @@ def run_experiment(
             res.notes.append(f"test family 'null' skipped: the Euclidean null measure is sampled on the hyperbola "
                              f"of the 2x2 diagonal task only (task kind '{cfg.task['kind']}')")
         t2 = time.perf_counter()
-        _tests_stage(cfg, res)
+        with ledger.stage("tests"):
+            _tests_stage(cfg, res)
         res.timings["tests"] = time.perf_counter() - t2
     t3 = time.perf_counter()
-    _bias_stage(cfg, task, ckpt, res, executor, workers, log)
+    with ledger.stage("bias"):
+        _bias_stage(cfg, task, ckpt, res, executor, workers, log)
     res.timings["bias"] = time.perf_counter() - t3
     return res

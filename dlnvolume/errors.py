@@ -18,6 +18,7 @@ __all__ = [
     "DegenerateMetricError",
     "ImproperTargetError",
     "ConfigError",
+    "WorkerLostError",
 ]
 
 
@@ -59,3 +60,8 @@ class ImproperTargetError(DLNVolumeError):
 
 class ConfigError(DLNVolumeError):
     """Malformed experiment configuration."""
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process died mid-batch (killed by the operating system, most often for lack of memory).
+    Not an input error: the message says which batches were kept and which setting to reduce."""

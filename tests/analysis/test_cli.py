@@ -266,7 +266,8 @@ def test_version_quiet_verbose(tmp_path, capsys):
     assert len(out) == 1 and out[0].startswith("dlnvolume: wrote ")
     assert main(["run", str(cfg), "--out", str(tmp_path / "v"), "-v", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "flows N3 s=0.001: resumed 0/" in out and "flows N3 s=0.01: resumed 0/" in out and "stage total: " in out and "verdict at α" in out
+    assert "resumed 0/" not in out and "stage total: " in out  # a fresh run has nothing to resume (issue 22)
+    assert "verdict at α" in out
     with pytest.raises(SystemExit):
         main(["run", str(cfg), "--out", str(tmp_path / "w"), "-q", "-v"])
 

@@ -173,9 +173,11 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 90.0) -> str:
 
 
 def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``folder`` except temporary ones: relative path -> (bytes, mtime_ns)."""
+    """Every file under ``folder`` except temporary ones and the time ledger (``time_spent.json``, which every
+    session updates by design, issue 22): relative path -> (bytes, mtime_ns)."""
     return {str(f.relative_to(folder)): (f.read_bytes(), f.stat().st_mtime_ns)
-            for f in sorted(folder.rglob("*")) if f.is_file() and not f.name.endswith(".tmp")}
+            for f in sorted(folder.rglob("*"))
+            if f.is_file() and not f.name.endswith(".tmp") and f.name != "time_spent.json"}
 
 
 def _assert_untouched(before: dict, folder: Path) -> None:
