@@ -7,6 +7,8 @@ Sub-commands::
     dlnvolume --version
     dlnvolume volume MATRIX.npy --depth N [--rank r] [--unnormalized]
     dlnvolume experiments
+    dlnvolume config --defaults
+    dlnvolume report OUT
     dlnvolume bench
 
 Bad input (malformed TOML, unknown keys, wrong types, existing output folder, ``--resume`` with another
@@ -85,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     vol.add_argument("--rank", type=int, default=None)
     vol.add_argument("--unnormalized", action="store_true")
     sub.add_parser("experiments", help="list built-in experiments")
+    conf = sub.add_parser("config", help="configuration keys: --defaults prints every key with its default and meaning")
+    conf.add_argument("--defaults", action="store_true", required=True,
+                      help="print every key of a configuration file with its default and meaning (a TOML template)")
+    rep = sub.add_parser("report", help="re-render report.md/html, tests.json, results.nc and the figures of a "
+                                        "results folder from its checkpoints (no flow or sampler runs again)")
+    rep.add_argument("out", metavar="OUT", help="a results folder written by dlnvolume run")
     bench = sub.add_parser("bench", help="benchmarks: ours against the alternatives, ratios from one run")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats (< 60 s)")
     bench.add_argument("--out", default="bench-out", help="folder for bench.json and bench.png")
@@ -141,6 +149,51 @@ def _cmd_volume(args: argparse.Namespace) -> int:
     val = np.asarray(dv.log_volume_density(X, depth, rank=args.rank, normalized=not args.unnormalized))
     for v in val.reshape(-1):
         print(f"{float(v):.15g}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from .experiment import defaults_text
+
+    print(defaults_text())
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Re-render report.md/html, tests.json, results.nc and the figures of a results folder from its
+    checkpoints: no flow and no sampler runs again (a missing checkpoint is an error naming it)."""
+    import json
+
+    from .experiment import load_config
+    from .report import write_outputs
+    from .runner import run_experiment
+    from .verdict import verdicts
+
+    out = Path(args.out)
+    cfg_path = out / "config.toml"
+    if not out.is_dir() or not cfg_path.is_file():
+        raise _UsageError(f"OUT {str(out)!r}: no config.toml there (not a finished dlnvolume results folder; an "
+                          "interrupted run is completed by dlnvolume run ... --resume)")
+    if not (out / "checkpoints").is_dir():
+        raise _UsageError(f"OUT {str(out)!r}: no checkpoints/ folder (the report is rebuilt from it)")
+    t_start = time.perf_counter()
+    cfg, _ = load_config(str(cfg_path))
+    try:
+        info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    res = run_experiment(cfg, out, progress=False, reuse_only=True)
+    info.update({"rendered_by": "dlnvolume report", "versions": _versions(), "timings": dict(res.timings),
+                 "time_spent": dict(res.time_spent)})
+    rows = verdicts(res)
+    try:
+        write_outputs(res, out, info, texts={"config.toml": cfg_path.read_text(encoding="utf-8")}, t_start=t_start,
+                      verdicts=rows)
+    except OSError as exc:
+        print(f"dlnvolume: error: {_write_failure(exc, out, True)}", file=sys.stderr)
+        return 1
+    print(f"dlnvolume: re-rendered {out / 'report.md'} from {out / 'checkpoints'} "
+          f"({time.perf_counter() - t_start:.1f} s)")
     return 0
 
 
@@ -331,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_volume(args)
         if args.command == "experiments":
             return _cmd_experiments()
+        if args.command == "config":
+            return _cmd_config(args)
+        if args.command == "report":
+            return _cmd_report(args)
         if args.command == "bench":
             from .bench import SECTIONS, run_bench
 

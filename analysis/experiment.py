@@ -44,6 +44,7 @@ import math
 import numbers
 import re
 import tomllib
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,6 +62,8 @@ __all__ = [
     "load_config",
     "builtin_experiments",
     "to_toml",
+    "defaults_text",
+    "KEY_DOCS",
 ]
 
 STAT_NAMES = SCALAR_STATISTICS + (
@@ -512,3 +515,119 @@ def to_toml(doc: dict, _prefix: str = "") -> str:
                 lines.append(f"\n[[{name}]]")
                 lines.append(to_toml(item, name + ".").rstrip("\n"))
     return "\n".join(x for x in lines if x != "") + "\n"
+
+
+# --------------------------------------------------------------------------- every key, its default and meaning
+#: (table, key) -> meaning, for ``dlnvolume config --defaults`` (a test checks it names every key of the specs)
+KEY_DOCS: dict[tuple[str, str], str] = {
+    ("", "name"): "name of the experiment (report title, file names)",
+    ("", "description"): "one line shown in the report and by `dlnvolume experiments`",
+    ("", "seed"): "root seed: every flow, chain and test draws from SeedSequence(seed, stage, item)",
+    ("task", "kind"): "diagonal_2x2 | razin_cohen_2x2 | random_low_rank | custom (required)",
+    ("task", "m"): "random_low_rank: rows",
+    ("task", "n"): "random_low_rank: columns",
+    ("task", "rank"): "random_low_rank: rank of the ground truth",
+    ("task", "n_observed"): "random_low_rank: observed entries |Ω|",
+    ("task", "seed"): "random_low_rank: seed of the ground truth and Ω (default: the experiment seed)",
+    ("task", "values"): "custom: the observed values, a matrix or a .npy/.npz path (an .npz may hold 'values', "
+                        "'mask' and 'ground_truth')",
+    ("task", "mask"): "custom: true/false (or 0/1) matrix of observed entries, or a .npy/.npz path",
+    ("task", "ground_truth"): "custom, optional: the full matrix (test error in the report)",
+    ("task", "name"): "custom: the task's name in the report",
+    ("flows", "depths"): "depths N of the flows (integers >= 1 or inf); each is compared with the references",
+    ("flows", "runs"): "flows per depth at the smallest initialization scale (the tests use these)",
+    ("flows", "init_scale"): "initialization scale s (X0 = product of Gaussian factors of scale s)",
+    ("flows", "init_scales"): "the s → 0 ladder (default: a decade above and below init_scale when a stratum is "
+                              "named by statistics.volume_rank)",
+    ("flows", "ladder_runs"): "flows at the larger scales of the ladder (default: runs)",
+    ("flows", "method"): "end_to_end (the compiled Riemannian flow) | factor (gradient flow of the factors)",
+    ("flows", "batch_size"): "flows per batch: the unit of work, of checkpointing and of what Ctrl-C gives up",
+    ("flows", "keep_status"): "flow statuses whose endpoints are analysed",
+    ("flows", "options"): "keyword arguments of dlnvolume.flows.end_to_end / factor_descent (e.g. rtol, "
+                          "max_steps, loss_tol)",
+    ("references", "name"): "the reference's name (files, report rows; required)",
+    ("references", "measure"): "solution_set | gibbs_limit | gibbs (required)",
+    ("references", "method"): "exact (2×2 hyperbola tasks) or a sampler of the registry (mcmc, solution_smc, "
+                              "smc, ...)",
+    ("references", "radius"): "Frobenius window radius of the measure (default: from the task's scale)",
+    ("references", "draws"): "draws per chain (or per replicate) after warm-up",
+    ("references", "chains"): "independent chains (or SMC replicates): R-hat needs >= 2",
+    ("references", "warmup"): "warm-up iterations per chain, discarded",
+    ("references", "thin"): "keep every thin-th draw",
+    ("references", "beta"): "inverse temperature β of the Gibbs measure exp(-βE)·vol_N (required for gibbs)",
+    ("references", "rank"): "stratum M_r of the measure (default: statistics.volume_rank)",
+    ("references", "depths"): "depths this reference is computed for (default: every flow depth)",
+    ("references", "note"): "a caveat printed with every verdict row of this reference",
+    ("references", "floor"): "singular-value floor of the window (N = inf on a lower stratum needs one)",
+    ("statistics", "rtol"): "numerical rank of a matrix: the number of σ_i > rtol·σ_1",
+    ("statistics", "volume_rank"): "the stratum M_r whose volume density is compared (an integer r), or "
+                                   "'numerical' (each matrix's numerical rank; no implicit-bias analysis)",
+    ("tests", "families"): "distribution (two-sample tests), percentile (volume percentiles of endpoints), null "
+                           "(against the Euclidean volume)",
+    ("tests", "n_perm"): "permutations of each permutation test",
+    ("tests", "max_n"): "the reference sample of a test is subsampled evenly to at most this many draws",
+    ("tests", "statistics"): "the scalar statistics compared",
+    ("tests", "null_draws"): "draws of the Euclidean null measure",
+    ("tests", "alpha"): "significance level of the verdict (p-values Benjamini–Hochberg-adjusted within a family)",
+    ("tests", "bins"): "bins of the volume-percentile histograms",
+    ("output", "figures"): "write figures/",
+    ("output", "trace_plots"): "write trace plots of the MCMC references",
+    ("predictors", "names"): "the implicit-bias predictors compared with the endpoints (default: every registered "
+                             "one)",
+    ("predictors", "n_starts"): "random starts of the nonconvex predictors",
+    ("quick", "runs"): "--quick: flows.runs",
+    ("quick", "draws"): "--quick: references' draws",
+    ("quick", "chains"): "--quick: references' chains",
+    ("quick", "warmup"): "--quick: references' warmup",
+    ("quick", "depths"): "--quick: flows.depths",
+    ("quick", "n_perm"): "--quick: tests.n_perm",
+    ("quick", "null_draws"): "--quick: tests.null_draws",
+    ("quick", "ladder_runs"): "--quick: flows.ladder_runs",
+    ("quick", "n_starts"): "--quick: predictors.n_starts",
+}
+
+
+def _spec_keys() -> dict[str, dict[str, Any]]:
+    from .tasks import TASK_KINDS
+
+    task = {"kind": None, **{k: None for kind in TASK_KINDS.values() for k in kind.keys}}
+    return {"": {k: v for k, v in TOP_SPEC.items() if k in ("name", "description", "seed")}, "task": task,
+            "flows": FLOW_SPEC, "references": REF_SPEC, "statistics": STAT_SPEC, "tests": TEST_SPEC,
+            "output": OUT_SPEC, "predictors": PRED_SPEC, "quick": QUICK_SPEC}
+
+
+def defaults_text() -> str:
+    """Every configuration key with its default and meaning, as a commented TOML template (``dlnvolume config
+    --defaults``): defaults are read from :class:`ExperimentConfig` and :class:`ReferenceConfig`, so they are
+    the ones a run uses."""
+    base = ExperimentConfig(name="custom", task={"kind": "diagonal_2x2"}).to_dict()
+    base[""] = {"name": "custom", "description": "", "seed": 0}
+    ref = {k: f.default for k, f in ReferenceConfig.__dataclass_fields__.items()
+           if f.default is not dataclasses.MISSING}
+    unset = {("flows", "init_scales"): "a decade above and below init_scale", ("flows", "ladder_runs"): "runs",
+             ("predictors", "names"): "every registered predictor", ("references", "radius"): "from the task's scale",
+             ("references", "beta"): "required for measure = 'gibbs'", ("references", "rank"): "statistics.volume_rank",
+             ("references", "depths"): "every flow depth", ("task", "seed"): "the experiment seed"}
+    lines = ["# dlnvolume configuration: every key, its default and its meaning. Keys marked 'required' have no",
+             "# default; the [quick] table has none either (each key replaces its namesake under --quick).", ""]
+    for table, keys in _spec_keys().items():
+        if table == "references":
+            lines.append("[[references]]   # one table per reference measure")
+        elif table:
+            lines.append(f"[{table}]")
+        for key in keys:
+            doc = KEY_DOCS[(table, key)]
+            if table == "references":
+                have, value = key in ref and ref[key] is not None, ref.get(key)
+            elif table in ("task", "quick"):
+                have, value = False, None
+            else:
+                have, value = key in base.get(table, {}), base.get(table, {}).get(key)
+            if have:
+                text = "{}" if value == {} else _toml_value(value)  # [flows.options]: an empty inline table
+                lines.append(f"{_toml_key(key)} = {text}   # {doc}")
+            else:
+                why = unset.get((table, key), "" if "required" in doc else "no default")
+                lines.append(f"# {_toml_key(key)} = ...   " + (f"({why}) " if why else "") + doc)
+        lines.append("")
+    return "\n".join(lines)

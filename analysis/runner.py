@@ -93,8 +93,9 @@ class TimeLedger:
 
     FILE = "time_spent.json"
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, record: bool = True):
         self.path = None if folder is None else Path(folder) / self.FILE
+        self.record = record
         self.entries: dict[str, dict[str, float]] = {}
         if self.path is not None and self.path.is_file():
             try:
@@ -110,15 +111,19 @@ class TimeLedger:
         try:
             yield
         finally:
-            e = self.entries.setdefault(key, {"wall_s": 0.0, "cpu_s": 0.0, "sessions": 0})
-            e["wall_s"] += time.perf_counter() - w0
-            e["cpu_s"] += max(0.0, _cpu_seconds() - c0)
-            e["sessions"] += 1
-            if self.path is not None:
-                try:
-                    atomic_write_text(self.path, json.dumps(self.entries, indent=1))
-                except OSError:  # bookkeeping: never the error a failed session reports
-                    pass
+            if self.record:
+                self._add(key, time.perf_counter() - w0, max(0.0, _cpu_seconds() - c0))
+
+    def _add(self, key: str, wall: float, cpu: float) -> None:
+        e = self.entries.setdefault(key, {"wall_s": 0.0, "cpu_s": 0.0, "sessions": 0})
+        e["wall_s"] += wall
+        e["cpu_s"] += cpu
+        e["sessions"] += 1
+        if self.path is not None:
+            try:
+                atomic_write_text(self.path, json.dumps(self.entries, indent=1))
+            except OSError:  # bookkeeping: never the error a failed session reports
+                pass
 
 
 def _seed(seed: int, *key: int) -> np.random.SeedSequence:
@@ -442,7 +447,14 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
     return replace(cfg, references=tuple(refs)), task
 
 
-def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None):
+def _needed(path: Path, reuse_only: bool) -> None:
+    """``reuse_only`` (``dlnvolume report``): a stage item missing from the checkpoints is an error, not a run."""
+    if reuse_only:
+        raise ConfigError(f"checkpoint {str(path)!r} is missing: the run did not finish (complete it with "
+                          "dlnvolume run ... --resume) or its checkpoints were removed")
+
+
+def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None, reuse_only=False):
     """Flows of every depth at every scale of the ladder (the same seeds at every scale: run ``i`` starts from
     ``s·D_i``); the endpoints of the smallest scale are the ones the tests use (``res.endpoints``)."""
     from dlnvolume import flows
@@ -464,6 +476,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
                 n = max(len(_batch_files(folder)), 1)
                 _log_resumed(log, label, n, n)
             else:
+                _needed(done, reuse_only)
                 before = _batch_files(folder)
                 try:
                     ep = flows.endpoints(task, depth, runs, s, method=cfg.flow_method,
@@ -526,7 +539,7 @@ def _kept(cfg: ExperimentConfig, ep: Any) -> np.ndarray:
     return ok if flagged is None else ok & ~np.asarray(flagged)
 
 
-def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None):
+def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, workers=None, reuse_only=False):
     import samplers
     from samplers import registry
 
@@ -552,6 +565,8 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                 sset = SampleSet.load(ck, target, ref.method, ref.warmup, ref.thin)
                 n = max(len(_batch_files(folder)), 1)
                 _log_resumed(log, label, n, n)
+            elif reuse_only and ref.method != "exact":
+                _needed(ck, reuse_only)
             elif ref.method == "exact":
                 _log_resumed(log, label, 0, 1)
                 n = ref.chains * ref.draws
@@ -584,7 +599,7 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
             res.timings[f"ref_{ref.name}_{tag}"] = time.perf_counter() - t0
 
 
-def _null_stage(cfg, task, out_ckpt, res):
+def _null_stage(cfg, task, out_ckpt, res, reuse_only=False):
     """Null measure of family (c): the Euclidean (depth-1) solution-set volume on the hyperbola window."""
     from .references import GridHyperbolaReference
 
@@ -593,6 +608,7 @@ def _null_stage(cfg, task, out_ckpt, res):
     if ck.exists():
         X = load_npz(ck)["X"]
     else:
+        _needed(ck, reuse_only)
         H = GridHyperbolaReference(1, measure="solution_set", radius=radius)
         a = np.asarray(H.sample(cfg.null_draws, rng=np.random.default_rng(_seed(cfg.seed, STAGE_NULL))))
         X = np.asarray(H.matrices(a), dtype=np.float64)
@@ -640,7 +656,7 @@ def _tests_stage(cfg, res):
                 v, null, measure_x=f"endpoints {depth_tag(depth)}", measure_y="euclidean volume (N=1) on S∩M_1")]
 
 
-def _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log=None):
+def _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log=None, reuse_only=False):
     """The resolution check of one depth (:class:`analysis.bias.Resolution`): the first runs of the smallest
     scale again, same seeds, ``rtol`` and ``atol`` divided by :data:`analysis.bias.TIGHTER`."""
     from dlnvolume import flows
@@ -661,6 +677,7 @@ def _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log
     if done.exists():
         tight = flows.Endpoints.load(done)
     else:
+        _needed(done, reuse_only)
         tight = flows.endpoints(task, depth, n, s, method=cfg.flow_method, rng=_seed(cfg.seed, STAGE_FLOWS, j),
                                 executor=executor, workers=workers, batch_size=cfg.batch_size, progress=False,
                                 **opts)
@@ -675,7 +692,7 @@ def _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log
     return Resolution(rtol, opts["rtol"], _ratio(sa, rank), _ratio(sb, rank), change)
 
 
-def _bias_stage(cfg, task, out_ckpt, res, executor, workers, log=None):
+def _bias_stage(cfg, task, out_ckpt, res, executor, workers, log=None, reuse_only=False):
     """Stratum reached, predicted points, distances and rival laws per depth (:mod:`analysis.bias`)."""
     import samplers
 
@@ -698,7 +715,8 @@ def _bias_stage(cfg, task, out_ckpt, res, executor, workers, log=None):
         if keep.sum() < 2:
             res.notes.append(f"{depth_tag(depth)}: fewer than 2 runs kept at every scale; no implicit-bias analysis")
             continue
-        res.resolution[depth] = _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log)
+        res.resolution[depth] = _resolution(cfg, task, out_ckpt, res, j, depth, rank, executor, workers, log,
+                                            reuse_only)
         reference = None
         gibbs = None
         for r in sol:
@@ -720,6 +738,7 @@ def _bias_stage(cfg, task, out_ckpt, res, executor, workers, log=None):
 def run_experiment(
     cfg: ExperimentConfig, out: Path, *, task: dv.CompletionTask | None = None, executor: Any = None,
     workers: int | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
+    reuse_only: bool = False,
 ) -> ExperimentResult:
     """Run all computing stages; outputs are written by :mod:`analysis.report`.
 
@@ -730,6 +749,9 @@ def run_experiment(
     Every stage item is checkpointed under ``out/checkpoints`` (flows and MCMC chains per batch), so
     a rerun into the same ``out`` with the same configuration resumes. ``log``, if given, receives
     one line per flow depth and per reference, e.g. ``"flows N5: resumed 3/8 batches from checkpoints"``.
+    ``reuse_only`` (``dlnvolume report``): every flow and reference must come from the checkpoints (a missing
+    one raises :class:`~dlnvolume.errors.ConfigError`); the statistics, tests and implicit-bias analysis are
+    recomputed from them, and the time ledger is read but not added to.
     """
     from .tasks import TASK_KINDS
 
@@ -739,19 +761,19 @@ def run_experiment(
     for tmp in ckpt.rglob(".*.tmp"):  # temporary files of a run killed while writing a checkpoint
         tmp.unlink(missing_ok=True)
     res = ExperimentResult(cfg, task)
-    ledger = TimeLedger(ckpt)
+    ledger = TimeLedger(ckpt, record=not reuse_only)
     res.time_spent = ledger.entries
     t0 = time.perf_counter()
     with ledger.stage("flows"):
-        _flows_stage(cfg, task, ckpt, res, executor, workers, progress, log)
+        _flows_stage(cfg, task, ckpt, res, executor, workers, progress, log, reuse_only)
     res.timings["flows"] = time.perf_counter() - t0
     if cfg.references:
         t1 = time.perf_counter()
         with ledger.stage("references"):
-            _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers)
+            _reference_stage(cfg, task, ckpt, res, executor, progress, log, workers, reuse_only)
         res.timings["references"] = time.perf_counter() - t1
         if "null" in cfg.families and TASK_KINDS[cfg.task["kind"]].null_family:
-            _null_stage(cfg, task, ckpt, res)
+            _null_stage(cfg, task, ckpt, res, reuse_only)
         elif "null" in cfg.families:
             res.notes.append(f"test family 'null' skipped: the Euclidean null measure is sampled on the hyperbola "
                              f"of the 2x2 diagonal task only (task kind '{cfg.task['kind']}')")
@@ -761,6 +783,6 @@ def run_experiment(
         res.timings["tests"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     with ledger.stage("bias"):
-        _bias_stage(cfg, task, ckpt, res, executor, workers, log)
+        _bias_stage(cfg, task, ckpt, res, executor, workers, log, reuse_only)
     res.timings["bias"] = time.perf_counter() - t3
     return res
