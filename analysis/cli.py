@@ -6,6 +6,7 @@ Sub-commands::
                   [--quick] [--force | --resume] [--no-progress] [-q | -v]
     dlnvolume --version
     dlnvolume volume MATRIX.npy --depth N [--rank r] [--unnormalized]
+    dlnvolume check [EXPERIMENT|config.toml] [--quick] [--workers K] [--seed S]
     dlnvolume experiments
     dlnvolume config --defaults
     dlnvolume report OUT
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
     run.add_argument("--dask", default=None, metavar="ADDRESS",
                      help="'local' for a dask LocalCluster, or a scheduler address")
-    run.add_argument("--quick", action="store_true", help="reduced sizes (< 30 s)")
+    run.add_argument("--quick", action="store_true", help="reduced sizes (the [quick] table of the configuration; dlnvolume check --quick estimates the time)")
     again = run.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out: finished batches in OUT/checkpoints are reused; "
@@ -86,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     vol.add_argument("--depth", required=True, help="integer >= 1 or inf")
     vol.add_argument("--rank", type=int, default=None)
     vol.add_argument("--unnormalized", action="store_true")
+    chk = sub.add_parser("check", help="validate a configuration and print the run's plan: stages, sizes, and "
+                                       "estimates of time and memory from a short calibration on this machine")
+    chk.add_argument("experiment", nargs="?", default="cmv-2x2", help="built-in name or path to a TOML file")
+    chk.add_argument("--seed", type=int, default=None, help="as for run")
+    chk.add_argument("--workers", type=int, default=None, help="as for run (default: all cores)")
+    chk.add_argument("--quick", action="store_true", help="plan the --quick variant")
     sub.add_parser("experiments", help="list built-in experiments")
     conf = sub.add_parser("config", help="configuration keys: --defaults prints every key with its default and meaning")
     conf.add_argument("--defaults", action="store_true", required=True,
@@ -236,10 +243,11 @@ def _versions() -> dict:
     return out
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import load_config, to_toml
+def _load_checked(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The configuration of ``run``/``check`` (seed, quick, workers applied), validated against its task and
+    the machine's memory before any compute."""
+    from .experiment import load_config
 
-    t_start = time.perf_counter()
     cfg, _ = load_config(args.experiment)
     if args.seed is not None:
         if args.seed < 0:
@@ -249,9 +257,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.quick_version()
     if args.workers is not None and args.workers < 1:
         raise _UsageError(f"--workers={args.workers}: expected an integer >= 1")
+    from .plan import check_memory
     from .runner import prepare
 
     cfg, task = prepare(cfg)  # the whole configuration against its task, before any flow (seconds)
+    check_memory(cfg, task, args.workers)  # a run that cannot fit is refused now, naming the key to reduce
+    return cfg, task
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .plan import format_plan, make_plan
+
+    cfg, task = _load_checked(args)
+    print(f"{cfg.name}: configuration valid ({task.shape[0]}x{task.shape[1]} task, {task.n_observed} observed "
+          f"entries); calibrating ...", flush=True)
+    print(format_plan(make_plan(cfg, task, args.workers)))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import to_toml
+
+    t_start = time.perf_counter()
+    cfg, task = _load_checked(args)
     args.task = task
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -325,6 +353,11 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
         atomic_write_text(running, config_text)
 
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if not quiet:  # the plan first (flows calibrated briefly; dlnvolume check also calibrates the references)
+        from .plan import BUDGET_S, format_plan, make_plan
+
+        print(format_plan(make_plan(cfg, args.task, args.workers, budget=BUDGET_S / 16, references=False)),
+              flush=True)
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -384,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_volume(args)
         if args.command == "experiments":
             return _cmd_experiments()
+        if args.command == "check":
+            return _cmd_check(args)
         if args.command == "config":
             return _cmd_config(args)
         if args.command == "report":

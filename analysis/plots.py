@@ -21,13 +21,20 @@ import dlnvolume as dv  # noqa: E402
 __all__ = ["depth_label", "volume_histograms", "hyperbola_picture", "spectra", "ladder", "save", "close"]
 
 
+#: legend text size (points): at the saved 110 dpi and the report's 1168-px column, 9 pt renders at 13.75 px
+#: (figures up to 1168 px wide are not scaled down; 6 pt in a 3-column figure had rendered at ~7 px)
+LEGEND_PT = 9
+#: width of the report's content column in pixels (body max-width 1200 px minus 2×1em padding)
+PAGE_PX = 1168
+
+
 def depth_label(depth: float) -> str:
     """``"N=5"`` / ``"N=∞"``."""
     return "N=∞" if depth == math.inf else f"N={int(depth)}"
 
 
 def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
+    cols = min(n, 2)  # at most two columns: text stays readable at the report's width (LEGEND_PT)
     return int(math.ceil(n / cols)), cols
 
 
@@ -40,7 +47,7 @@ def volume_histograms(
     ``legend`` (label -> extra text, e.g. test results, appended in the legend).
     """
     rows, cols = _grid(max(len(panels), 1))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.2 * rows), squeeze=False)
     for ax, p in zip(axes.flat, panels):
         ep = np.asarray(p["endpoints"], dtype=float)
         refs = {k: np.asarray(v, dtype=float).reshape(-1) for k, v in p.get("references", {}).items()}
@@ -58,7 +65,7 @@ def volume_histograms(
                 label=f"flow endpoints (n={ep.size})" + legend.get("endpoints", ""))
         ax.set_title(depth_label(p["depth"]))
         ax.set_xlabel("log ρ_N (rank stratum)")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=LEGEND_PT)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title)
@@ -112,7 +119,7 @@ def spectra(panels: Sequence[dict[str, Any]], *, top: int = 10) -> Figure:
     ``panels``: dicts with ``depth``, ``sigma`` (runs, k) and optionally ``references``
     (label -> (n, k)) drawn as dashed medians.
     """
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.6))
     for p in panels:
         s = np.asarray(p["sigma"], dtype=float)[:, :top]
         idx = np.arange(1, s.shape[1] + 1)
@@ -128,7 +135,7 @@ def spectra(panels: Sequence[dict[str, Any]], *, top: int = 10) -> Figure:
     ax.set_xlabel("index i")
     ax.set_ylabel("σ_i (median, 10–90%)")
     ax.set_title("singular-value spectra of flow endpoints")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=LEGEND_PT)
     fig.tight_layout()
     return fig
 
@@ -161,7 +168,7 @@ def ladder(panels: Sequence[dict[str, Any]]) -> Figure:
         ax.set_xlabel("initialization scale s")
         ax.set_ylabel("median distance to predicted point")
         ax.set_title(depth_label(p["depth"]))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_PT)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()

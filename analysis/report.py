@@ -544,7 +544,10 @@ def _md_to_html(md: str, out: Path) -> str:
              "figure img{max-width:100%}figcaption{font-size:13px;color:#444;margin-top:.3em}"
              "code{background:#eef;padding:0 3px;border-radius:3px}ol.caveats{font-size:13px}"
              "section.verdict{background:#fffbe8;border:1px solid #e5d27a;padding:.4em 1em;border-radius:6px}"
-             "b.ans-yes,b.ans-no{color:#a00}b.ans-inconclusive{color:#b36b00}"
+             # three answers told apart by colour and by shape (filled, outlined, dashed), also in greyscale
+             "b.ans-yes{color:#fff;background:#1f6f43;padding:0 6px;border-radius:3px}"
+             "b.ans-no{color:#a11d1d;border:2px solid #a11d1d;padding:0 5px;border-radius:3px}"
+             "b.ans-inconclusive{color:#7a5a00;border:1px dashed #b08a00;padding:0 5px;border-radius:3px}"
              "section.verdict td:nth-child(6){white-space:nowrap}")
     if in_verdict:
         body.append("</section>")

@@ -347,10 +347,12 @@ def accepted_methods(measure: str, full_rank: bool, exact: bool = False) -> tupl
     return (("exact",) if exact else ()) + alias + names
 
 
-def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tuple[ExperimentConfig, dv.CompletionTask]:
+def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None, *, check_flows: bool = True
+            ) -> tuple[ExperimentConfig, dv.CompletionTask]:
     """Validate the whole configuration against its task before anything runs; fill in derived defaults.
 
-    Checks the task, the stratum, every reference (method against measure and task, rank against the
+    Checks the task, the stratum, ``[flows.options]`` (through the flows' own validation: one step of one run,
+    unless ``check_flows=False``), every reference (method against measure and task, rank against the
     stratum, depths among the flow depths, the sampler or target at every depth, a window that contains
     solutions) and returns ``(config with windows and ranks filled in, task)``. Takes seconds; raises
     :class:`~dlnvolume.errors.ConfigError` (one line naming the key) on the first problem.
@@ -444,7 +446,22 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None) -> tup
                 raise _ref_error(i, r, None, exc) from None
     if "null" in cfg.families and cfg.references and not kind.null_family:
         pass  # reported as a note by run_experiment: the null family needs the 2x2 hyperbola
+    if check_flows:  # not for dlnvolume report, which runs no flow
+        _check_flow_options(cfg, task)
     return replace(cfg, references=tuple(refs)), task
+
+
+def _check_flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> None:
+    """``[flows.options]`` through the flows' own validation (keys and values), with one step of one run at
+    the first depth (milliseconds), so that a bad option fails here, not after the calibration or other depths."""
+    from dlnvolume import flows
+
+    opts = {**_flow_options(cfg, task), "max_steps": 1}  # both flow methods take max_steps
+    try:
+        flows.endpoints(task, cfg.depths[0], 1, cfg.scales[-1], method=cfg.flow_method, rng=0, workers=1,
+                        progress=False, check_accuracy=False, **opts)
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"config key 'flows.options': {exc}") from None
 
 
 def _needed(path: Path, reuse_only: bool) -> None:
@@ -755,7 +772,7 @@ def run_experiment(
     """
     from .tasks import TASK_KINDS
 
-    cfg, task = prepare(cfg, task)
+    cfg, task = prepare(cfg, task, check_flows=not reuse_only)
     ckpt = Path(out) / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     for tmp in ckpt.rglob(".*.tmp"):  # temporary files of a run killed while writing a checkpoint

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
-import pytest
 
 from analysis import experiment
 from analysis.cli import main
@@ -68,3 +68,40 @@ def test_report_rerenders_from_checkpoints_without_running_anything(tmp_path, ca
     # not a results folder
     assert main(["report", str(tmp_path)]) == 2
     assert "no config.toml there" in capsys.readouterr().err
+
+
+def test_report_html_tells_the_answers_apart():
+    """Issue 22 item 6: "yes" and "no" were both red. Each answer has its own colour and shape."""
+    from analysis.report import _md_to_html
+
+    md = "## Verdict\n\n| q | answer |\n|---|---|\n| a | **yes** |\n| b | **no** |\n| c | **inconclusive** |\n"
+    html = _md_to_html(md, Path("."))
+    rules = {a: re.search(rf"b\.ans-{a}\{{([^}}]*)\}}", html).group(1) for a in ("yes", "no", "inconclusive")}
+    assert len(set(rules.values())) == 3
+    colours = {a: re.search(r"(?:^|;)color:(#[0-9a-f]+)", r).group(1) for a, r in rules.items()}
+    backgrounds = {a: re.search(r"background:(#[0-9a-f]+)", r) for a, r in rules.items()}
+    assert colours["yes"] != colours["no"] and (backgrounds["yes"] is None) != (backgrounds["no"] is None)
+    for a in rules:
+        assert f"<b class='ans-{a}'>{a}</b>" in html
+
+
+def test_figure_legends_render_at_a_readable_size():
+    """Issue 22 item 6: histogram legends rendered ~5 px high (6 pt in a 3-column figure scaled to the page).
+    No headless browser is available here, so the rendered size is computed as the browser does it: the
+    report shows a figure at its pixel width (dpi × inches) unless wider than the page column, then scaled."""
+    import numpy as np
+
+    from analysis import plots
+
+    rng = np.random.default_rng(0)
+    panels = [{"depth": d, "endpoints": rng.normal(size=50), "references": {"ref": rng.normal(size=500)},
+               "legend": {"ref": ", KS p=0.12"}} for d in (2, 5, 10, 20, float("inf"))]
+    lad = [{"depth": d, "scales": np.array([1e-2, 1e-3]), "distances": {"nuclear": np.abs(rng.normal(size=(2, 8)))},
+            "ratios": {}, "best": None} for d in (2, 5, 10)]
+    for fig in (plots.volume_histograms(panels), plots.ladder(lad),
+                plots.spectra([{"depth": 3, "sigma": np.abs(rng.normal(size=(20, 3)))}])):
+        width_px = fig.get_figwidth() * 110  # plots.save's dpi
+        scale = min(1.0, plots.PAGE_PX / width_px)
+        sizes = [t.get_fontsize() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        assert sizes and min(sizes) / 72 * 110 * scale >= 11.0, (min(sizes), width_px)
+        plots.close(fig)

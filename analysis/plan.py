@@ -1,0 +1,279 @@
+"""The plan of a run (issue 22): its stages, their sizes, and estimates of time and peak memory from a short
+calibration of this very task on this machine, before anything long runs (``dlnvolume check CONFIG``; the
+first lines of ``dlnvolume run``).
+
+**Time.** Flows: the first runs of each depth (at the smallest and the largest scale of the ladder) are
+integrated as the run will integrate them — same seeds, options and integrator, one process — for a few
+seconds per depth; their mean time per run, times the runs, times the accuracy check's share (1 run in
+``CHECK_STRIDE`` again at ``rtol/100``, measured ~2.5× the cost), divided by the processes the batches can
+use. A depth the check sends back to ``rtol/100`` takes up to ``REDO_FACTOR`` times that; whether it will is not
+predicted (tried: 4 calibration runs at ``rtol/100`` on the 8×8 task predicted a redo that the run did not
+do, and a cost ratio of 25–40 set by one slow run). MCMC and
+SMC references: a per-chain cost ``a + b·iterations`` fitted to two reduced runs (2 chains, 1/50 and 1/10 of
+the iterations), scaled to the reference's chains, plus the sampler's first-call (compilation) cost. Tests,
+implicit-bias analysis and
+outputs: a fixed model (seconds per depth and per reference) measured on the built-ins.
+
+**Memory.** What the run holds at once: the endpoints of every depth and scale (matrices and trajectory
+records), the reference draws (twice: arrays and ``results.nc``), and a fixed ~``BASE_MB`` per process
+(the interpreter with numpy, scipy, numba and arviz loaded). A configuration whose estimate exceeds the
+memory available now is refused by :func:`check_memory` (one line naming the key to reduce) before any
+compute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+import dlnvolume as dv
+from dlnvolume.errors import ConfigError
+
+from .experiment import ExperimentConfig
+
+__all__ = ["StagePlan", "Plan", "make_plan", "format_plan", "check_memory", "memory_estimate", "available_mb"]
+
+#: resident memory of one process with numpy, scipy, numba (the compiled flows loaded) and arviz (measured
+#: 180–260 MB on Linux, Python 3.11)
+BASE_MB = 260.0
+#: seconds of calibration per flow depth and per reference (``dlnvolume check``; ``run`` uses a third)
+BUDGET_S = 4.0
+#: the accuracy check re-integrates 1 run in 8 at rtol/100, at ~2.5× the cost: ×(1 + 2.5/8)
+CHECK_FACTOR = 1.0 + 2.5 / 8
+#: a call the check sends back to rtol/100 costs this much more (the redone runs plus a second check)
+REDO_FACTOR = 3.5
+#: tests + implicit-bias analysis + outputs: seconds per flow depth and per (reference, depth), plus a constant
+#: (measured on the built-ins: 4–9 s for cmv-2x2, 2–4 s per reference-depth pair for the MCMC ones)
+POST_S = (3.0, 1.0, 1.5)
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    size: str
+    seconds: float          # wall seconds, estimated
+    memory_mb: float        # memory its results hold
+    basis: str              # how the estimate was made
+
+
+@dataclass
+class Plan:
+    stages: list[StagePlan]
+    workers: int
+    available_mb: float
+    base_mb: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(s.seconds for s in self.stages))
+
+    @property
+    def peak_mb(self) -> float:
+        return self.base_mb + float(sum(s.memory_mb for s in self.stages))
+
+
+def available_mb() -> float:
+    """Memory available now (``MemAvailable`` of /proc/meminfo; else the physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def _flow_runs(cfg: ExperimentConfig) -> list[tuple[float, int]]:
+    """(scale, runs) of one depth, largest scale first."""
+    sc = cfg.scales
+    return [(s, cfg.runs if s == sc[-1] else cfg.ladder_size) for s in sc]
+
+
+def memory_estimate(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict[str, float]:
+    """MB held at once, by the configuration key that sets it (flows.runs, references[i].draws)."""
+    m, n = task.shape
+    k = min(m, n)
+    n_log = int(cfg.flow_options.get("n_log", 201))
+    per_run = 8.0 * (4 * m * n + n_log * (k + 2) + 4 * k + 16)  # X, X0, stats; trajectory records
+    runs = sum(r for _, r in _flow_runs(cfg)) * len(cfg.depths)
+    out = {"flows.runs": runs * per_run / 2**20}
+    for i, r in enumerate(cfg.references):
+        depths = len([d for d in (r.depths or cfg.depths) if d in cfg.depths])
+        out[f"references[{i}].draws"] = 2 * depths * r.chains * r.draws * 8.0 * (m * n + 8) / 2**20
+    return out
+
+
+def check_memory(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | None = None) -> None:
+    """Refuse (ConfigError, one line) a configuration whose memory estimate exceeds what is available."""
+    est = memory_estimate(cfg, task)
+    procs = 1 + max(0, (workers or os.cpu_count() or 1))
+    need = BASE_MB * procs + sum(est.values())
+    have = available_mb()
+    if need > have:
+        key, mb = max(est.items(), key=lambda kv: kv[1])
+        value = cfg.runs if key == "flows.runs" else cfg.references[int(key.split("[")[1].split("]")[0])].draws
+        raise ConfigError(f"config key '{key}': {value} needs about {mb / 1024:.1f} GiB of memory (the whole run "
+                          f"~{need / 1024:.1f} GiB), more than the {have / 1024:.1f} GiB available on this machine; "
+                          f"reduce {key}")
+
+
+def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, depth: float, budget: float
+                     ) -> tuple[dict[float, float], int]:
+    """Mean seconds per run at the smallest and the largest scale (the runs the real run starts with)."""
+    from dlnvolume import flows
+
+    from .runner import STAGE_FLOWS, _flow_options, _seed
+
+    opts = _flow_options(cfg, task)
+    if cfg.flow_method == "end_to_end":
+        flows.compiled.warm_up()  # numba's cache is loaded once per run (workers inherit it): not a per-run cost
+    scales = sorted({cfg.scales[0], cfg.scales[-1]})
+    per: dict[float, float] = {}
+    total = 0
+    for s in scales:
+        k, spent, t_run = 1, 0.0, math.nan
+        while True:
+            t0 = time.perf_counter()
+            flows.endpoints(task, depth, k, s, method=cfg.flow_method, rng=_seed(cfg.seed, STAGE_FLOWS, j), workers=1,
+                            progress=False, check_accuracy=False, **opts)
+            dt = time.perf_counter() - t0
+            spent += dt
+            t_run = dt / k
+            total += k
+            if spent >= budget / len(scales) / 2 or k >= 16 or k >= cfg.runs:
+                break
+            k *= 2
+        per[s] = t_run
+    return per, total
+
+
+def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int, ref: Any, depth: float,
+                         warm: set) -> tuple[float, str]:
+    """CPU seconds of the whole reference at one depth: a per-chain cost ``a + b·iterations`` fitted to two
+    reduced runs (2 chains; 1/50 and 1/10 of the iterations, at least 8 draws), plus the first call's
+    one-time cost (compilation) when this sampler has not run in this process yet."""
+    import samplers
+    from samplers import registry
+
+    from .runner import _window, registry_method
+
+    if ref.method == "exact":
+        return 0.05, "exact draws"
+    spec = registry.get(registry_method(ref.measure, ref.method))
+    window = _window(ref.radius, ref.floor)
+
+    def one(c: int, w: int, d: int) -> float:
+        common = dict(n_chains=c, warmup=w, thin=ref.thin, rng=0, workers=1, progress=False)
+        t0 = time.perf_counter()
+        if ref.measure == "solution_set":
+            spec.run(samplers.SolutionSetSampler(task, depth, ref.rank, window=window), d, **common)
+        else:
+            tgt = samplers.GibbsTarget(task, depth, ref.rank, ref.beta, window, normalized=True)
+            samplers.sample(tgt, method=spec.name, n_draws=d, **common)
+        return time.perf_counter() - t0
+
+    import warnings
+
+    first = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reduced runs do not converge, by design
+        if spec.name not in warm:
+            t_small = one(2, 2, 8)
+            warm.add(spec.name)
+            first = max(0.0, t_small - one(2, 2, 8))
+        sizes = [(max(1, ref.warmup // f) if ref.warmup else 0, max(8, ref.draws // f)) for f in (50, 10)]
+        times = [one(2, w, d) / 2 for w, d in sizes]
+    its = [w + d * ref.thin for w, d in sizes]
+    b = max(0.0, (times[1] - times[0]) / max(1, its[1] - its[0]))
+    a = max(0.0, times[0] - b * its[0])
+    full = ref.warmup + ref.draws * ref.thin
+    cpu = ref.chains * (a + b * full)
+    return cpu + first, (f"2 reduced runs: {a:.2g} s + {b:.2g} s/iteration per chain"
+                         + (f", first call {first:.1f} s" if first > 0.5 else ""))
+
+
+def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | None = None,
+              budget: float = BUDGET_S, calibrate: bool = True, references: bool = True) -> Plan:
+    """The stages of ``run_experiment(cfg)`` with their sizes and estimates (``cfg`` as :func:`prepare` returns
+    it). ``budget``: calibration seconds per flow depth; ``references=False`` leaves the MCMC/SMC references
+    uncalibrated: ``dlnvolume run`` prints that plan, since their reduced runs take seconds each."""
+    nproc = max(1, int(workers or os.cpu_count() or 1))
+    mem = memory_estimate(cfg, task)
+    stages: list[StagePlan] = []
+    n_flow_runs = sum(r for _, r in _flow_runs(cfg))
+    for j, depth in enumerate(cfg.depths):
+        size = " + ".join(f"{r} runs at s={s:g}" for s, r in _flow_runs(cfg))
+        mb = mem["flows.runs"] / len(cfg.depths)
+        if not calibrate:
+            stages.append(StagePlan(f"flows N={depth}", size, math.nan, mb, "not calibrated"))
+            continue
+        per, k = _calibrate_flows(cfg, task, j, depth, budget)
+        check = CHECK_FACTOR if cfg.flow_method == "end_to_end" else 1.0
+        lo, hi = per[min(per)], per[max(per)]
+        cpu = 0.0
+        for s, r in _flow_runs(cfg):  # interpolate the time per run in log s between the calibrated scales
+            f = 0.0 if max(per) == min(per) else (math.log(s) - math.log(min(per))) / (math.log(max(per)) - math.log(min(per)))
+            cpu += r * (lo + f * (hi - lo))
+        batches = sum(math.ceil(r / cfg.batch_size) for _, r in _flow_runs(cfg))
+        wall = cpu * check / min(nproc, max(1, batches // len(cfg.scales)))
+        stages.append(StagePlan(f"flows N={depth}", size, wall, mb,
+                                f"{k} calibration runs, {lo:.2g}–{hi:.2g} s per run, accuracy check ×{check:.2f}"))
+    warm: set = set()
+    for i, ref in enumerate(cfg.references):
+        for depth in [d for d in (ref.depths or cfg.depths) if d in cfg.depths]:
+            size = "exact" if ref.method == "exact" else f"{ref.chains} chains × ({ref.warmup} + {ref.draws}·{ref.thin})"
+            mb = mem[f"references[{i}].draws"] / max(1, len([d for d in (ref.depths or cfg.depths) if d in cfg.depths]))
+            if not calibrate or (not references and ref.method != "exact"):
+                stages.append(StagePlan(f"reference {ref.name} N={depth}", size, math.nan, mb,
+                                        "not calibrated here: dlnvolume check CONFIG estimates it"))
+                continue
+            cpu, basis = _calibrate_reference(cfg, task, i, ref, depth, warm)
+            stages.append(StagePlan(f"reference {ref.name} N={depth}", size, cpu / min(nproc, ref.chains), mb, basis))
+    n_pairs = sum(len([d for d in (r.depths or cfg.depths) if d in cfg.depths]) for r in cfg.references)
+    post = POST_S[0] + POST_S[1] * len(cfg.depths) + POST_S[2] * n_pairs
+    stages.append(StagePlan("tests, implicit bias, outputs", f"{len(cfg.depths)} depth{'s' * (len(cfg.depths) > 1)}, {n_pairs} reference row{'s' * (n_pairs != 1)}",
+                            post, 0.0, "fixed model (seconds per depth and per reference row)"))
+    plan = Plan(stages, nproc, available_mb(), BASE_MB * (1 + nproc))
+    total = sum(s.seconds for s in stages if math.isfinite(s.seconds))
+    if cfg.flow_method == "end_to_end" and n_flow_runs:
+        plan.warnings.append(f"where the flows' accuracy check redoes a depth at rtol/100, that depth takes up to "
+                             f"{REDO_FACTOR:g}× its estimate (not predicted: whether it redoes depends on a few "
+                             "sensitive runs)")
+    if total > 3600:
+        plan.warnings.append(f"estimated {total / 3600:.1f} h: shorten it with --quick, fewer flows.runs or "
+                             "flows.depths, fewer references' draws or chains, or more --workers")
+    return plan
+
+
+def _hms(sec: float) -> str:
+    if not math.isfinite(sec):
+        return "?"
+    if sec < 60:
+        return f"{sec:.0f} s"
+    if sec < 3600:
+        return f"{sec / 60:.1f} min"
+    return f"{sec / 3600:.1f} h"
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as text: one line per stage, then the total and the warnings."""
+    w = max(len(s.stage) for s in plan.stages)
+    lines = [f"plan ({plan.workers} worker process{'es' if plan.workers > 1 else ''}; estimates from a calibration "
+             "on this machine):"]
+    for s in plan.stages:
+        lines.append(f"  {s.stage:<{w}}  {_hms(s.seconds):>8}  {s.memory_mb:8.1f} MB  {s.size}  [{s.basis}]")
+    unknown = any(not math.isfinite(s.seconds) for s in plan.stages)
+    lines.append(f"  total ≈ {_hms(sum(s.seconds for s in plan.stages if math.isfinite(s.seconds)))}"
+                 + (" + the stages marked ?" if unknown else "") + f", peak memory ≈ {plan.peak_mb / 1024:.2f} GiB "
+                 f"(available {plan.available_mb / 1024:.1f} GiB)")
+    lines += [f"  note: {x}" for x in plan.warnings]
+    return "\n".join(lines)

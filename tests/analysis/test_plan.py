@@ -1,0 +1,86 @@
+"""``dlnvolume check`` and the memory refusal (issue 22, item 1)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis import plan
+from analysis.cli import main
+from analysis.experiment import builtin_experiments
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.toml"))
+#: planned in the fast suite; the others calibrate SMC references (tens of seconds) in the slow one
+CASES = [p if p.stem == "custom-3x3" else pytest.param(p, marks=pytest.mark.slow) for p in EXAMPLES]
+
+BIG = """
+name = "too-big"
+[task]
+kind = "random_low_rank"
+m = 8
+n = 8
+rank = 2
+n_observed = 24
+[flows]
+depths = [5]
+runs = {runs}
+[[references]]
+name = "smc"
+measure = "solution_set"
+method = "solution_smc"
+draws = {draws}
+[statistics]
+volume_rank = 2
+"""
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in EXAMPLES])
+def test_check_plans_every_example_config(path, capsys):
+    assert main(["check", str(path), "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "configuration valid" in out and "plan (" in out and "total ≈ " in out and "peak memory ≈ " in out
+    assert "?" not in out.split("total ≈ ")[1].splitlines()[0]  # check calibrates every stage
+
+
+@pytest.mark.parametrize("name", ["cmv-2x2", pytest.param("rank2-3x3", marks=pytest.mark.slow),
+                                  pytest.param("arcs-3x3", marks=pytest.mark.slow),
+                                  pytest.param("cmv-3x3-diagonal", marks=pytest.mark.slow),
+                                  pytest.param("razin-cohen-2x2", marks=pytest.mark.slow),
+                                  pytest.param("arora-100", marks=pytest.mark.slow)])
+def test_check_plans_the_builtins(name, capsys):
+    assert name in builtin_experiments()
+    assert main(["check", name, "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("flows N=") >= 1 and "total ≈ " in out
+
+
+@pytest.mark.parametrize("key,runs,draws", [("flows.runs", 10**9, 100), ("references[0].draws", 200, 10**9)])
+def test_an_oversized_config_is_refused_before_any_compute(tmp_path, capsys, key, runs, draws):
+    exp = tmp_path / "big.toml"
+    exp.write_text(BIG.format(runs=runs, draws=draws))
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    assert main(["run", str(exp), "--out", str(out), "--no-progress"]) == 2
+    assert time.perf_counter() - t0 < 30  # validation, not compute (runs=10**9 used to climb to 1.1 GB, silently)
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlnvolume: error: config key '{key}': 1000000000 needs about ") and err.count("\n") == 1
+    assert f"reduce {key}" in err and "available on this machine" in err
+    assert not out.exists()
+    assert main(["check", str(exp)]) == 2  # check refuses it the same way
+    assert f"config key '{key}'" in capsys.readouterr().err
+
+
+def test_memory_estimate_scales_with_the_keys_it_names():
+    from analysis.experiment import parse_config
+    import tomllib
+
+    from analysis.runner import prepare
+
+    small = prepare(parse_config(tomllib.loads(BIG.format(runs=100, draws=100))))
+    big = prepare(parse_config(tomllib.loads(BIG.format(runs=1000, draws=100))))
+    a, b = plan.memory_estimate(*small), plan.memory_estimate(*big)
+    assert b["flows.runs"] == pytest.approx(10 * a["flows.runs"])
+    assert b["references[0].draws"] == a["references[0].draws"]
