@@ -265,6 +265,16 @@ def _load_checked(args: argparse.Namespace) -> tuple[Any, Any]:
     return cfg, task
 
 
+def _flows_cache_cold() -> bool:
+    """Whether numba's cache holds no compiled integrator yet (next to the sources, or in NUMBA_CACHE_DIR)."""
+    from dlnvolume.flows import compiled
+
+    folders = [Path(compiled.__file__).parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        folders.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return not any(any(f.rglob("compiled.integrate-*.nbi")) for f in folders if f.is_dir())
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from .plan import format_plan, make_plan
 
@@ -355,6 +365,10 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     if not quiet:  # the plan first (flows calibrated briefly; dlnvolume check also calibrates the references)
         from .plan import BUDGET_S, format_plan, make_plan
+
+        if cfg.flow_method == "end_to_end" and _flows_cache_cold():
+            print("compiling the flow integrator (numba; once after an install, about 1.5 min on 2 cores; later "
+                  "runs load it in about a second) ...", flush=True)
 
         print(format_plan(make_plan(cfg, args.task, args.workers, budget=BUDGET_S / 16, references=False)),
               flush=True)

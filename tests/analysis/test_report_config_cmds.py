@@ -105,3 +105,16 @@ def test_figure_legends_render_at_a_readable_size():
         sizes = [t.get_fontsize() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
         assert sizes and min(sizes) / 72 * 110 * scale >= 11.0, (min(sizes), width_px)
         plots.close(fig)
+
+
+def test_a_cold_numba_cache_is_announced(tmp_path, monkeypatch):
+    """The first run after an install compiles the integrator (~1.5 min): run says so before it starts."""
+    from analysis import cli
+    from dlnvolume.flows import compiled
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(compiled, "__file__", str(tmp_path / "compiled.py"))
+    assert cli._flows_cache_cold()
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "compiled.integrate-330.py311.nbi").write_bytes(b"")
+    assert not cli._flows_cache_cold()
