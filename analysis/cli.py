@@ -31,6 +31,7 @@ and moved into place only when all are written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -39,7 +40,7 @@ import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -380,9 +381,10 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
 
     executor, close = _executor(args)
     try:
-        res = run_experiment(cfg, out, task=getattr(args, "task", None), executor=executor, workers=args.workers,
-                             progress=not (args.no_progress or quiet),
-                             log=None if quiet or (getattr(args, "fresh", False) and not verbose) else log)
+        with _warnings_one_line(quiet):
+            res = run_experiment(cfg, out, task=getattr(args, "task", None), executor=executor, workers=args.workers,
+                                 progress=not (args.no_progress or quiet),
+                                 log=None if quiet or (getattr(args, "fresh", False) and not verbose) else log)
     finally:
         if close is not None:
             close()
@@ -400,6 +402,21 @@ def _run_into(cfg: Any, args: argparse.Namespace, out: Path, config_text: str, t
         print("\n".join(format_lines(rows, cfg, quick=bool(args.quick), res=res)))
     print(f"dlnvolume: wrote {out / 'report.md'} ({info['timings']['total']:.1f} s)")
     return 0
+
+
+@contextlib.contextmanager
+def _warnings_one_line(quiet: bool) -> Iterator[None]:
+    """Warnings raised during a run (a reference that did not converge, ...) as one line ``warning: ...`` on
+    stderr, without the source line Python prints; none with ``-q`` (the report keeps them)."""
+    import warnings
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if not quiet:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:

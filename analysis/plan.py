@@ -209,6 +209,7 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
     nproc = max(1, int(workers or os.cpu_count() or 1))
     mem = memory_estimate(cfg, task)
     stages: list[StagePlan] = []
+    pers: list[dict[float, float]] = []  # calibrated seconds per run by scale, per depth
     n_flow_runs = sum(r for _, r in _flow_runs(cfg))
     for j, depth in enumerate(cfg.depths):
         size = " + ".join(f"{r} runs at s={s:g}" for s, r in _flow_runs(cfg))
@@ -217,16 +218,11 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
             stages.append(StagePlan(f"flows N={depth}", size, math.nan, mb, "not calibrated"))
             continue
         per, k = _calibrate_flows(cfg, task, j, depth, budget)
-        check = CHECK_FACTOR if cfg.flow_method == "end_to_end" else 1.0
+        pers.append(per)
         lo, hi = per[min(per)], per[max(per)]
-        cpu = 0.0
-        for s, r in _flow_runs(cfg):  # interpolate the time per run in log s between the calibrated scales
-            f = 0.0 if max(per) == min(per) else (math.log(s) - math.log(min(per))) / (math.log(max(per)) - math.log(min(per)))
-            cpu += r * (lo + f * (hi - lo))
-        batches = sum(math.ceil(r / cfg.batch_size) for _, r in _flow_runs(cfg))
-        wall = cpu * check / min(nproc, max(1, batches // len(cfg.scales)))
-        stages.append(StagePlan(f"flows N={depth}", size, wall, mb,
-                                f"{k} calibration runs, {lo:.2g}–{hi:.2g} s per run, accuracy check ×{check:.2f}"))
+        stages.append(StagePlan(f"flows N={depth}", size, _flows_wall(cfg, per, nproc), mb,
+                                f"{k} calibration runs, {lo:.2g}–{hi:.2g} s per run, accuracy check "
+                                f"×{_check_factor(cfg):.2f}"))
     warm: set = set()
     for i, ref in enumerate(cfg.references):
         for depth in [d for d in (ref.depths or cfg.depths) if d in cfg.depths]:
@@ -249,9 +245,56 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
                              f"{REDO_FACTOR:g}× its estimate (not predicted: whether it redoes depends on a few "
                              "sensitive runs)")
     if total > 3600:
-        plan.warnings.append(f"estimated {total / 3600:.1f} h: shorten it with --quick, fewer flows.runs or "
-                             "flows.depths, fewer references' draws or chains, or more --workers")
+        plan.warnings.append(_shorten(cfg, stages, total, pers, nproc))
     return plan
+
+
+def _check_factor(cfg: ExperimentConfig) -> float:
+    return CHECK_FACTOR if cfg.flow_method == "end_to_end" else 1.0
+
+
+def _flows_wall(cfg: ExperimentConfig, per: dict[float, float], nproc: int) -> float:
+    """Wall seconds of one depth's flows from the calibrated seconds per run at two scales (interpolated in
+    log s), the accuracy check's share and the workers the batches can occupy."""
+    lo, hi = per[min(per)], per[max(per)]
+    cpu = 0.0
+    for s, r in _flow_runs(cfg):
+        f = 0.0 if max(per) == min(per) else (math.log(s) - math.log(min(per))) / (math.log(max(per)) - math.log(min(per)))
+        cpu += r * (lo + f * (hi - lo))
+    batches = sum(math.ceil(r / cfg.batch_size) for _, r in _flow_runs(cfg))
+    return cpu * _check_factor(cfg) / min(nproc, max(1, batches // len(cfg.scales)))
+
+
+def _shorten(cfg: ExperimentConfig, stages: list[StagePlan], total: float, pers: list[dict[float, float]],
+             nproc: int) -> str:
+    """The warning of a run estimated over an hour: which part dominates and the size of it that fits in one
+    (for the flows, the largest ``flows.runs`` whose estimate, made as above, leaves the total within an hour)."""
+    import dataclasses
+
+    def spent(prefix: str) -> float:
+        return sum(s.seconds for s in stages if s.stage.startswith(prefix) and math.isfinite(s.seconds))
+
+    flows, refs = spent("flows"), spent("reference")
+    rest = total - flows - refs
+    text = f"estimated {_hms(total)}, over an hour"
+    if flows >= refs and flows > 0:
+        text += f" (flows {_hms(flows)})"
+        lo, hi = 0, cfg.runs  # bisection: the estimate grows with runs
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            c = dataclasses.replace(cfg, runs=mid)
+            if rest + refs + sum(_flows_wall(c, per, nproc) for per in pers) <= 3600:
+                lo = mid
+            else:
+                hi = mid
+        if lo >= 1:
+            text += f": flows.runs = {lo} (now {cfg.runs}) would fit in about an hour"
+    elif refs > 0:
+        fit = int(max(r.draws for r in cfg.references) * (3600 - rest - flows) / refs)
+        text += f" (references {_hms(refs)})"
+        if fit >= 1:
+            text += f": references' draws = {fit} would fit in about an hour"
+    return text + "; or use --quick, fewer flows.depths or more --workers"
 
 
 def _hms(sec: float) -> str:

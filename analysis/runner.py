@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -598,13 +599,20 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                 before = _batch_files(folder)
                 spec = registry.get(registry_method(ref.measure, ref.method))
                 common = dict(n_chains=ref.chains, warmup=ref.warmup, thin=ref.thin, rng=ss, executor=executor,
-                              workers=workers, progress=progress, checkpoint=folder)
-                if ref.measure == "solution_set":  # every solution-set method is a registry ``run`` on the sampler
-                    sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
-                    ch = spec.run(sampler, ref.draws, **common)
-                else:  # samplers.sample runs a registry kernel in the driver loop, or the method's ``run``
-                    tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
-                    ch = samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
+                              workers=workers, progress=tqdm_progress(label) if progress else False,
+                              checkpoint=folder)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", samplers.ConvergenceWarning)
+                    if ref.measure == "solution_set":  # every solution-set method is a registry ``run``
+                        sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
+                        ch = spec.run(sampler, ref.draws, **common)
+                    else:  # samplers.sample runs a registry kernel in the driver loop, or the method's ``run``
+                        tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
+                        ch = samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
+                for w in caught:  # said again with the reference's name (the report has the diagnostics)
+                    text = str(w.message).replace("see Chains.diagnostics", "see the report")
+                    warnings.warn_explicit(f"{label}: {text}" if issubclass(w.category, samplers.ConvergenceWarning)
+                                           else w.message, w.category, w.filename, w.lineno)
                 _log_resumed(log, label, *_resumed(before, folder))
                 m, n = task.shape
                 nominal = rank * (m + n - rank) - (int(np.sum(task.mask)) if ref.measure == "solution_set" else 0)

@@ -20,6 +20,7 @@ import numpy as np
 
 from dlnvolume.validation import check_int
 from dlnvolume.errors import InvalidArgumentError, ShapeError
+from dlnvolume.batching import part, tick
 from dlnvolume.parallel import check_executor, make_batches, run_batches, spawn_seeds
 
 from .adaptation import DualAveraging
@@ -49,7 +50,10 @@ def run_chain(
     n_eval = 1
     adapt = getattr(kernel, "adaptive", False) and warmup > 0
     da = DualAveraging.start(state.step_size, getattr(kernel, "target_accept", 0.57)) if adapt else None
-    for _ in range(warmup):
+    total = max(warmup + n_draws, 1)
+    for it in range(warmup):
+        if it % 16 == 0:
+            tick(it / total)
         state, info = kernel.step(state, rng)
         n_eval += info.n_evaluations
         if da is not None:
@@ -64,6 +68,8 @@ def run_chain(
     acc = np.empty(n_draws)
     failures = {k: 0 for k in FAILURE_KINDS}
     for i in range(n_draws):
+        if i % 16 == 0:
+            tick((warmup + i) / total)
         a = 0.0
         for _ in range(thin):
             state, info = kernel.step(state, rng)
@@ -90,10 +96,11 @@ def run_chain(
 def _run_batch(payload: dict[str, Any]) -> dict[str, np.ndarray]:
     """Picklable batch function for :func:`dlnvolume.parallel.run_batches`: stacks its chains."""
     kernel = payload["kernel"]
-    rows = [
-        run_chain(kernel, X0, payload["n_draws"], payload["warmup"], payload["thin"], seed)
-        for seed, X0 in zip(payload["seeds"], payload["initial"])
-    ]
+    rows = []
+    k = len(payload["seeds"])
+    for j, (seed, X0) in enumerate(zip(payload["seeds"], payload["initial"])):
+        with part(j / k, (j + 1) / k):
+            rows.append(run_chain(kernel, X0, payload["n_draws"], payload["warmup"], payload["thin"], seed))
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     out["chain_seeds"] = np.array(payload["seeds"], dtype=np.uint64)
     return out
@@ -129,19 +136,25 @@ def checkpoint_meta(
 
 def tqdm_progress(desc: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback for :func:`dlnvolume.parallel.run_batches` drawing a tqdm
-    bar (created on the first call, closed when ``done == total``)."""
+    bar (created on the first call, closed when ``done == total``) with elapsed time and time left.
+
+    It takes partial progress (``done`` a float: the fractions running batches report through
+    :func:`dlnvolume.batching.tick`), so the bar and the time left move inside long batches.
+    """
     bar: list[Any] = []
 
-    def report(done: int, total: int) -> None:
+    def report(done: float, total: int) -> None:
         if not bar:
             from tqdm.auto import tqdm
 
-            bar.append(tqdm(total=total, initial=done, desc=desc, leave=False))
+            bar.append(tqdm(total=total, initial=done, desc=desc, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.4g}/{total_fmt} [{elapsed}<{remaining}]"))
         else:
             bar[0].update(done - bar[0].n)
         if done >= total:
             bar.pop().close()  # a later call (another pass over the batches) opens a new bar
 
+    report.partial = True  # type: ignore[attr-defined]
     return report
 
 

@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dlnvolume.batching import part, tick
 from dlnvolume.errors import InvalidArgumentError
 
 from .targets import GibbsTarget
@@ -534,6 +535,7 @@ def run_tempered_smc(
                 h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
         run.schedule.append((lam, beta))
         run.accept.append(float(np.mean(accs)) if accs else float("nan"))
+        tick(s / path.s_end if path.s_end > 0 else 1.0)
         if s >= path.s_end:
             break
     else:
@@ -591,12 +593,15 @@ def _gibbs_replicate(payload: dict[str, Any]) -> dict[str, Any]:
 
     target: GibbsTarget = payload["target"]
     rows = []
-    for seed in payload["seeds"]:
+    k = len(payload["seeds"])
+    for j, seed in enumerate(payload["seeds"]):
         t0 = time.perf_counter()
         rng = np.random.default_rng(int(seed))
         path = default_path(target)
-        run = run_tempered_smc(path, payload["n"], rng, n_mcmc=payload["n_mcmc"], final_mcmc=payload["final_mcmc"],
-                               target_ess=payload["target_ess"], kernel=payload["kernel"])
+        with part(j / k, (j + 1) / k):
+            run = run_tempered_smc(path, payload["n"], rng, n_mcmc=payload["n_mcmc"],
+                                   final_mcmc=payload["final_mcmc"], target_ess=payload["target_ess"],
+                                   kernel=payload["kernel"])
         perm = sibling_order(run.parents, rng)
         theta = run.theta[perm]
         X = target.to_matrix(theta)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,26 @@ def test_the_examples_cover_what_researchers_bring():
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_quick(path, tmp_path, capsys):
+def test_example_runs_quick(path, tmp_path, capsys, monkeypatch):
+    """(gibbs-3x3 runs with its progress bars: the references' bars move inside SMC replicates, issue 22
+    item 2, and a reference that did not converge is one ``warning:`` line naming it.)"""
+    from dlnvolume import batching
+
     out = tmp_path / "out"
-    assert main(["run", str(path), "--out", str(out), "--quick", "--no-progress", "--workers", "1", "-q"]) == 0
+    shown = path.stem == "gibbs-3x3"
+    monkeypatch.setattr(batching, "POLL_S", 0.01)  # partial progress reported often enough to be seen
+    assert main(["run", str(path), "--out", str(out), "--quick", "--workers", "1"]
+                + ([] if shown else ["--no-progress", "-q"])) == 0
+    err = capsys.readouterr().err.replace("\r", "\n")
+    if shown:
+        for name in ("gibbs_beta20", "solution_set"):
+            partial = re.findall(rf"reference {name} N\d: .*\| (\d+\.\d+)/2 \[", err)
+            assert partial, err[-2000:]  # a fraction of a replicate, not only whole ones
+        for line in err.splitlines():
+            if "not converged" in line:
+                assert re.match(r"warning: reference \w+ N\d: smc: not converged .*; see the report$", line), line
+    else:
+        assert err == ""
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     doc = json.loads((out / "tests.json").read_text())
     assert doc, "tests.json is empty"

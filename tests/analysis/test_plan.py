@@ -84,3 +84,30 @@ def test_memory_estimate_scales_with_the_keys_it_names():
     a, b = plan.memory_estimate(*small), plan.memory_estimate(*big)
     assert b["flows.runs"] == pytest.approx(10 * a["flows.runs"])
     assert b["references[0].draws"] == a["references[0].draws"]
+
+
+def test_a_run_estimated_over_an_hour_says_so_and_what_fits(capsys, monkeypatch):
+    """With flows calibrated at 40 s per run (monkeypatched: no real hour-long task in the suite), the
+    example's 2 depths × 60 runs on 2 workers come to ~40 min of flows plus the references: the plan warns,
+    and the number of runs it proposes does fit in an hour when planned again."""
+    import dataclasses
+
+    from analysis.experiment import load_config
+    from analysis.runner import prepare
+
+    def slow(cfg, task, j, depth, budget):
+        return {s: 40.0 for s in cfg.scales}, 2
+
+    monkeypatch.setattr(plan, "_calibrate_flows", slow)
+    monkeypatch.setattr(plan, "_calibrate_reference", lambda *a: (600.0, "monkeypatched"))
+    cfg, task = prepare(load_config(str(ROOT / "docs" / "examples" / "custom-3x3.toml"))[0])
+    p = plan.make_plan(cfg, task, workers=2)
+    assert p.seconds > 3600
+    (warning,) = [w for w in p.warnings if "over an hour" in w]
+    assert "flows.runs = " in warning and f"(now {cfg.runs})" in warning, warning
+    fit = int(warning.split("flows.runs = ")[1].split()[0])
+    assert 1 <= fit < cfg.runs
+    shorter = plan.make_plan(dataclasses.replace(cfg, runs=fit), task, workers=2)
+    assert 0.8 * 3600 < shorter.seconds <= 3600 and not any("over an hour" in w for w in shorter.warnings)
+    assert main(["check", str(ROOT / "docs" / "examples" / "custom-3x3.toml")]) == 0
+    assert "over an hour" in capsys.readouterr().out

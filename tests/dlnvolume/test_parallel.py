@@ -214,3 +214,67 @@ def test_progress_is_a_callback_and_dlnvolume_needs_no_tqdm(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
+
+
+def ticking_batch(batch):
+    """A batch that reports its progress through ``tick``: 4 steps of ``seconds / 4`` each."""
+    from dlnvolume.batching import part, tick
+
+    idx, seconds = batch
+    for j in range(2):  # two items per batch, each reporting inside its half
+        with part(j / 2, (j + 1) / 2):
+            for k in range(2):
+                time.sleep(seconds / 4)
+                tick((k + 1) / 2)
+    return {"x": np.asarray(idx, dtype=float)}
+
+
+class _Partial:
+    """A progress callback that asks for partial progress and records what it gets."""
+
+    partial = True
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, done, total):
+        self.calls.append((done, total))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_partial_progress_moves_inside_running_batches(workers):
+    """A callback with ``partial = True`` hears the fractions that running batches report through ``tick``
+    (between the integer calls for finished batches; issue 22 item 2), in-process and in a pool; without
+    ``partial`` it hears whole batches only, and ``tick`` outside run_batches does nothing."""
+    from dlnvolume.batching import tick
+
+    tick(0.5)  # no listener: a no-op
+    rec = _Partial()
+    out = parallel.run_batches(ticking_batch, [(0, 4.0), (1, 4.0)], workers=workers, progress=rec)
+    assert [float(r["x"]) for r in out] == [0.0, 1.0]
+    values = [d for d, _ in rec.calls]
+    assert all(t == 2 for _, t in rec.calls)
+    fractional = [d for d in values if not float(d).is_integer()]
+    assert len(fractional) >= 2, rec.calls  # ~8 s of batches polled every second
+    assert values == sorted(values) and values[0] == 0 and values[-1] == 2
+    plain = []
+    parallel.run_batches(ticking_batch, [(0, 0.4), (1, 0.4)], workers=workers, progress=lambda d, t: plain.append(d))
+    assert plain == [0, 1, 2]
+
+
+def test_text_progress_shows_time_left(capsys, monkeypatch):
+    """The built-in text line shows elapsed time and, once progress was made, the time left extrapolated
+    from it (resumed batches do not count as speed)."""
+    from dlnvolume import batching
+
+    now = [100.0]
+    monkeypatch.setattr(batching.time, "perf_counter", lambda: now[0])
+    report = batching.text_progress("smc replicates")
+    report(1, 4)  # one batch resumed from a checkpoint
+    now[0] += 30.0
+    report(1.5, 4)  # half a batch in 30 s: 2.5 batches left take 150 s = 2.5 min
+    now[0] += 30.0
+    report(4, 4)
+    err = capsys.readouterr().err
+    assert "smc replicates: 1.50/4 (30 s elapsed, ~2.5 min left)" in err
+    assert "smc replicates: 4/4 (60 s elapsed)" in err
