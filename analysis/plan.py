@@ -42,6 +42,8 @@ __all__ = ["StagePlan", "Plan", "make_plan", "format_plan", "check_memory", "mem
 BASE_MB = 260.0
 #: seconds of calibration per flow depth and per reference (``dlnvolume check``; ``run`` uses a third)
 BUDGET_S = 4.0
+#: seconds of the first chain of each reference at each depth that ``check`` runs (``run`` does not calibrate them)
+REF_BUDGET_S = 6.0
 #: the accuracy check re-integrates 1 run in 8 at rtol/100, at ~2.5× the cost: ×(1 + 2.5/8)
 CHECK_FACTOR = 1.0 + 2.5 / 8
 #: a call the check sends back to rtol/100 costs this much more (the redone runs plus a second check)
@@ -126,6 +128,10 @@ def check_memory(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | 
                           f"reduce {key}")
 
 
+class _Enough(Exception):
+    """Raised by the calibration's progress callback: the budget is spent."""
+
+
 def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, depth: float, budget: float
                      ) -> tuple[dict[float, float], int]:
     """Mean seconds per run at the smallest and the largest scale (the runs the real run starts with)."""
@@ -140,27 +146,35 @@ def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, dep
     per: dict[float, float] = {}
     total = 0
     for s in scales:
-        k, spent, t_run = 1, 0.0, math.nan
-        while True:
-            t0 = time.perf_counter()
-            flows.endpoints(task, depth, k, s, method=cfg.flow_method, rng=_seed(cfg.seed, STAGE_FLOWS, j), workers=1,
-                            progress=False, check_accuracy=False, **opts)
-            dt = time.perf_counter() - t0
-            spent += dt
-            t_run = dt / k
-            total += k
-            if spent >= budget / len(scales) / 2 or k >= 16 or k >= cfg.runs:
-                break
-            k *= 2
-        per[s] = t_run
+        # the first runs of the real call, one batch each, stopped once the budget is spent (a call with more runs
+        # starts with the same runs, so nothing is integrated twice)
+        t0 = time.perf_counter()
+        seen = [0, 0.0]
+
+        def enough(done: int, n: int, t0: float = t0, seen: list = seen) -> None:
+            seen[0], seen[1] = done, time.perf_counter() - t0
+            if done and seen[1] >= budget / len(scales) / 2:
+                raise _Enough
+
+        try:
+            flows.endpoints(task, depth, min(16, cfg.runs), s, method=cfg.flow_method,
+                            rng=_seed(cfg.seed, STAGE_FLOWS, j), workers=1, batch_size=1, progress=enough,
+                            check_accuracy=False, **opts)
+        except _Enough:
+            pass
+        per[s] = seen[1] / max(seen[0], 1)
+        total += int(seen[0])
     return per, total
 
 
 def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int, ref: Any, depth: float,
-                         warm: set) -> tuple[float, str]:
-    """CPU seconds of the whole reference at one depth: a per-chain cost ``a + b·iterations`` fitted to two
-    reduced runs (2 chains; 1/50 and 1/10 of the iterations, at least 8 draws), plus the first call's
-    one-time cost (compilation) when this sampler has not run in this process yet."""
+                         budget: float = REF_BUDGET_S) -> tuple[float, str]:
+    """CPU seconds of the whole reference at one depth: the first of its chains (an MCMC chain or an SMC
+    replicate, at the real sizes) is run until ``budget`` seconds are spent, and its cost extrapolated from the
+    fraction done it reported (:func:`dlnvolume.batching.tick`: iterations of a chain, phases of a replicate),
+    times the number of chains."""
+    import warnings
+
     import samplers
     from samplers import registry
 
@@ -170,35 +184,30 @@ def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int,
         return 0.05, "exact draws"
     spec = registry.get(registry_method(ref.measure, ref.method))
     window = _window(ref.radius, ref.floor)
+    t0 = time.perf_counter()
+    seen = [0.0, 0.0]
 
-    def one(c: int, w: int, d: int) -> float:
-        common = dict(n_chains=c, warmup=w, thin=ref.thin, rng=0, workers=1, progress=False)
-        t0 = time.perf_counter()
-        if ref.measure == "solution_set":
-            spec.run(samplers.SolutionSetSampler(task, depth, ref.rank, window=window), d, **common)
-        else:
-            tgt = samplers.GibbsTarget(task, depth, ref.rank, ref.beta, window, normalized=True)
-            samplers.sample(tgt, method=spec.name, n_draws=d, **common)
-        return time.perf_counter() - t0
+    def watch(done: float, total: int) -> None:
+        seen[0], seen[1] = float(done), time.perf_counter() - t0
+        if 0 < done < total and seen[1] >= budget:
+            raise _Enough
 
-    import warnings
-
-    first = 0.0
+    watch.partial = True  # type: ignore[attr-defined]
+    common = dict(n_chains=1, warmup=ref.warmup, thin=ref.thin, rng=0, workers=1, progress=watch)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # reduced runs do not converge, by design
-        if spec.name not in warm:
-            t_small = one(2, 2, 8)
-            warm.add(spec.name)
-            first = max(0.0, t_small - one(2, 2, 8))
-        sizes = [(max(1, ref.warmup // f) if ref.warmup else 0, max(8, ref.draws // f)) for f in (50, 10)]
-        times = [one(2, w, d) / 2 for w, d in sizes]
-    its = [w + d * ref.thin for w, d in sizes]
-    b = max(0.0, (times[1] - times[0]) / max(1, its[1] - its[0]))
-    a = max(0.0, times[0] - b * its[0])
-    full = ref.warmup + ref.draws * ref.thin
-    cpu = ref.chains * (a + b * full)
-    return cpu + first, (f"2 reduced runs: {a:.2g} s + {b:.2g} s/iteration per chain"
-                         + (f", first call {first:.1f} s" if first > 0.5 else ""))
+        warnings.simplefilter("ignore")  # one chain does not converge, by design
+        try:
+            if ref.measure == "solution_set":
+                spec.run(samplers.SolutionSetSampler(task, depth, ref.rank, window=window), ref.draws, **common)
+            else:
+                tgt = samplers.GibbsTarget(task, depth, ref.rank, ref.beta, window, normalized=True)
+                samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)
+            seen[:] = [1.0, time.perf_counter() - t0]
+        except _Enough:
+            pass
+    per_chain = seen[1] / max(seen[0], 1e-3)
+    return ref.chains * per_chain, (f"first chain run {seen[1]:.1f} s to {100 * seen[0]:.0f} %: "
+                                    f"{per_chain:.3g} s per chain")
 
 
 def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | None = None,
@@ -223,7 +232,6 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
         stages.append(StagePlan(f"flows N={depth}", size, _flows_wall(cfg, per, nproc), mb,
                                 f"{k} calibration runs, {lo:.2g}–{hi:.2g} s per run, accuracy check "
                                 f"×{_check_factor(cfg):.2f}"))
-    warm: set = set()
     for i, ref in enumerate(cfg.references):
         for depth in [d for d in (ref.depths or cfg.depths) if d in cfg.depths]:
             size = "exact" if ref.method == "exact" else f"{ref.chains} chains × ({ref.warmup} + {ref.draws}·{ref.thin})"
@@ -232,7 +240,7 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
                 stages.append(StagePlan(f"reference {ref.name} N={depth}", size, math.nan, mb,
                                         "not calibrated here: dlnvolume check CONFIG estimates it"))
                 continue
-            cpu, basis = _calibrate_reference(cfg, task, i, ref, depth, warm)
+            cpu, basis = _calibrate_reference(cfg, task, i, ref, depth)
             stages.append(StagePlan(f"reference {ref.name} N={depth}", size, cpu / min(nproc, ref.chains), mb, basis))
     n_pairs = sum(len([d for d in (r.depths or cfg.depths) if d in cfg.depths]) for r in cfg.references)
     post = POST_S[0] + POST_S[1] * len(cfg.depths) + POST_S[2] * n_pairs
