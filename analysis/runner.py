@@ -182,7 +182,8 @@ class SampleSet:
 
         ``converged``, ``rhat``, ``ess_bulk``, ``ess_tail`` (the sampler's :func:`samplers.diagnostics.summarize`,
         worst over its statistics), ``weight_ess`` (importance-weight Kish ESS per chain), ``pieces``
-        (``{sign group: [mass, Monte Carlo s.e.]}`` across replicates), ``dimension`` / ``nominal_dimension``
+        (``{sign group: [mass, Monte Carlo s.e.]}`` across replicates), ``importance`` (the replicates' worst PSIS k̂,
+        uncovered share and piece-share |z|, docs/samplers.md §4.2), ``dimension`` / ``nominal_dimension``
         of the sampled set, ``failures`` (totals over chains). ``None`` where the sampler does not provide it;
         exact draws are ``converged`` by construction.
         """
@@ -205,6 +206,8 @@ class SampleSet:
             "rhat": num("rhat"), "ess_bulk": num("ess_bulk"), "ess_tail": num("ess_tail"),
             "weight_ess": [float(x) for x in w] if w.size else None,
             "pieces": pieces,
+            "importance": ({k: float(np.max(np.asarray(e[k], dtype=np.float64))) for k in ("pareto_k", "uncovered", "consistency_z")}
+                           if all(k in e and np.asarray(e[k]).size for k in ("pareto_k", "uncovered", "consistency_z")) else None),
             "dimension": num("dimension", int), "nominal_dimension": num("nominal_dimension", int),
             "failures": {str(k): int(np.sum(v)) for k, v in sorted(self.failures.items())},
         }

@@ -16,6 +16,7 @@ What ArviZ leaves undefined is decided here, so that no ``nan`` leaves this modu
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -23,7 +24,14 @@ import numpy as np
 
 from dlnvolume.errors import ShapeError
 
-__all__ = ["ess", "rhat", "thin_to_ess", "arviz_major", "summarize", "attach_diagnostics", "ConvergenceWarning"]
+__all__ = ["ess", "rhat", "thin_to_ess", "arviz_major", "summarize", "attach_diagnostics", "ConvergenceWarning",
+           "pareto_khat", "khat_max", "COVERAGE_MAX", "CONSISTENCY_Z_MAX"]
+
+#: largest share of a replicate's walked draws (≈ the target) that may fall where its importance proposal has
+#: no mass: the mass the proposal misses is about this share, and the replicate's weights cannot see it
+COVERAGE_MAX = 0.01
+#: largest |z| of a piece's share among a replicate's output draws against its weighted share
+CONSISTENCY_Z_MAX = 4.0
 
 _METHODS = ("bulk", "tail")
 
@@ -154,6 +162,40 @@ RHAT_MAX = 1.01
 ESS_MIN = 400.0
 
 
+def pareto_khat(log_weights: Any) -> float:
+    """Pareto-smoothed importance sampling shape estimate ``k̂`` of importance weights given as logs
+    (Vehtari, Simpson, Gelman, Yao & Gabry 2024), by ArviZ: ``arviz.psislw`` (0.x) or
+    ``arviz_stats.base.array_stats.psislw`` (1.x). ``k̂ > khat_max(S)``: the weights' tail is too heavy for the
+    estimate to be trusted. NaN for fewer than 10 finite weights.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> bool(pareto_khat(rng.normal(size=4000) * 0.3) < 0.5)   # light tail: lognormal weights, small σ
+    True
+    >>> bool(pareto_khat(rng.standard_cauchy(size=4000)) > 0.7)   # log-Cauchy weights: no moments
+    True
+    """
+    lw = np.asarray(log_weights, dtype=np.float64).ravel()
+    lw = lw[np.isfinite(lw)]
+    if lw.size < 10:
+        return float("nan")
+    lw = lw - np.max(lw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on large k̂: the caller decides
+        if arviz_major() >= 1:
+            from arviz_stats.base import array_stats
+
+            _, k = array_stats.psislw(lw.copy())
+        else:
+            _, k = _az().psislw(lw.copy())
+    return float(np.asarray(k))
+
+
+def khat_max(n: int) -> float:
+    """The sample-size dependent threshold ``min(1 − 1/log10 S, 0.7)`` for ``k̂`` (Vehtari et al. 2024, §3.2.4)."""
+    return min(1.0 - 1.0 / math.log10(max(n, 11)), 0.7)
+
+
 def summarize(draws: Any, statistics: dict[str, Any] | None = None) -> dict[str, Any]:
     """R-hat and bulk/tail ESS of every statistic; the worst values and a ``converged`` flag.
 
@@ -201,12 +243,36 @@ def attach_diagnostics(chains: Any, *, free: Any = None, warn: bool = True) -> A
     if not stats:
         stats = {f"X[{i},{j}]": x[:, :, i, j] for i in range(m) for j in range(n)}
     d = summarize(x, stats)
+    # importance-sampling replicates (SolutionSetSampler SMC): R-hat and ESS cannot see a bias every replicate
+    # shares, so the replicates' own checks count too (docs/samplers.md §4.2)
+    failed = []
+    k = np.asarray(getattr(chains, "pareto_k", np.zeros(0)), dtype=np.float64).ravel()
+    if k.size:
+        nw = np.asarray(getattr(chains, "n_weights", np.zeros(0))).ravel()
+        n_prop = int(np.min(nw)) if nw.size else 4 * x.shape[1]
+        d["pareto_k"] = float(np.nanmax(k)) if np.any(np.isfinite(k)) else float("nan")
+        if not d["pareto_k"] <= khat_max(n_prop):
+            failed.append(f"importance weights' Pareto k̂ {d['pareto_k']:.2f} > {khat_max(n_prop):.2f}")
+    u = np.asarray(getattr(chains, "uncovered", np.zeros(0)), dtype=np.float64).ravel()
+    if u.size:
+        d["uncovered"] = float(np.max(u))
+        if not d["uncovered"] <= COVERAGE_MAX:
+            failed.append(f"{100 * d['uncovered']:.1f} % of a replicate's draws lie where its proposal has no mass "
+                          f"(> {100 * COVERAGE_MAX:g} %)")
+    z = np.asarray(getattr(chains, "consistency_z", np.zeros(0)), dtype=np.float64).ravel()
+    if z.size:
+        d["consistency_z"] = float(np.max(z))
+        if not d["consistency_z"] <= CONSISTENCY_Z_MAX:
+            failed.append(f"output draws' piece shares off the weighted ones by {d['consistency_z']:.1f} s.e. "
+                          f"(> {CONSISTENCY_Z_MAX:g})")
+    if failed:
+        d["converged"] = False
     if warn and not d["converged"]:
-        failed = []
         if not d["rhat"] <= RHAT_MAX:
-            failed.append(f"R-hat {d['rhat']:.3g} > {RHAT_MAX}")
+            failed.insert(0, f"R-hat {d['rhat']:.3g} > {RHAT_MAX}")
         if not min(d["ess_bulk"], d["ess_tail"]) >= ESS_MIN:
-            failed.append(f"ESS bulk/tail {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}")
+            failed.insert(1 if len(failed) and failed[0].startswith("R-hat") else 0,
+                          f"ESS bulk/tail {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}")
         why = "; ".join(failed) or "see Chains.diagnostics"
         warnings.warn(f"{chains.method}: not converged ({why}); see Chains.diagnostics",
                       ConvergenceWarning, stacklevel=3)

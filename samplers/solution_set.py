@@ -51,6 +51,7 @@ from dlnvolume.parallel import as_seed_sequence, spawn_seeds
 from dlnvolume.spectral import log_multipliers, log_volume_density_from_log_sigma
 
 from .chains import Chains, StepInfo
+from .diagnostics import pareto_khat
 from .confinement import Confinement, SingularValueFloor, as_confinement
 
 __all__ = ["SolutionSetSampler", "SolutionSetState", "ConstrainedWalkKernel", "sign_pieces"]
@@ -60,6 +61,9 @@ _RANK_TOL = 1e-9
 #: rounds, final walk (measured at N = 20: 0.35/0.12/0.32/0.20 on the 3×3 arcs, 0.14/0.15/0.44/0.19 on a 5×5 rank-2
 #: task; see :meth:`smc_replicate`).
 W_SMC, W_CENTRES, W_WALK = 0.25, 0.13, 0.2
+#: the importance proposal's defensive component (α, c): a share α of the draws come from kernels c times wider,
+#: so that gaps between the narrow kernels are covered and the weights there stay bounded by f / (α q_{c·h})
+DEFENSIVE = (0.2, 3.0)
 
 
 def sign_pieces(task: CompletionTask, X: np.ndarray) -> np.ndarray:
@@ -517,33 +521,55 @@ class SolutionSetSampler:
         ``|w_j| <= cut·h``, ``‖Y - Y_j‖ <= 1.5 cut·h``. Returns the draws, ``log f - log q`` (``-inf`` for failed
         draws) and the number of failed projections.
         """
-        from scipy import stats
-
         P, d = C.T.shape[:2]
         M = n_proposals
         m, n = self.task.shape
         i = rng.integers(P, size=M)
+        alpha, widen = DEFENSIVE
+        hs = np.where(rng.random(M) < alpha, widen * h, h)  # the defensive component: kernels `widen` times wider
         w = rng.standard_normal((M, d))
         while True:  # truncation by rejection
             bad = np.sum(w * w, axis=1) > cut * cut
             if not bad.any():
                 break
             w[bad] = rng.standard_normal((int(bad.sum()), d))
-        w = h * w
+        w = hs[:, None] * w
         Z = C.X[i] + np.einsum("mk,mkij->mij", w, C.T[i])
         Y, ok = self._batch_project(Z, C.U[i], C.V[i], C.Nb[i], C.ok[i])
-        loc = 1.5 * cut * h
-        ok &= np.linalg.norm((Y - C.X[i]).reshape(M, -1), axis=1) <= loc
+        ok &= np.linalg.norm((Y - C.X[i]).reshape(M, -1), axis=1) <= 1.5 * cut * hs
         G = self._batch_geometry(Y)
         ok &= G.ok & np.isfinite(G.log_f)
         n_fail = int(np.sum(~ok))
+        log_q = self._proposal_log_q(C, G, h, cut)
+        with np.errstate(invalid="ignore"):
+            logw = G.log_f - log_q
+        logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
+        return G, logw, n_fail
+
+    @classmethod
+    def _proposal_log_q(cls, C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
+        """``log q`` of :meth:`_mixture_is`'s proposal: ``(1 − α) q_h + α q_{c·h}`` (:data:`DEFENSIVE` = (α, c))."""
+        alpha, widen = DEFENSIVE
+        with np.errstate(divide="ignore"):
+            return np.logaddexp(math.log1p(-alpha) + cls._mixture_log_q(C, G, h, cut),
+                                math.log(alpha) + cls._mixture_log_q(C, G, widen * h, cut))
+
+    @staticmethod
+    def _mixture_log_q(C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
+        """``log q(Y)`` of the kernel mixture on the centres ``C`` (:meth:`_mixture_is`) at the points of ``G``;
+        ``-inf`` outside every kernel's sheet (where the proposal has no mass)."""
+        from scipy import stats
+
+        P, d = C.T.shape[:2]
+        M = G.X.shape[0]
+        loc = 1.5 * cut * h
         log_norm = -d * math.log(h) - 0.5 * d * math.log(2 * math.pi) - math.log(stats.chi2.cdf(cut * cut, d))
         log_q = np.full(M, -np.inf)
         CX = C.X.reshape(P, -1)
         CT = C.T.reshape(P, d, -1)
         for a in range(0, M, 128):
             b = min(M, a + 128)
-            D = Y[a:b].reshape(b - a, 1, -1) - CX[None]  # (t, P, mn)
+            D = G.X[a:b].reshape(b - a, 1, -1) - CX[None]  # (t, P, mn)
             wj = np.einsum("tpx,pkx->tpk", D, CT)
             near = (np.sum(wj * wj, axis=2) <= (cut * h) ** 2 * (1 + 1e-9)) & (np.linalg.norm(D, axis=2) <= loc)
             TY = G.T[a:b].reshape(b - a, d, -1)
@@ -555,10 +581,7 @@ class SolutionSetSampler:
             safe = np.where(np.isfinite(top), top, 0.0)
             with np.errstate(divide="ignore"):
                 log_q[a:b] = safe + np.log(np.sum(np.exp(lk - safe[:, None]), axis=1)) - math.log(P)
-        with np.errstate(invalid="ignore"):
-            logw = G.log_f - log_q
-        logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
-        return G, logw, n_fail
+        return log_q
 
     def smc_replicate(self, n_draws: int, seed: int, *, n_particles: int | None = None, beta_max: float | None = None,
                       n_mcmc: int = 10, n_walk: int = 20, target_ess: float = 0.5, n_centers: int | None = None,
@@ -646,6 +669,19 @@ class SolutionSetSampler:
         parents = np.concatenate([parents[first[g]:first[g] + counts[g]] for g in perm])
         B = Gis.take(parents)
         B, acc, s_walk, f2 = self._walk(B, n_walk, rng, s0=s_walk)
+        # checks of the importance sampling (docs/samplers.md §4.2): the tail of the weights (PSIS k̂), the share
+        # of the walked draws (≈ f) where the proposal has no mass, and the walked draws' piece fractions
+        # against the weighted ones
+        fin = np.isfinite(logw)
+        pareto_k = pareto_khat(logw[fin])
+        uncovered = float(np.mean(~np.isfinite(self._proposal_log_q(Cn, B, h))))
+        n_eff = max(min(weight_ess, float(first.size)), 1.0)
+        out_pieces = sign_pieces(self.task, B.X)
+        consistency = 0.0
+        for k, p in fractions.items():
+            p_out = float(np.mean(out_pieces == k))
+            se = math.sqrt(max(p * (1 - p), 1.0 / n_eff) / n_eff)
+            consistency = max(consistency, abs(p_out - p) / se)
         return {
             "draws": B.X, "log_density": B.log_f, "accept_prob": acc,
             "step_size": np.array(float(s_walk)),
@@ -658,6 +694,8 @@ class SolutionSetSampler:
             "failures_reverse_check": np.array(fails["reverse_check"] + f2["reverse_check"]),
             "failures_outside": np.array(fails["outside"] + f2["outside"]),
             "failures_divergent": np.array(0),
+            "pareto_k": np.array(pareto_k), "uncovered": np.array(uncovered), "consistency_z": np.array(consistency),
+            "n_weights": np.array(int(np.sum(fin))),
         }
 
     def sample(
@@ -759,7 +797,8 @@ class SolutionSetSampler:
                 failures={k[len("failures_"):]: cat[k] for k in cat if k.startswith("failures_")},
                 target=self.describe(), method="smc", seeds=np.asarray(seeds, dtype=np.uint64), warmup=0, thin=1,
                 n_evaluations=cat["n_evaluations"], elapsed=cat["elapsed"], log_evidence=cat["log_evidence"],
-                weight_ess=cat["weight_ess"], pieces=pieces, dimension=self.dim,
+                weight_ess=cat["weight_ess"], pieces=pieces, dimension=self.dim, pareto_k=cat["pareto_k"],
+                uncovered=cat["uncovered"], consistency_z=cat["consistency_z"], n_weights=cat["n_weights"],
             )
             return attach_diagnostics(chains, free=~self.task.mask)
         if initial is None:
