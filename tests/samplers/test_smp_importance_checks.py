@@ -57,6 +57,7 @@ def test_a_proposal_that_misses_mass_is_not_converged(monkeypatch):
     assert any("not converged" in m and ("piece shares" in m or "no mass" in m or "k̂" in m) for m in messages), messages
 
 
+@pytest.mark.arviz
 @pytest.mark.parametrize("logw,expect_large", [(np.random.default_rng(1).normal(size=2000) * 0.5, False),
                                                (np.random.default_rng(2).standard_cauchy(size=2000), True)])
 def test_pareto_khat_tells_light_from_heavy_tails(logw, expect_large):
