@@ -165,7 +165,7 @@ ESS_MIN = 400.0
 def pareto_khat(log_weights: Any) -> float:
     """Pareto-smoothed importance sampling shape estimate ``k̂`` of importance weights given as logs
     (Vehtari, Simpson, Gelman, Yao & Gabry 2024), by ArviZ: ``arviz.psislw`` (0.x) or
-    ``arviz_stats.base.array_stats.psislw`` (1.x). ``k̂ > khat_max(S)``: the weights' tail is too heavy for the
+    ``arviz_stats.base.array_stats.pareto_khat`` of the right tail with ``r_eff = 1`` (1.x; independent draws). ``k̂ > khat_max(S)``: the weights' tail is too heavy for the
     estimate to be trusted. NaN for fewer than 10 finite weights.
 
     >>> import numpy as np
@@ -182,10 +182,10 @@ def pareto_khat(log_weights: Any) -> float:
     lw = lw - np.max(lw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on large k̂: the caller decides
-        if arviz_major() >= 1:
+        if arviz_major() >= 1:  # (1.x psislw returns NaN once exp(lw) underflows; pareto_khat works on the logs)
             from arviz_stats.base import array_stats
 
-            _, k = array_stats.psislw(lw.copy())
+            k = array_stats.pareto_khat(lw[None, :], log_weights=True, tail="right", r_eff=1.0)
         else:
             _, k = _az().psislw(lw.copy())
     return float(np.asarray(k))

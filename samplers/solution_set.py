@@ -546,24 +546,19 @@ class SolutionSetSampler:
         logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
         return G, logw, n_fail
 
-    @classmethod
-    def _proposal_log_q(cls, C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
-        """``log q`` of :meth:`_mixture_is`'s proposal: ``(1 − α) q_h + α q_{c·h}`` (:data:`DEFENSIVE` = (α, c))."""
-        alpha, widen = DEFENSIVE
-        with np.errstate(divide="ignore"):
-            return np.logaddexp(math.log1p(-alpha) + cls._mixture_log_q(C, G, h, cut),
-                                math.log(alpha) + cls._mixture_log_q(C, G, widen * h, cut))
-
     @staticmethod
-    def _mixture_log_q(C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
-        """``log q(Y)`` of the kernel mixture on the centres ``C`` (:meth:`_mixture_is`) at the points of ``G``;
-        ``-inf`` outside every kernel's sheet (where the proposal has no mass)."""
+    def _proposal_log_q(C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
+        """``log q(Y)`` of :meth:`_mixture_is`'s proposal at the points of ``G``: ``(1 − α) q_h + α q_{c·h}``
+        (:data:`DEFENSIVE` = (α, c)), ``q_h = (1/P) Σ_j K_j`` the kernel mixture on the centres ``C``; ``-inf``
+        outside every kernel's sheet (where the proposal has no mass). Both mixtures share one pass over the
+        centres (the distances and Jacobian determinants do not depend on the bandwidth)."""
         from scipy import stats
 
+        alpha, widen = DEFENSIVE
         P, d = C.T.shape[:2]
         M = G.X.shape[0]
-        loc = 1.5 * cut * h
-        log_norm = -d * math.log(h) - 0.5 * d * math.log(2 * math.pi) - math.log(stats.chi2.cdf(cut * cut, d))
+        parts = [(h, math.log1p(-alpha)), (widen * h, math.log(alpha))]
+        log_chi = math.log(stats.chi2.cdf(cut * cut, d))
         log_q = np.full(M, -np.inf)
         CX = C.X.reshape(P, -1)
         CT = C.T.reshape(P, d, -1)
@@ -571,12 +566,17 @@ class SolutionSetSampler:
             b = min(M, a + 128)
             D = G.X[a:b].reshape(b - a, 1, -1) - CX[None]  # (t, P, mn)
             wj = np.einsum("tpx,pkx->tpk", D, CT)
-            near = (np.sum(wj * wj, axis=2) <= (cut * h) ** 2 * (1 + 1e-9)) & (np.linalg.norm(D, axis=2) <= loc)
+            w2 = np.sum(wj * wj, axis=2)
+            dist = np.linalg.norm(D, axis=2)
             TY = G.T[a:b].reshape(b - a, d, -1)
-            dets = np.abs(np.linalg.det(np.einsum("pkx,tlx->tpkl", CT, TY)))
             with np.errstate(divide="ignore"):
-                lk = -0.5 * np.sum(wj * wj, axis=2) / (h * h) + np.log(dets) + log_norm
-            lk = np.where(near, lk, -np.inf)
+                log_det = np.log(np.abs(np.linalg.det(np.einsum("pkx,tlx->tpkl", CT, TY))))
+            terms = []
+            for hk, log_share in parts:
+                near = (w2 <= (cut * hk) ** 2 * (1 + 1e-9)) & (dist <= 1.5 * cut * hk)
+                lk = np.where(near, -0.5 * w2 / (hk * hk) + log_det, -np.inf)
+                terms.append(lk + (log_share - d * math.log(hk) - 0.5 * d * math.log(2 * math.pi) - log_chi))
+            lk = np.concatenate(terms, axis=1)
             top = np.max(lk, axis=1)
             safe = np.where(np.isfinite(top), top, 0.0)
             with np.errstate(divide="ignore"):

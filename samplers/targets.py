@@ -102,6 +102,18 @@ def chart_log_density_grad(log_sigma: np.ndarray, shape: tuple[int, int], depth:
     return base + np.sum(terms, axis=-1)
 
 
+def _finite_svd(X: np.ndarray, **kw: Any) -> Any:
+    """``np.linalg.svd(X, **kw)``; :class:`InvalidArgumentError` when it overflows (entries near the float64
+    limit, e.g. 1e308: the singular values are inf and every density of them NaN)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.linalg.svd(X, **kw)
+    parts = out if isinstance(out, tuple) else (out,)
+    if not all(np.all(np.isfinite(p)) for p in parts):
+        raise InvalidArgumentError(f"X has entries up to {float(np.max(np.abs(X))):.3g}: its SVD overflows in float64; "
+                                   "expected entries of moderate size")
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class GibbsTarget:
     """Gibbs target ``π_β ∝ exp(-βE) ρ_N^{(r)} conf`` on ``M_r`` in the coordinates ``θ = (u, A, B)``.
@@ -290,7 +302,7 @@ class GibbsTarget:
     def log_volume_density(self, X: Any) -> np.ndarray:
         """``log ρ_N^{(r)}(X)`` of matrices (statistic used in diagnostics), shape ``(...)``."""
         X = check_matrix(X)
-        s = np.linalg.svd(X, compute_uv=False)
+        s = _finite_svd(X, compute_uv=False)
         with np.errstate(divide="ignore"):
             ls = np.log(s)
         return log_volume_density_from_log_sigma(ls, self.shape, self.rank, self.depth, self.normalized)
@@ -326,7 +338,7 @@ class GibbsTarget:
 
     def _into_confinement(self, X: np.ndarray) -> np.ndarray:
         r = self.rank
-        U, s, Vh = np.linalg.svd(X, full_matrices=False)
+        U, s, Vh = _finite_svd(X, full_matrices=False)
         s = s[:r].copy()
         floor = float(self.confinement.floor)
         top = max(float(s[0]), 1e-3)
@@ -355,11 +367,11 @@ class GibbsTarget:
         if X.shape != self.shape:
             raise ShapeError(f"X has shape {X.shape}; expected {self.shape} for this target")
         r = self.rank
-        U, s, Vh = np.linalg.svd(X, full_matrices=False)
+        U, s, Vh = _finite_svd(X, full_matrices=False)
         s = s[:r].copy()
         top = max(float(s[0]), 1e-12)
         s = np.maximum(s, 1e-6 * top)
-        s = s * (1.0 + 1e-9 * np.arange(r, 0, -1))
+        log_s = np.log(s) + np.log1p(1e-9 * np.arange(r, 0, -1))  # (a product could overflow near 1.8e308)
         m, n = self.shape
         _, _, sa, Va = polar(rng.standard_normal((m, r)))
         _, _, sb, Vb = polar(rng.standard_normal((n, r)))
@@ -367,7 +379,7 @@ class GibbsTarget:
         PB = (Vb * sb) @ Vb.T
         A = U[:, :r] @ PA
         B = Vh[:r].T @ PB
-        return np.concatenate([np.log(s), A.ravel(), B.ravel()])
+        return np.concatenate([log_s, A.ravel(), B.ravel()])
 
     def describe(self) -> dict[str, Any]:
         """The ``Chains.target`` dictionary."""

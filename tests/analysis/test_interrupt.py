@@ -195,6 +195,7 @@ def test_ctrl_c_does_not_wait_for_long_running_batches(tmp_path):
     assert not any(_alive(k) for k in kids), "worker processes left running after Ctrl-C"
 
 
+@pytest.mark.slow  # ~45 s; the fast suite resumes sampling after SIGKILL and after Ctrl-C (test_resume.py)
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
 def test_ctrl_c_in_references_then_resume_equals_uninterrupted(tmp_path):
     exp, ref, out = _uninterrupted(tmp_path, SMALL)
