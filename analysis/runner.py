@@ -138,6 +138,10 @@ def build_task(cfg: ExperimentConfig) -> dv.CompletionTask:
     return _build(cfg.task, cfg.seed)
 
 
+#: the importance-sampling checks of solution-set SMC replicates (samplers.diagnostics.attach_diagnostics)
+IMPORTANCE_CHECKS = ("pareto_k", "uncovered", "consistency_z")
+
+
 @dataclass(frozen=True, eq=False)
 class SampleSet:
     """Draws in the Chains layout (contracts.md); used for exact i.i.d. reference draws too.
@@ -206,8 +210,8 @@ class SampleSet:
             "rhat": num("rhat"), "ess_bulk": num("ess_bulk"), "ess_tail": num("ess_tail"),
             "weight_ess": [float(x) for x in w] if w.size else None,
             "pieces": pieces,
-            "importance": ({k: float(np.max(np.asarray(e[k], dtype=np.float64))) for k in ("pareto_k", "uncovered", "consistency_z")}
-                           if all(k in e and np.asarray(e[k]).size for k in ("pareto_k", "uncovered", "consistency_z")) else None),
+            "importance": ({k: num(f"worst_{k}") for k in IMPORTANCE_CHECKS} if f"worst_{IMPORTANCE_CHECKS[0]}" in e
+                           else None),
             "dimension": num("dimension", int), "nominal_dimension": num("nominal_dimension", int),
             "failures": {str(k): int(np.sum(v)) for k, v in sorted(self.failures.items())},
         }
@@ -230,6 +234,9 @@ class SampleSet:
             for k in ("rhat", "ess_bulk", "ess_tail"):
                 if k in diag:
                     extras[k] = np.asarray(float(diag[k]))
+            for k in IMPORTANCE_CHECKS:  # the sampler's worst replicate, as its convergence check saw it
+                if k in diag:
+                    extras[f"worst_{k}"] = np.asarray(float(diag[k]))
             extras["converged"] = np.asarray(bool(diag.get("converged", False)))
         masses = ch.piece_masses() if callable(getattr(ch, "piece_masses", None)) else {}
         if masses:

@@ -246,33 +246,25 @@ def attach_diagnostics(chains: Any, *, free: Any = None, warn: bool = True) -> A
     # importance-sampling replicates (SolutionSetSampler SMC): R-hat and ESS cannot see a bias every replicate
     # shares, so the replicates' own checks count too (docs/samplers.md §4.2)
     failed = []
-    k = np.asarray(getattr(chains, "pareto_k", np.zeros(0)), dtype=np.float64).ravel()
-    if k.size:
-        nw = np.asarray(getattr(chains, "n_weights", np.zeros(0))).ravel()
-        n_prop = int(np.min(nw)) if nw.size else 4 * x.shape[1]
-        d["pareto_k"] = float(np.nanmax(k)) if np.any(np.isfinite(k)) else float("nan")
-        if not d["pareto_k"] <= khat_max(n_prop):
-            failed.append(f"importance weights' Pareto k̂ {d['pareto_k']:.2f} > {khat_max(n_prop):.2f}")
-    u = np.asarray(getattr(chains, "uncovered", np.zeros(0)), dtype=np.float64).ravel()
-    if u.size:
-        d["uncovered"] = float(np.max(u))
-        if not d["uncovered"] <= COVERAGE_MAX:
-            failed.append(f"{100 * d['uncovered']:.1f} % of a replicate's draws lie where its proposal has no mass "
-                          f"(> {100 * COVERAGE_MAX:g} %)")
-    z = np.asarray(getattr(chains, "consistency_z", np.zeros(0)), dtype=np.float64).ravel()
-    if z.size:
-        d["consistency_z"] = float(np.max(z))
-        if not d["consistency_z"] <= CONSISTENCY_Z_MAX:
-            failed.append(f"output draws' piece shares off the weighted ones by {d['consistency_z']:.1f} s.e. "
-                          f"(> {CONSISTENCY_Z_MAX:g})")
-    if failed:
-        d["converged"] = False
+    if not d["rhat"] <= RHAT_MAX:
+        failed.append(f"R-hat {d['rhat']:.3g} > {RHAT_MAX}")
+    if not min(d["ess_bulk"], d["ess_tail"]) >= ESS_MIN:
+        failed.append(f"ESS bulk/tail {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}")
+    nw = np.asarray(getattr(chains, "n_weights", np.zeros(0))).ravel()
+    checks = {  # name: (limit, reason)
+        "pareto_k": (khat_max(int(np.min(nw)) if nw.size else 4 * x.shape[1]),
+                     "importance weights' Pareto k̂ {v:.2f} > {t:.2f}"),
+        "uncovered": (COVERAGE_MAX, "a share {v:.3f} of a replicate's draws lies where its proposal has no mass (> {t:g})"),
+        "consistency_z": (CONSISTENCY_Z_MAX, "output draws' piece shares off the weighted ones by {v:.1f} s.e. (> {t:g})"),
+    }
+    for name, (limit, reason) in checks.items():
+        v = np.asarray(getattr(chains, name, np.zeros(0)), dtype=np.float64).ravel()
+        if v.size:  # the worst replicate; NaN (a check that could not be made) fails
+            d[name] = float(np.max(v)) if np.all(np.isfinite(v)) else float("nan")
+            if not d[name] <= limit:
+                failed.append(reason.format(v=d[name], t=limit))
+                d["converged"] = False
     if warn and not d["converged"]:
-        if not d["rhat"] <= RHAT_MAX:
-            failed.insert(0, f"R-hat {d['rhat']:.3g} > {RHAT_MAX}")
-        if not min(d["ess_bulk"], d["ess_tail"]) >= ESS_MIN:
-            failed.insert(1 if len(failed) and failed[0].startswith("R-hat") else 0,
-                          f"ESS bulk/tail {d['ess_bulk']:.0f}/{d['ess_tail']:.0f} < {ESS_MIN:.0f}")
         why = "; ".join(failed) or "see Chains.diagnostics"
         warnings.warn(f"{chains.method}: not converged ({why}); see Chains.diagnostics",
                       ConvergenceWarning, stacklevel=3)

@@ -37,6 +37,11 @@ def test_the_checks_pass_where_the_sampler_is_exact():
     se = np.sqrt(exact * (1 - exact) / (ch.diagnostics["ess_bulk"] / ch.n_chains))
     assert np.all(np.abs(left - exact) <= 4 * se), (left, exact, se)  # signed shares, per replicate
     assert ch.converged
+    from analysis.runner import SampleSet  # the report's summary carries the same numbers, not a recomputation
+
+    summary = SampleSet.from_chains(ch).summary()
+    assert summary["importance"] == {k: ch.diagnostics[k] for k in ("pareto_k", "uncovered", "consistency_z")}
+    assert summary["converged"] is True
 
 
 def test_a_proposal_that_misses_mass_is_not_converged(monkeypatch):
