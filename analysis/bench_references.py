@@ -10,6 +10,12 @@ is the ESS/s speed-up):
 * The solution-set volume of the 3×3 diagonal task (rank 1, four components, depth 3, window 12):
   ``SolutionSetSampler`` (method "smc") vs the constrained random walk from ``find_starts``.
 
+* Scale targets of issue 21 (full run only): the solution-set reference as a run makes it (``solution_smc``,
+  4 replicates of 2000 draws, the default window ``analysis.tasks.default_radius``, 2 workers) on
+  ``random_low_rank`` tasks 8×8 rank 2 with 24 observations and 10×10 rank 1 with 15 (goal: converged in
+  ≤ 60 s), 20×20 rank 2 with 120 (≤ 300 s), at N = 5: time, R-hat, ESS, the worst PSIS k̂, coverage and
+  consistency of the importance sampling. No peer samples these sets, so there is no baseline column.
+
 ``--quick``: β = 1 and 100 on the 3×3 task only, fewer draws (a smoke test of seconds).
 """
 
@@ -97,5 +103,42 @@ def bench_references(quick: bool, rng: np.random.Generator) -> list[Any]:
         {"rhat": r, "ess_bulk": eb, "ess_tail": et, "seconds": t_ours, "rhat_walk": rw, "ess_bulk_walk": ebw,
          "seconds_walk": t_walk, "masses": {k: list(v) for k, v in masses.items()}},
     ))
+    if not quick:
+        rows.extend(_scale_rows(rng))
     return rows
 
+
+#: (label, (m, n, rank, observed, task seed), goal in seconds) of the scale targets
+SCALE_TARGETS = [("8×8 rank 2, 24 obs", (8, 8, 2, 24, 1), 60.0), ("10×10 rank 1, 15 obs", (10, 10, 1, 15, 1), 60.0),
+                 ("20×20 rank 2, 120 obs", (20, 20, 2, 120, 1), 300.0)]
+
+
+def _scale_rows(rng: np.random.Generator, depth: float = 5.0, draws: int = 2000) -> list[Any]:
+    import dlnvolume as dv
+    import samplers
+    from samplers.diagnostics import ConvergenceWarning
+
+    from .bench import Row
+    from .tasks import default_radius
+
+    rows = []
+    for label, (m, n, r, k, seed), goal in SCALE_TARGETS:
+        task = dv.tasks.random_low_rank(m, n, r, k, rng=seed)
+        sampler = samplers.SolutionSetSampler(task, depth, r, window=samplers.FrobeniusBall(default_radius(task)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t0 = time.perf_counter()
+            ch = sampler.sample(draws, n_chains=4, rng=rng.integers(2**32), workers=2, progress=False)
+            t = time.perf_counter() - t0
+        d = ch.diagnostics
+        r_hat, eb, et = _diag(ch)
+        rows.append(Row(
+            "references", f"solution set {label} N={depth:g} (dim {sampler.dim}): solution_smc 4×{draws}, 2 workers, "
+            f"R-hat {r_hat:.3f} ESS {eb:.0f}/{et:.0f} in {t:.1f} s", t / max(min(eb, et), 1e-12), "(no peer)", None,
+            f"k̂ {d['pareto_k']:.2f}, uncovered {d['uncovered']:.3f}, consistency |z| {d['consistency_z']:.1f}, "
+            f"converged {d['converged']}", f"converged in ≤ {goal:.0f} s", bool(d["converged"] and t <= goal),
+            {"rhat": r_hat, "ess_bulk": eb, "ess_tail": et, "seconds": t, "pareto_k": d["pareto_k"],
+             "uncovered": d["uncovered"], "consistency_z": d["consistency_z"], "converged": bool(d["converged"]),
+             "dimension": sampler.dim},
+        ))
+    return rows

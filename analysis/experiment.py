@@ -17,8 +17,8 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
     [[references]] name = "solution_set"
                   measure = "solution_set" | "gibbs_limit" | "gibbs"
                   method = "exact" | "mcmc" | a samplers.registry name: "rmala" | "emcee" | "smc" (gibbs),
-                           "solution_smc" | "walk" (solution_set); "mcmc" = the registry's first (default)
-                           solution-set method ("solution_smc"); support of the measure and stratum is
+                           "solution_smc" | "walk" (solution_set, gibbs_limit); "mcmc" = the registry's first
+                           (default) method of the measure ("solution_smc"); support of the measure and stratum is
                            checked against samplers.registry before any flow runs
                   radius (Frobenius window / ball; default 1.5 x the task's scale)   draws, chains, warmup, thin
                   beta, rank (gibbs)   depths = [...] (subset; default all flow depths)

@@ -197,8 +197,9 @@ def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one chain does not converge, by design
         try:
-            if ref.measure == "solution_set":
-                spec.run(samplers.SolutionSetSampler(task, depth, ref.rank, window=window), ref.draws, **common)
+            if ref.measure in ("solution_set", "gibbs_limit"):
+                spec.run(samplers.SolutionSetSampler(task, depth, ref.rank, window=window, measure=ref.measure),
+                         ref.draws, **common)
             else:
                 tgt = samplers.GibbsTarget(task, depth, ref.rank, ref.beta, window, normalized=True)
                 samplers.sample(tgt, method=spec.name, n_draws=ref.draws, **common)

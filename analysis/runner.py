@@ -31,6 +31,7 @@ import dlnvolume as dv
 from dlnvolume.errors import ConfigError, DLNVolumeError, InvalidArgumentError
 from dlnvolume.parallel import atomic_save_npz, atomic_write_text, load_npz
 from samplers.driver import tqdm_progress
+from samplers.solution_set import MEASURES as ON_SOLUTION_SET  # the measures that live on S ∩ M_r
 
 from . import hypothesis as hyp
 from .experiment import ExperimentConfig
@@ -338,13 +339,13 @@ def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigE
 def registry_method(measure: str, method: str) -> str:
     """The :data:`samplers.registry.REGISTRY` name that a reference's ``(measure, method)`` runs.
 
-    The config alias ``"mcmc"`` for ``measure = "solution_set"`` is the registry's first (default) solution-set
-    method; every other name is a registry name already (``"exact"`` is not a sampler).
+    The config alias ``"mcmc"`` for ``measure = "solution_set"`` or ``"gibbs_limit"`` is the registry's first
+    (default) method for that measure; every other name is a registry name already (``"exact"`` is not a sampler).
     """
     from samplers import registry
 
-    if method == "mcmc" and measure == "solution_set":
-        return registry.methods("solution_set")[0]
+    if method == "mcmc" and measure in ON_SOLUTION_SET:
+        return registry.methods(measure)[0]
     return method
 
 
@@ -354,7 +355,7 @@ def accepted_methods(measure: str, full_rank: bool, exact: bool = False) -> tupl
     from samplers import registry
 
     names = tuple(k for k, v in registry.REGISTRY.items() if v.supports(measure, full_rank))
-    alias = ("mcmc",) if measure == "solution_set" and names else ()
+    alias = ("mcmc",) if measure in ON_SOLUTION_SET and names else ()
     return (("exact",) if exact else ()) + alias + names
 
 
@@ -399,11 +400,9 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None, *, che
             raise ConfigError(f"config key 'references[{i}].method': 'exact' {r.measure!r} is not available: {have}; "
                               + (f"accepted: {', '.join(map(repr, other))}" if other else
                                  f"measure {r.measure!r} has no sampler in samplers.registry"))
-        if r.measure == "gibbs_limit" and r.method != "exact":
-            raise ConfigError(f"config key 'references[{i}].method': measure 'gibbs_limit' is only available as 'exact'")
         if not 1 <= rank <= min(m, n):
             raise ConfigError(f"config key 'references[{i}].rank': {rank} for a {m}x{n} task; expected 1..{min(m, n)}")
-        if r.method != "exact" and r.measure != "gibbs_limit":
+        if r.method != "exact":
             full = rank == min(m, n)
             name = registry_method(r.measure, r.method)
             spec = registry.REGISTRY.get(name)
@@ -438,8 +437,8 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None, *, che
         window = _window(radius, r.floor)
         for depth in (r.depths or cfg.depths):
             try:
-                if r.measure == "solution_set":
-                    sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
+                if r.measure in ON_SOLUTION_SET:
+                    sampler = samplers.SolutionSetSampler(task, depth, rank, window=window, measure=r.measure)
                 else:
                     tgt = samplers.GibbsTarget(task, depth, rank, r.beta, window, normalized=True)
                     spec = registry.get(registry_method(r.measure, r.method))
@@ -447,12 +446,13 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None, *, che
                         spec.kernel(tgt)
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, depth, exc) from None
-        if r.measure == "solution_set":
+        if r.measure in ON_SOLUTION_SET:
             try:  # a window that contains no point of S ∩ M_r fails here, not after the flows
                 sampler.find_starts(1, rng=0, n_candidates=1)
                 if registry.get(registry_method(r.measure, r.method)).population:
                     for depth in (r.depths or cfg.depths):  # population methods temper a Gibbs path to the set
-                        samplers.SolutionSetSampler(task, depth, rank, window=window)._path_confinement()
+                        samplers.SolutionSetSampler(task, depth, rank, window=window,
+                                                    measure=r.measure)._path_confinement()
             except DLNVolumeError as exc:
                 raise _ref_error(i, r, None, exc) from None
     if "null" in cfg.families and cfg.references and not kind.null_family:
@@ -613,8 +613,8 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                               checkpoint=folder)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", samplers.ConvergenceWarning)
-                    if ref.measure == "solution_set":  # every solution-set method is a registry ``run``
-                        sampler = samplers.SolutionSetSampler(task, depth, rank, window=window)
+                    if ref.measure in ON_SOLUTION_SET:  # every solution-set method is a registry ``run``
+                        sampler = samplers.SolutionSetSampler(task, depth, rank, window=window, measure=ref.measure)
                         ch = spec.run(sampler, ref.draws, **common)
                     else:  # samplers.sample runs a registry kernel in the driver loop, or the method's ``run``
                         tgt = samplers.GibbsTarget(task, depth, rank, ref.beta, window, normalized=True)
@@ -625,7 +625,7 @@ def _reference_stage(cfg, task, out_ckpt, res, executor, progress, log=None, wor
                                            else w.message, w.category, w.filename, w.lineno)
                 _log_resumed(log, label, *_resumed(before, folder))
                 m, n = task.shape
-                nominal = rank * (m + n - rank) - (int(np.sum(task.mask)) if ref.measure == "solution_set" else 0)
+                nominal = rank * (m + n - rank) - (int(np.sum(task.mask)) if ref.measure in ON_SOLUTION_SET else 0)
                 sset = SampleSet.from_chains(ch, nominal_dimension=nominal)
                 sset.save(ck)
             res.samples[(ref.name, depth)] = sset

@@ -31,7 +31,7 @@ from samplers import diagnostics as sdiag
 
 from .hypothesis import TestResult
 
-__all__ = ["Verdict", "ReferenceCheck", "verdicts", "reference_checks", "format_lines", "depth_block",
+__all__ = ["Verdict", "ReferenceCheck", "verdicts", "reference_checks", "convergence_advice", "format_lines", "depth_block",
            "verdict_document", "RHAT_MAX", "ESS_MIN", "EFFECT_COLUMNS", "DIRECTION_ANSWER"]
 
 RHAT_MAX = 1.01
@@ -55,6 +55,7 @@ class ReferenceCheck:
     rhat: float | None
     passed: bool
     reason: str = ""
+    advice: str = ""  # what to change in the config, from what failed (:func:`convergence_advice`)
 
 
 def reference_checks(res: Any) -> dict[tuple[str, float], ReferenceCheck]:
@@ -93,8 +94,63 @@ def reference_checks(res: Any) -> dict[tuple[str, float], ReferenceCheck]:
         conv = extra.get("converged")
         if conv is not None and not bool(np.all(conv)):
             reasons.append("the sampler reports it did not converge")
-        out[key] = ReferenceCheck(s.method, n, ess, rhat, not reasons, "; ".join(reasons))
+        advice = convergence_advice(s, rhat, ess, v.shape) if reasons else ""
+        out[key] = ReferenceCheck(s.method, n, ess, rhat, not reasons, "; ".join(reasons), advice)
     return out
+
+
+def convergence_advice(s: Any, rhat: float, ess: float, shape: tuple[int, ...]) -> str:
+    """What to change in a reference's config when it fails its convergence check, from what its diagnostics saw.
+
+    ``s`` is the reference's :class:`analysis.runner.SampleSet` (method, target and the sampler's extras), ``shape``
+    ``(chains, draws)`` of its log ρ.
+
+    >>> from types import SimpleNamespace
+    >>> s = SimpleNamespace(method="rmala", target={"measure": "gibbs", "beta": 100.0, "rank": 2}, extras={})
+    >>> print(convergence_advice(s, 1.05, 150.0, (4, 500)))  # doctest: +NORMALIZE_WHITESPACE
+    the chains have not mixed (R-hat 1.05): raise warmup and draws (e.g. draws = 1600); method = 'smc' tempers
+    from β = 0 and mixes across components; at β = 100 the Gibbs law is close to its β → ∞ limit: measure =
+    'gibbs_limit' samples that limit directly on S ∩ M_r
+    """
+    chains, draws = (shape[0], shape[-1]) if len(shape) == 2 else (1, int(np.prod(shape)))
+    extra = getattr(s, "extras", {}) or {}
+    target = getattr(s, "target", {}) or {}
+    population = s.method in ("smc", "solution_smc")  # independent replicates, not chains
+    more = min(max(2.0, 1.2 * ESS_MIN / max(ess, 1.0)), 10.0) if ess < ESS_MIN else 2.0
+    draws_hint = f"draws = {int(math.ceil(draws * more / 100.0) * 100)}"
+    parts = []
+    if chains < 2:
+        parts.append("one chain cannot show non-mixing: chains >= 4")
+    if not rhat <= 1.1 and not population:
+        tempering = "'smc'" if target.get("measure") == "gibbs" else "'solution_smc'"
+        parts.append(f"the chains sit in different places (R-hat {rhat:.3g}): longer runs rarely fix that; a tempering "
+                     f"method does (method = {tempering})")
+    elif not rhat <= RHAT_MAX:
+        parts.append(f"the replicates disagree (R-hat {rhat:.3g}): raise draws ({draws_hint}: more particles and "
+                     "kernel centres per replicate)" if population else
+                     f"the chains have not mixed (R-hat {rhat:.3g}): raise warmup and draws (e.g. {draws_hint})")
+    elif ess < ESS_MIN:
+        parts.append(f"ESS {ess:.0f} < {ESS_MIN:.0f}: raise draws (e.g. {draws_hint})")
+    from samplers.diagnostics import COVERAGE_MAX, CONSISTENCY_Z_MAX
+
+    k = extra.get("worst_pareto_k")
+    if k is not None and float(k) > 0.7:
+        parts.append(f"the importance weights are heavy-tailed (k̂ {float(k):.2f}): raise draws (the proposal gets "
+                     "more centres)")
+    unc = extra.get("worst_uncovered")
+    if unc is not None and float(unc) > COVERAGE_MAX:
+        parts.append(f"the proposal misses {100 * float(unc):.1f} % of the mass: raise draws, or shrink the window "
+                     "radius if the missed draws sit at its edge")
+    z = extra.get("worst_consistency_z")
+    if z is not None and float(z) > CONSISTENCY_Z_MAX:
+        parts.append(f"output draws and weights disagree (|z| {float(z):.1f}): raise draws")
+    beta = target.get("beta")
+    if target.get("measure") == "gibbs" and not population and 1.1 >= rhat > RHAT_MAX:
+        parts.append("method = 'smc' tempers from β = 0 and mixes across components")
+    if target.get("measure") == "gibbs" and beta is not None and math.isfinite(float(beta)) and float(beta) >= 100:
+        parts.append(f"at β = {float(beta):g} the Gibbs law is close to its β → ∞ limit: measure = 'gibbs_limit' "
+                     "samples that limit directly on S ∩ M_r")
+    return "; ".join(parts) if parts else "raise draws and warmup"
 
 
 @dataclass(frozen=True)
@@ -237,7 +293,7 @@ def verdicts(res: Any) -> list[Verdict]:
             if chk is not None and not chk.passed:
                 trusted = False
                 caveats.append(f"reference {name} failed its convergence check ({chk.reason}); not used for the "
-                               "answer")
+                               f"answer; to fix: {chk.advice}")
             if t.notes and "only" in t.notes:
                 caveats.append(t.notes.split("; ")[-1])
             if fam == "distribution":

@@ -16,6 +16,7 @@ What ArviZ leaves undefined is decided here, so that no ``nan`` leaves this modu
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any
@@ -79,7 +80,13 @@ def _call(fn_name: str, x: np.ndarray, **kw: Any) -> float:
         kw.update(chain_axis=0, draw_axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        value = float(np.asarray(getattr(az, fn_name)(x, **kw)).reshape(-1)[0])
+        before = logging.root.manager.disable
+        if x.shape[0] < 2:  # ArviZ 0.x logs a shape warning for one chain (split R-hat and ESS are defined)
+            logging.disable(max(before, logging.WARNING))
+        try:
+            value = float(np.asarray(getattr(az, fn_name)(x, **kw)).reshape(-1)[0])
+        finally:
+            logging.disable(before)
     return value
 
 

@@ -22,7 +22,7 @@ class MethodSpec:
     """What a sampling method supports and how to run it."""
 
     name: str
-    measures: tuple[str, ...]  # "gibbs", "solution_set"
+    measures: tuple[str, ...]  # "gibbs", "solution_set", "gibbs_limit"
     strata: str  # "full_rank" or "any"
     description: str
     kernel: Callable[..., Any] | None = None
@@ -67,10 +67,11 @@ REGISTRY: dict[str, MethodSpec] = {
                         kernel=_emcee, options=("n_walkers", "coordinates")),
     "smc": MethodSpec("smc", ("gibbs",), "any", "tempered SMC on θ with batched MALA; rank 1: manifold MALA in a factor chart (samplers.smc)",
                       run=_smc, population=True, options=("n_mcmc", "final_mcmc", "target_ess", "kernel")),
-    "solution_smc": MethodSpec("solution_smc", ("solution_set",), "any",
-                               "SMC centres + kernel-mixture importance sampling on S ∩ M_r (samplers.solution_set)",
+    "solution_smc": MethodSpec("solution_smc", ("solution_set", "gibbs_limit"), "any",
+                               "SMC centres + kernel-mixture importance sampling on S ∩ M_r (samplers.solution_set); "
+                               "gibbs_limit: the same with the Gibbs limit's density (the exact ratio f/g)",
                                run=_solution_smc, population=True, options=("beta_max", "n_mcmc", "n_walk")),
-    "walk": MethodSpec("walk", ("solution_set",), "any",
+    "walk": MethodSpec("walk", ("solution_set", "gibbs_limit"), "any",
                        "constrained random walk (Zappa et al. 2018); stays in the components of its starts",
                        run=_walk, options=("step_size", "initial")),
 }

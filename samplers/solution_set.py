@@ -54,7 +54,10 @@ from .chains import Chains, StepInfo
 from .diagnostics import pareto_khat
 from .confinement import Confinement, SingularValueFloor, as_confinement
 
-__all__ = ["SolutionSetSampler", "SolutionSetState", "ConstrainedWalkKernel", "sign_pieces"]
+__all__ = ["SolutionSetSampler", "SolutionSetState", "ConstrainedWalkKernel", "sign_pieces", "centre_bandwidths"]
+
+#: the laws on S ∩ M_r a SolutionSetSampler draws from (ARCHITECTURE.md "The measures")
+MEASURES = ("solution_set", "gibbs_limit")
 
 _RANK_TOL = 1e-9
 #: Shares of an SMC replicate's time (for progress only): tempered SMC, projection and centres, importance
@@ -64,6 +67,17 @@ W_SMC, W_CENTRES, W_WALK = 0.25, 0.13, 0.2
 #: the importance proposal's defensive component (α, c): a share α of the draws come from kernels c times wider,
 #: so that gaps between the narrow kernels are covered and the weights there stay bounded by f / (α q_{c·h})
 DEFENSIVE = (0.2, 3.0)
+#: shares of the proposal's three kernel families (:func:`centre_bandwidths`): one bandwidth h₀ everywhere, the
+#: local bandwidth max(h₀, d_3(j)), and the defensive family DEFENSIVE[1] times wider (share DEFENSIVE[0])
+KERNEL_SHARES = (0.4, 0.4, DEFENSIVE[0])
+#: the deepest finite depth of the SMC stage's tempering path (docs/samplers.md §4.3): beyond it the path's Gibbs
+#: law piles up near the lower strata (ρ_N tends to the non-integrable ρ_∞ there) and its particles no longer
+#: project onto S ∩ M_r; a shallower path only places the kernel centres, the importance weights use the depth N
+PATH_DEPTH_MAX = 20.0
+#: the centres of a population Monte Carlo round are resampled from the previous round's weights raised to this
+#: power: drawn from ≈ f^γ rather than f, they reach the thin tails, so the proposal is heavier-tailed than f
+#: (bounded weights there) at a small cost in the bulk (docs/samplers.md §4.1)
+CENTRE_TEMPER = 0.5
 
 
 def sign_pieces(task: CompletionTask, X: np.ndarray) -> np.ndarray:
@@ -126,6 +140,59 @@ def _lsq(J: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(J) @ q
 
 
+def _round_up(x: float) -> str:
+    """``x`` rounded up to two significant digits, as text (a radius to suggest).
+
+    >>> _round_up(12.31), _round_up(0.0423)
+    ('13', '0.043')
+    """
+    e = math.floor(math.log10(x)) - 1
+    return f"{math.ceil(x / 10.0**e - 1e-9) * 10.0**e:.{max(-e, 0)}f}"
+
+
+def centre_bandwidths(X: np.ndarray, k: int = 3) -> np.ndarray:
+    """Kernel bandwidths of the centres ``X`` (P, m, n) (docs/samplers.md §4.1): ``(3, P)``, one row per kernel
+    family of the proposal (shares :data:`KERNEL_SHARES`).
+
+    With ``d_k(j)`` centre ``j``'s distance to its ``k``-th nearest distinct centre and ``h₀`` their median (at most a
+    quarter of the median norm): ``h₀`` for every centre (the same local resolution everywhere, also next to an
+    isolated centre); ``max(h₀, d_k(j))`` (where the centres are sparse, in the thin tails of a component, the
+    kernels reach the neighbours, so no gap opens between them); and ``c`` times that (the defensive family,
+    ``c`` = :data:`DEFENSIVE` [1]).
+
+    >>> X = np.concatenate([np.linspace(0, 1, 101), np.linspace(2, 10, 9)])[:, None, None] * np.ones((1, 1, 2))
+    >>> h = centre_bandwidths(X + 20.0)
+    >>> bool(np.all(h[0] == h[0, 0]) and h[0, 0] < 0.05), bool(np.all(h[1, -9:] > 1.0)), bool(np.all(h[2] == 3 * h[1]))
+    (True, True, True)
+    """
+    P = X.shape[0]
+    flat = X.reshape(P, -1)
+    sq = np.sum(flat * flat, axis=1)
+    kth = np.full(P, np.inf)
+    kk = min(k, P - 1) - 1
+    for a in range(0, P, 512) if P > 1 else ():
+        b = min(P, a + 512)
+        d2 = sq[a:b, None] + sq[None, :] - 2.0 * flat[a:b] @ flat.T
+        d = np.sqrt(np.maximum(d2, 0.0))
+        d = np.where(d > 1e-12 * (1.0 + np.sqrt(sq[a:b]))[:, None], d, np.inf)  # itself and exact copies
+        kth[a:b] = np.partition(d, kk, axis=1)[:, kk]
+    finite = kth[np.isfinite(kth)]
+    cap = max(0.25 * float(np.median(np.sqrt(sq))), 1e-6)
+    h0 = min(max(float(np.median(finite)) if finite.size else 1.0, 1e-6), cap)
+    local = np.clip(np.where(np.isfinite(kth), kth, h0), h0, cap)
+    return np.stack([np.full(P, h0), local, DEFENSIVE[1] * local])
+
+
+def _bandwidth_rows(h: Any, P: int) -> np.ndarray:
+    """``(3, P)`` bandwidths as from :func:`centre_bandwidths`, also from one (or one per centre) bandwidth ``h``:
+    ``h``, ``h`` and :data:`DEFENSIVE` [1] ``· h``."""
+    h = np.asarray(h, dtype=float)
+    if h.ndim == 2:
+        return np.broadcast_to(h, (len(KERNEL_SHARES), P))
+    narrow = np.broadcast_to(h, (P,))
+    return np.stack([narrow, narrow, DEFENSIVE[1] * narrow])
+
+
 def _logdet_limit(H: np.ndarray, w_in: np.ndarray, w_mix: np.ndarray) -> np.ndarray:
     """``log(pdet M · det KᵀPK)`` for Gram parts ``P`` (inside weights) and ``M`` (mixed), batched."""
     P = np.einsum("pkij,plij,pij->pkl", H, H, w_in)
@@ -159,6 +226,11 @@ class SolutionSetSampler:
         integrable, MATH.md §3.5).
     normalized : bool, default True
     newton_tol, newton_max_iter : projection tolerance (relative to ``1 + ‖X‖_F``) and iterations.
+    measure : {"solution_set", "gibbs_limit"}, default "solution_set"
+        The law on ``S ∩ M_r`` to sample: the g_N-volume ``f``, or the Gibbs limit ``g = f / √pdet(L Ā Lᵀ)``
+        (the ``β → ∞`` limit of ``π_β``; docs/samplers.md §2, §4.4). Both run the same algorithm with the
+        other density, so the Gibbs limit's importance weights are the solution set's reweighted by the exact
+        ratio, with their own checks (PSIS ``k̂``, coverage, consistency).
     """
 
     task: CompletionTask
@@ -168,6 +240,7 @@ class SolutionSetSampler:
     normalized: bool = True
     newton_tol: float = 1e-11
     newton_max_iter: int = 40
+    measure: str = "solution_set"
 
     name = "solution_set"
     adaptive = True
@@ -186,6 +259,8 @@ class SolutionSetSampler:
         self.window = as_confinement(self.window, "window")
         self.newton_tol = check_positive(self.newton_tol, "newton_tol")
         self.newton_max_iter = check_int(self.newton_max_iter, "newton_max_iter", minimum=1)
+        if self.measure not in MEASURES:
+            raise InvalidArgumentError(f"measure={self.measure!r}; expected one of {', '.join(map(repr, MEASURES))}")
         if not self.window.bounded:
             raise ImproperTargetError(
                 f"window={self.window.describe()}: the solution set S ∩ M_r is unbounded, so its volume is infinite "
@@ -235,8 +310,10 @@ class SolutionSetSampler:
         return int(np.sum(S > _RANK_TOL * S[0]))
 
     # ------------------------------------------------------------------ geometry (batched over points)
-    def _batch_geometry(self, X: np.ndarray, force_codim: bool = False) -> _Batch:
-        """Frames, tangent/normal bases, ``log f`` and the Gibbs-limit ``log g`` (without window) at ``X`` (P, m, n).
+    def _batch_geometry(self, X: np.ndarray, force_codim: bool = False, measure: str | None = None) -> _Batch:
+        """Frames, tangent/normal bases, the log density of ``measure`` (default :attr:`measure`; ``f`` for
+        ``"solution_set"``, ``g`` for ``"gibbs_limit"``, window included) and the Gibbs-limit ``log g`` (without
+        window) at ``X`` (P, m, n).
 
         ``force_codim``: take the normal basis as the top ``codim`` right singular vectors of ``J`` even
         where the numerical rank differs (points off the set, the start of a projection).
@@ -288,6 +365,9 @@ class SolutionSetSampler:
             big = ev > _RANK_TOL * np.maximum(ev[:, -1:], 1e-300)
             log_pdet = np.sum(np.where(big, np.log(np.where(big, ev, 1.0)), 0.0), axis=1)
             log_limit = log_rho - 0.5 * log_pdet
+            if (measure or self.measure) == "gibbs_limit":
+                log_f = np.where(np.isfinite(log_f), log_limit, -np.inf) + self.window.log_density_sigma(
+                    np.where(ok[:, None], s[:, :r], 1.0))
         log_f = np.where(ok & np.isfinite(log_f), log_f, -np.inf)
         return _Batch(X, log_f, U, V, T, Nb, ok, np.where(ok, log_limit, -np.inf))
 
@@ -353,7 +433,8 @@ class SolutionSetSampler:
         return Y[0] if ok[0] else None
 
     def log_density(self, X: Any) -> float:
-        """``log f(X)`` (Gram determinant plus the window's log density) at a point ``X`` of ``S ∩ M_r``."""
+        """``log f(X)`` (Gram determinant plus the window's log density) at a point ``X`` of ``S ∩ M_r``; the
+        Gibbs limit's ``log g(X)`` (window included) when :attr:`measure` is ``"gibbs_limit"``."""
         X = check_matrix(X, batch=False)
         if X.shape != self.task.shape:
             raise ShapeError(f"X has shape {X.shape}; expected {self.task.shape} for this task")
@@ -371,7 +452,7 @@ class SolutionSetSampler:
         if X.shape[-2:] != self.task.shape:
             raise ShapeError(f"X has shape {X.shape}; expected (..., {self.task.shape[0]}, {self.task.shape[1]})")
         flat = np.asarray(X, dtype=np.float64).reshape((-1,) + X.shape[-2:])
-        geo = self._batch_geometry(flat)
+        geo = self._batch_geometry(flat, measure="solution_set")
         s = np.linalg.svd(flat, compute_uv=False)[:, : self.rank]
         with np.errstate(invalid="ignore"):
             out = geo.log_f - self.window.log_density_sigma(s) - geo.log_limit
@@ -439,6 +520,7 @@ class SolutionSetSampler:
         scale = max(1.0, rms if math.isfinite(rms) else float(np.max(np.abs(obs))))  # RMS overflows near 1e154
         groups: dict[tuple, list[np.ndarray]] = {}
         found = 0
+        nearest = math.inf  # the smallest ‖X‖_F of a solution found outside the window (for the error message)
         for _attempt in range(50 * want):
             if found >= want:
                 break
@@ -448,6 +530,8 @@ class SolutionSetSampler:
                 Xr = (U[:, :r] * s[:r]) @ Vh[:r]
                 X = self.task.project_to_solutions(Xr)
                 if np.max(np.abs(X - Xr)) < 1e-13 * (1 + s[0]):
+                    if np.isinf(self.window.log_density_sigma(s[None, :r]))[0]:
+                        nearest = min(nearest, float(np.linalg.norm(X)))
                     break
             geo = self._geometry(X)
             if geo is None:
@@ -464,8 +548,12 @@ class SolutionSetSampler:
             groups.setdefault(key, []).append(Y)
             found += 1
         if not groups:
+            hint = "enlarge the window"
+            if math.isfinite(nearest):
+                hint += (f": the solutions found lie outside it, the nearest at ‖X‖_F = {nearest:.4g}; a Frobenius "
+                         f"radius of {_round_up(1.5 * nearest)} contains it")
             raise InvalidArgumentError(
-                f"no point of S ∩ M_r (rank {r}) found inside window {self.window.describe()}; enlarge the window"
+                f"no point of S ∩ M_r (rank {r}) found inside window {self.window.describe()}; {hint}"
             )
         keys = sorted(groups)
         starts, labels = [], []
@@ -511,22 +599,23 @@ class SolutionSetSampler:
                 s = s * math.exp(2.0 * (float(np.mean(acc)) - 0.5))
         return B, acc_sum / max(n_sweeps, 1), s, fails
 
-    def _mixture_is(self, C: _Batch, n_proposals: int, h: float, rng: np.random.Generator,
+    def _mixture_is(self, C: _Batch, n_proposals: int, h: np.ndarray, rng: np.random.Generator,
                     cut: float = 2.5) -> tuple[_Batch, np.ndarray, int]:
         """Importance sampling of ``f`` with a kernel mixture on the manifold (docs/samplers.md §4).
 
-        ``q(Y) = (1/P) Σ_j K_j(Y)``, ``K_j`` the law of ``Π_j(Y_j + T_j w)``, ``w ~ N(0, h² I_d)`` truncated to
-        ``|w| <= cut·h``, ``Π_j`` the Newton projection along ``N_{Y_j}``; w.r.t. the Hausdorff measure
-        ``K_j(Y) = φ_h(w_j) |det(T_jᵀ T_Y)| / P(χ²_d <= cut²)``, ``w_j = T_jᵀ(Y - Y_j)``, on the local sheet
-        ``|w_j| <= cut·h``, ``‖Y - Y_j‖ <= 1.5 cut·h``. Returns the draws, ``log f - log q`` (``-inf`` for failed
-        draws) and the number of failed projections.
+        ``q(Y) = (1/P) Σ_j K_j(Y)``, ``K_j`` the law of ``Π_j(Y_j + T_j w)``, ``w ~ N(0, h_j² I_d)`` truncated to
+        ``|w| <= cut·h_j``, ``Π_j`` the Newton projection along ``N_{Y_j}``; w.r.t. the Hausdorff measure
+        ``K_j(Y) = φ_{h_j}(w_j) |det(T_jᵀ T_Y)| / P(χ²_d <= cut²)``, ``w_j = T_jᵀ(Y - Y_j)``, on the local sheet
+        ``|w_j| <= cut·h_j``, ``‖Y - Y_j‖ <= 1.5 cut·h_j``; the bandwidth rows ``h`` (:func:`centre_bandwidths`) are
+        three kernel families drawn with the shares :data:`KERNEL_SHARES`. Returns the draws, ``log f - log q`` (``-inf`` for failed draws) and the
+        number of failed projections.
         """
         P, d = C.T.shape[:2]
         M = n_proposals
-        m, n = self.task.shape
+        h = _bandwidth_rows(h, P)
         i = rng.integers(P, size=M)
-        alpha, widen = DEFENSIVE
-        hs = np.where(rng.random(M) < alpha, widen * h, h)  # the defensive component: kernels `widen` times wider
+        family = rng.choice(len(KERNEL_SHARES), size=M, p=KERNEL_SHARES)
+        hs = h[family, i]
         w = rng.standard_normal((M, d))
         while True:  # truncation by rejection
             bad = np.sum(w * w, axis=1) > cut * cut
@@ -547,17 +636,17 @@ class SolutionSetSampler:
         return G, logw, n_fail
 
     @staticmethod
-    def _proposal_log_q(C: _Batch, G: _Batch, h: float, cut: float = 2.5) -> np.ndarray:
-        """``log q(Y)`` of :meth:`_mixture_is`'s proposal at the points of ``G``: ``(1 − α) q_h + α q_{c·h}``
-        (:data:`DEFENSIVE` = (α, c)), ``q_h = (1/P) Σ_j K_j`` the kernel mixture on the centres ``C``; ``-inf``
-        outside every kernel's sheet (where the proposal has no mass). Both mixtures share one pass over the
-        centres (the distances and Jacobian determinants do not depend on the bandwidth)."""
+    def _proposal_log_q(C: _Batch, G: _Batch, h: np.ndarray, cut: float = 2.5) -> np.ndarray:
+        """``log q(Y)`` of :meth:`_mixture_is`'s proposal at the points of ``G``: ``Σ_f s_f q_{h[f]}`` (shares ``s_f``
+        :data:`KERNEL_SHARES`), ``q_h = (1/P) Σ_j K_{j,h_j}`` the kernel mixture on the centres ``C`` with
+        bandwidths ``h_j``; ``-inf`` outside every kernel's sheet (where the proposal has no mass). The families
+        share one pass over the centres (the distances and Jacobian determinants do not depend on the bandwidth)."""
         from scipy import stats
 
-        alpha, widen = DEFENSIVE
         P, d = C.T.shape[:2]
         M = G.X.shape[0]
-        parts = [(h, math.log1p(-alpha)), (widen * h, math.log(alpha))]
+        h = _bandwidth_rows(h, P)
+        parts = [(h[f], math.log(share)) for f, share in enumerate(KERNEL_SHARES)]
         log_chi = math.log(stats.chi2.cdf(cut * cut, d))
         log_q = np.full(M, -np.inf)
         CX = C.X.reshape(P, -1)
@@ -575,7 +664,7 @@ class SolutionSetSampler:
             for hk, log_share in parts:
                 near = (w2 <= (cut * hk) ** 2 * (1 + 1e-9)) & (dist <= 1.5 * cut * hk)
                 lk = np.where(near, -0.5 * w2 / (hk * hk) + log_det, -np.inf)
-                terms.append(lk + (log_share - d * math.log(hk) - 0.5 * d * math.log(2 * math.pi) - log_chi))
+                terms.append(lk + (log_share - d * np.log(hk) - 0.5 * d * math.log(2 * math.pi) - log_chi))
             lk = np.concatenate(terms, axis=1)
             top = np.max(lk, axis=1)
             safe = np.where(np.isfinite(top), top, 0.0)
@@ -614,7 +703,8 @@ class SolutionSetSampler:
         n_centers = max(n_draws, 500) if n_centers is None else n_centers
         n_proposals = 4 * n_draws if n_proposals is None else n_proposals
         conf = self._path_confinement()
-        target = GibbsTarget(self.task, self.depth, self.rank, b_max, conf, self.normalized)
+        path_depth = self.depth if math.isinf(self.depth) else min(self.depth, PATH_DEPTH_MAX)
+        target = GibbsTarget(self.task, path_depth, self.rank, b_max, conf, self.normalized)
         with part(0.0, W_SMC):
             run = run_tempered_smc(default_path(target), n_particles, rng, n_mcmc=n_mcmc, target_ess=target_ess)
         X = target.to_matrix(run.theta)
@@ -622,8 +712,15 @@ class SolutionSetSampler:
         Y, okp = self._batch_project(X, G0.U, G0.V, G0.Nb, G0.ok)
         G = self._batch_geometry(Y)
         s_x = np.linalg.svd(X, compute_uv=False)[:, : self.rank]
+        log_limit = G.log_limit
+        if path_depth != self.depth:  # the path's Gibbs limit g has the path's volume density ρ_{N'}, not ρ_N
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ls = np.log(np.linalg.svd(Y, compute_uv=False)[:, : self.rank])
+                m_n = self.task.shape
+                log_limit = (log_limit + log_volume_density_from_log_sigma(ls, m_n, self.rank, path_depth, self.normalized)
+                             - log_volume_density_from_log_sigma(ls, m_n, self.rank, self.depth, self.normalized))
         with np.errstate(invalid="ignore"):
-            logw0 = G.log_f - G.log_limit - conf.log_density_sigma(s_x)
+            logw0 = G.log_f - log_limit - conf.log_density_sigma(s_x)
         logw0 = np.where(okp & G.ok & np.isfinite(logw0), logw0, -np.inf)
         n_lost = int(np.sum(~np.isfinite(logw0)))
         if not np.any(np.isfinite(logw0)):
@@ -637,17 +734,11 @@ class SolutionSetSampler:
         for rnd in range(n_rounds):
             if rnd:  # population Monte Carlo: the next centres follow the weighted draws of this round
                 order = np.argsort(sign_pieces(self.task, Gis.X), kind="stable")
-                Cn = Gis.take(order[systematic_resample(logw[order], rng, n_centers)])
+                Cn = Gis.take(order[systematic_resample(CENTRE_TEMPER * logw[order], rng, n_centers)])
                 Cn, _, s_walk, f1 = self._walk(Cn, max(n_walk // 2, 1), rng, s0=s_walk)
                 for k in fails:
                     fails[k] += f1[k]
-            # bandwidth: median distance to the 3rd nearest centre (at most a quarter of the median norm)
-            flat = Cn.X.reshape(n_centers, -1)
-            sub = flat[rng.choice(n_centers, size=min(n_centers, 300), replace=False)]
-            dist = np.linalg.norm(sub[:, None] - flat[None], axis=2)
-            dist.sort(axis=1)
-            h = float(np.median(dist[:, min(3, n_centers - 1)]))
-            h = min(max(h, 1e-6), 0.25 * float(np.median(np.linalg.norm(flat, axis=1))))
+            h = centre_bandwidths(Cn.X)
             Gis, logw, nf = self._mixture_is(Cn, n_proposals, h, rng)
             n_fail += nf
             tick(W_SMC + W_CENTRES + (1.0 - W_SMC - W_CENTRES - W_WALK) * (rnd + 1) / n_rounds)
@@ -689,7 +780,7 @@ class SolutionSetSampler:
                                       + n_proposals, dtype=np.int64),
             "elapsed": np.array(time.perf_counter() - t0),
             "log_evidence": np.array(run.log_evidence), "weight_ess": np.array(weight_ess),
-            "n_stages": np.array(run.n_stages), "fractions": fractions, "bandwidth": np.array(h),
+            "n_stages": np.array(run.n_stages), "fractions": fractions, "bandwidth": np.array(float(h[0, 0])),
             "failures_projection": np.array(fails["projection"] + f2["projection"] + n_lost + n_fail),
             "failures_reverse_check": np.array(fails["reverse_check"] + f2["reverse_check"]),
             "failures_outside": np.array(fails["outside"] + f2["outside"]),
@@ -818,7 +909,7 @@ class SolutionSetSampler:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "measure": "solution_set",
+            "measure": self.measure,
             "depth": self.depth,
             "rank": self.rank,
             "beta": math.inf,

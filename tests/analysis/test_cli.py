@@ -104,7 +104,7 @@ def test_refuses_non_empty_out_and_resumes_with_force(tmp_path, capsys):
     ("[task]\nkind = 'diagonal_2x2'\n[flows]\nruns = 'x'\n", "flows.runs"),
     ("[task]\nkind = 'diagonal_2x2'\nbogus = 1\n", "bogus"),
     ("[task\nkind = 1\n", "malformed TOML"),
-    ("[task]\nkind = 'diagonal_2x2'\n[[references]]\nname = 'r'\nmeasure = 'gibbs_limit'\nmethod = 'mcmc'\n", "references[0].method"),
+    ("[task]\nkind = 'diagonal_2x2'\n[[references]]\nname = 'r'\nmeasure = 'gibbs_limit'\nmethod = 'emcee'\n", "references[0].method"),
 ])
 def test_config_errors_exit_2_one_line(tmp_path, capsys, text, key):
     cfg = tmp_path / "c.toml"

@@ -96,7 +96,8 @@ def test_default_window_from_the_task_scale():
     (_doc(measure="solution_set", method="smc"), r"'references\[0\]\.method': 'smc' cannot sample measure 'solution_set'"),
     (_doc(method="hmc"), r"'references\[0\]\.method': expected one of 'exact', 'mcmc', 'rmala', 'emcee', 'smc', "
                          r"'solution_smc', 'walk', got 'hmc'"),
-    (_doc(measure="gibbs_limit", method="mcmc"), r"'references\[0\]\.method': measure 'gibbs_limit' is only"),
+    (_doc(measure="gibbs_limit", method="emcee"),
+     r"'references\[0\]\.method': 'emcee' cannot sample measure 'gibbs_limit'.*accepted: 'mcmc', 'solution_smc', 'walk'$"),
     ({**_doc(), "statistics": {"volume_rank": 4}}, r"'statistics\.volume_rank': 4 for a 3x3 task; expected"),
     ({"task": {"kind": "diagonal_2x2"}, "references": [{"name": "e", "measure": "solution_set", "radius": 1.2}]},
      r"'references\[0\]\.radius': 1\.2 cannot reach a solution"),
@@ -107,6 +108,16 @@ def test_whole_config_checked_before_flows(doc, match):
     with pytest.raises(ConfigError, match=match) as info:
         prepare(parse_config(doc))
     assert "\n" not in str(info.value)
+
+
+def test_gibbs_limit_on_any_task_is_a_sampled_reference():
+    """measure = "gibbs_limit" with method "mcmc" runs the solution-set sampler with the Gibbs limit's density
+    (issue 21 item 3): accepted on a 3x3 task, where no exact reference exists."""
+    cfg, _ = prepare(parse_config(_doc(measure="gibbs_limit", method="mcmc")))
+    assert cfg.references[0].measure == "gibbs_limit"
+    from analysis.runner import registry_method
+
+    assert registry_method("gibbs_limit", "mcmc") == "solution_smc"
 
 
 def test_unreachable_window_found_by_the_sampler():

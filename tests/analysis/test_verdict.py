@@ -15,7 +15,7 @@ from analysis import hypothesis as hyp
 from analysis.experiment import parse_config
 from analysis.runner import SampleSet
 from analysis.statistics import compute_statistics
-from analysis.verdict import format_lines, reference_checks, verdicts
+from analysis.verdict import convergence_advice, format_lines, reference_checks, verdicts
 
 CFG = {"name": "v", "task": {"kind": "diagonal_2x2"}, "flows": {"depths": [3]},
        "references": [{"name": "mc", "measure": "solution_set", "method": "mcmc"}],
@@ -74,6 +74,24 @@ def test_unconverged_reference_is_inconclusive_not_silently_used():
         assert any(c.startswith("reference mc failed its convergence check (R-hat") for c in r.caveats)
     chk = reference_checks(_res(stuck=True))[("mc", 3)]
     assert not chk.passed and chk.rhat > 1.01
+    # the row says what to change, from what the diagnostics saw (issue 21 item 5)
+    assert any("; to fix: the chains sit in different places (R-hat 2.84): longer runs rarely fix that; a tempering "
+               "method does (method = 'solution_smc')" in c for c in rows[0].caveats), rows[0].caveats
+
+
+def test_advice_names_what_failed():
+    """Each failing diagnostic gets its own advice; a passing one gets none."""
+    ok = SimpleNamespace(method="smc", target={"measure": "solution_set"}, extras={
+        "worst_pareto_k": 0.3, "worst_uncovered": 0.0, "worst_consistency_z": 1.0})
+    bad = SimpleNamespace(method="smc", target={"measure": "solution_set"}, extras={
+        "worst_pareto_k": 0.95, "worst_uncovered": 0.04, "worst_consistency_z": 9.0})
+    text = convergence_advice(bad, 1.002, 2000.0, (4, 1000))
+    assert "k̂ 0.95" in text and "misses 4.0 %" in text and "|z| 9.0" in text and "R-hat" not in text
+    assert convergence_advice(ok, 1.002, 2000.0, (4, 1000)) == "raise draws and warmup"
+    rep = convergence_advice(ok, 1.03, 250.0, (4, 500))
+    assert rep.startswith("the replicates disagree (R-hat 1.03): raise draws (draws = 1000") and "k̂" not in rep
+    assert "ESS 250 < 400: raise draws (e.g. draws = 1000)" in convergence_advice(ok, 1.0, 250.0, (4, 500))
+    assert "draws = 5000" in convergence_advice(ok, 1.0, 3.0, (4, 500))  # at most 10 times more
 
 
 def test_off_stratum_and_non_converged_runs_are_caveats():

@@ -66,6 +66,28 @@ def _gram(X: np.ndarray, Z: np.ndarray, depth: float, rank: int) -> np.ndarray:
     return G
 
 
+def gibbs_limit_factor(X: np.ndarray, mask: np.ndarray, depth: float, rank: int) -> np.ndarray:
+    """``ρ_N(X) / √pdet(L Lᵀ)`` at points ``X`` (P, m, n) of ``M_r`` (finite depth), up to a constant factor.
+
+    ``ρ_N = √det G`` with ``G_kl = g_N(X)(E_k, E_l)`` (:meth:`dlnvolume.DLNMetric.inner`) on the Frobenius-
+    orthonormal basis ``E = {u_i v_jᵀ : i <= r or j <= r}`` of ``T_X M_r``; ``L`` is the observation map
+    ``Z ↦ Z_Ω`` on that basis. The Gibbs limit's density w.r.t. the Euclidean Hausdorff measure of ``S ∩ M_r``
+    is this factor (coarea formula; MATH.md "Gibbs limit vs solution-set volume"): multiply by the arclength
+    element for a law in a coordinate.
+    """
+    X = np.asarray(X, dtype=float)
+    m, n = X.shape[-2:]
+    U, _, Vh = np.linalg.svd(X)
+    pairs = [(i, j) for i in range(m) for j in range(n) if i < rank or j < rank]
+    E = np.stack([U[:, :, i, None] * Vh[:, j, None, :] for i, j in pairs], axis=1)  # (P, d, m, n)
+    G = _gram(X, E, depth, rank)
+    L = E[:, :, mask]  # (P, d, |Ω|): L Lᵀ = Lt^T Lt
+    ev = np.linalg.eigvalsh(np.einsum("pko,pkq->poq", L, L))
+    big = ev > 1e-10 * ev[:, -1:]
+    log_pdet = np.sum(np.where(big, np.log(np.where(big, ev, 1.0)), 0.0), axis=1)
+    return np.exp(0.5 * np.linalg.slogdet(G)[1] - 0.5 * log_pdet)
+
+
 class Diagonal3x3Rank1:
     """Exact law of ``S ∩ M_1`` (3×3, observed diagonal = 1) under the g_N-volume inside ``‖X‖_F ≤ R``."""
 
@@ -137,18 +159,25 @@ class Diagonal3x3Rank1:
 
 
 class HyperbolaArcs3x3Rank2:
-    """Exact law of ``a`` on the two hyperbola arcs of the 3×3 rank-2 task (module docstring)."""
+    """Exact law of ``a`` on the two hyperbola arcs of the 3×3 rank-2 task (module docstring).
+
+    Subclasses change the observed values, the two unobserved entries ``a`` (at ``entry_a``) and ``b`` (at
+    ``entry_b``), and the branch ``b(a)`` with its derivative and pole; the left arc is ``a < pole``.
+    """
 
     values = np.array([[1.0, 2.0, 0.0], [3.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
     mask = np.array([[True, True, False], [True, True, True], [False, True, True]])
+    entry_a, entry_b, pole = (0, 2), (2, 0), 2.0
+    name = "hyperbola_arcs_3x3"
 
-    def __init__(self, depth: float, radius: float):
-        self.depth, self.R = depth, float(radius)
+    def __init__(self, depth: float, radius: float, measure: str = "solution_set"):
+        assert measure in ("solution_set", "gibbs_limit")
+        self.depth, self.R, self.measure = depth, float(radius), measure
         rho2 = self.R**2 - float(np.sum(self.values[self.mask] ** 2))
         h = lambda a: a * a + self.b(a) ** 2 - rho2  # noqa: E731  (<= 0 inside the window)
-        # left branch a < 2: the window cuts an interval [l0, l1]; right branch a > 2: [r0, r1]
-        grid_l = np.linspace(-self.R, 2.0 - 1e-9, 200001)
-        grid_r = np.linspace(2.0 + 1e-9, self.R, 200001)
+        # left branch a < pole: the window cuts an interval [l0, l1]; right branch a > pole: [r0, r1]
+        grid_l = np.linspace(-self.R, self.pole - 1e-9, 200001)
+        grid_r = np.linspace(self.pole + 1e-9, self.R, 200001)
         self.intervals = []
         for grid in (grid_l, grid_r):
             inside = h(grid) <= 0
@@ -165,28 +194,44 @@ class HyperbolaArcs3x3Rank2:
     def b(a: np.ndarray) -> np.ndarray:
         return 3.0 - 5.0 / (a - 2.0)
 
+    @staticmethod
+    def db(a: np.ndarray) -> np.ndarray:
+        return 5.0 / (a - 2.0) ** 2
+
     @classmethod
     def task(cls) -> dv.CompletionTask:
-        return dv.CompletionTask(cls.values, cls.mask, name="hyperbola_arcs_3x3")
+        return dv.CompletionTask(cls.values, cls.mask, name=cls.name)
 
     @classmethod
     def matrices(cls, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = np.asarray(a, dtype=float)
         X = np.broadcast_to(cls.values, a.shape + (3, 3)).copy()
-        X[..., 0, 2] = a
-        X[..., 2, 0] = cls.b(a)
+        X[(...,) + cls.entry_a] = a
+        X[(...,) + cls.entry_b] = cls.b(a)
         Z = np.zeros(a.shape + (1, 3, 3))
-        Z[..., 0, 0, 2] = 1.0
-        Z[..., 0, 2, 0] = 5.0 / (a - 2.0) ** 2
+        Z[(..., 0) + cls.entry_a] = 1.0
+        Z[(..., 0) + cls.entry_b] = cls.db(a)
         return X, Z
 
     def pdf_unnormalized(self, a: float) -> float:
-        X, Z = self.matrices(np.array([a]))
-        return float(np.sqrt(_gram(X, Z, self.depth, 2)[0, 0, 0]))
+        return float(self.density(np.array([a]))[0])
+
+    def density(self, a: np.ndarray) -> np.ndarray:
+        """Unnormalized density of the law of ``a`` (window excluded): ``√g_N(X')`` for the solution-set volume,
+        ``ρ_N(X) ‖X'‖_F / √pdet(L Lᵀ)`` for the Gibbs limit (:func:`gibbs_limit_factor`)."""
+        X, Z = self.matrices(np.asarray(a, dtype=float))
+        if self.measure == "solution_set":
+            return np.sqrt(_gram(X, Z, self.depth, 2)[..., 0, 0])
+        return gibbs_limit_factor(X, self.mask, self.depth, 2) * np.linalg.norm(Z[..., 0, :, :], axis=(-2, -1))
+
+    def min_sigma2(self, n: int = 20001) -> float:
+        """Smallest second singular value on the two arcs (a floor below it leaves the law unchanged)."""
+        a = np.concatenate([np.linspace(lo, hi, n) for lo, hi in self.intervals])
+        return float(np.min(np.linalg.svd(self.matrices(a)[0], compute_uv=False)[:, 1]))
 
     @property
     def arc_fractions(self) -> np.ndarray:
-        """Masses of the left (``a < 2``) and right (``a > 2``) arcs, normalized."""
+        """Masses of the left (``a < pole``) and right (``a > pole``) arcs, normalized."""
         return self.masses / self.total
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
@@ -206,8 +251,7 @@ class HyperbolaArcs3x3Rank2:
         xs, Fs, acc = [], [], 0.0
         for (lo, hi), mass in zip(self.intervals, self.masses):
             g = lo + (hi - lo) * (1 - np.cos(np.linspace(0, math.pi, n))) / 2
-            X, Z = self.matrices(g)
-            f = np.sqrt(_gram(X, Z, self.depth, 2)[:, 0, 0])
+            f = self.density(g)
             c = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(g))])
             c = c / c[-1] * mass
             xs.append(g)
@@ -215,3 +259,24 @@ class HyperbolaArcs3x3Rank2:
             acc += mass
         xs, Fs = np.concatenate(xs), np.concatenate(Fs)
         return lambda x: np.interp(x, xs, Fs, left=0.0, right=1.0)
+
+
+class UnitPoleArcs3x3Rank2(HyperbolaArcs3x3Rank2):
+    """The issue-21 two-arc set: ``X = [[2, a, 1], [b, 2, 1], [1, 1, 1]]``, ``det X = a + b − ab``, so rank 2 means
+    ``b = a/(a − 1)``: branches ``a < 1`` (the left arc, sign groups ``-+`` for ``a < 0`` and ``+-`` for
+    ``0 < a < 1``) and ``a > 1`` (sign group ``++``), tangent ``E_12 − (a − 1)^{-2} E_21``. The left arc is
+    lighter and its mass falls with depth; both arcs run out to the window along the asymptotes, where the
+    density is thin (the case the kernel bandwidths had to cover)."""
+
+    values = np.array([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [1.0, 1.0, 1.0]])
+    mask = np.array([[True, False, True], [False, True, True], [True, True, True]])
+    entry_a, entry_b, pole = (0, 1), (1, 0), 1.0
+    name = "unit_pole_arcs_3x3"
+
+    @staticmethod
+    def b(a: np.ndarray) -> np.ndarray:
+        return a / (a - 1.0)
+
+    @staticmethod
+    def db(a: np.ndarray) -> np.ndarray:
+        return -1.0 / (a - 1.0) ** 2

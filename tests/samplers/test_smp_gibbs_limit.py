@@ -8,9 +8,11 @@ under π_β is computed by quadrature of the target density in the coordinates `
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.integrate import cumulative_trapezoid
 
 import dlnvolume as dv
@@ -56,3 +58,70 @@ def test_gibbs_target_approaches_gibbs_limit(depth):
         assert np.max(np.abs(F - volume)) > 0.02
     assert dist[1e4] < 0.003
     assert dist[1e4] < dist[1e2] / 3
+
+
+# ---------------------------------------------------------------------------------------------- every task: the
+# Gibbs limit as a measure of SolutionSetSampler (measure="gibbs_limit"; registry methods solution_smc and walk)
+from exact_solution_sets import UnitPoleArcs3x3Rank2, gibbs_limit_factor  # noqa: E402
+from samplers.diagnostics import ConvergenceWarning, thin_to_ess  # noqa: E402
+
+ARCS_R = 15.0
+
+
+def _arc_points(n=9):
+    ref = UnitPoleArcs3x3Rank2(3, ARCS_R)
+    a = np.concatenate([np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), n) for lo, hi in ref.intervals])
+    return a, UnitPoleArcs3x3Rank2.matrices(a)[0]
+
+
+@pytest.mark.parametrize("depth", [1, 3, 20])
+def test_gibbs_limit_density_matches_an_independent_formula(depth):
+    """The sampler's log g against ρ_N/√pdet(L Lᵀ) built from DLNMetric.inner on an orthonormal basis of T M_2
+    (tests/samplers/exact_solution_sets.py), up to one constant, at 18 points of the two arcs; and log f − log g
+    is the sampler's own log_gibbs_ratio."""
+    a, X = _arc_points()
+    s = samplers.SolutionSetSampler(UnitPoleArcs3x3Rank2.task(), depth, 2, window=samplers.FrobeniusBall(ARCS_R),
+                                    measure="gibbs_limit")
+    log_g = np.array([s.log_density(x) for x in X])
+    diff = log_g - np.log(gibbs_limit_factor(X, UnitPoleArcs3x3Rank2.mask, depth, 2))
+    assert np.ptp(diff) < 1e-8, diff
+    f = samplers.SolutionSetSampler(UnitPoleArcs3x3Rank2.task(), depth, 2, window=samplers.FrobeniusBall(ARCS_R))
+    log_f = np.array([f.log_density(x) for x in X])
+    assert np.allclose(log_f - log_g, s.log_gibbs_ratio(X), atol=1e-10)
+    assert np.allclose(s.log_gibbs_ratio(X), f.log_gibbs_ratio(X), atol=1e-12)  # the ratio is the same law-free map
+    if depth > 1:  # negative control: the two laws differ (the ratio is not constant on the set)
+        assert np.ptp(log_f - log_g) > 0.1
+
+
+def test_gibbs_limit_measure_is_validated():
+    with pytest.raises(dv.errors.InvalidArgumentError, match="measure='gibbs'.*'solution_set', 'gibbs_limit'"):
+        samplers.SolutionSetSampler(UnitPoleArcs3x3Rank2.task(), 3, 2, window=samplers.FrobeniusBall(ARCS_R),
+                                    measure="gibbs")
+    from samplers import registry
+
+    assert "gibbs_limit" in registry.get("solution_smc").measures and "gibbs_limit" in registry.get("walk").measures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,wrong", [(3, "solution_set"), (20, "solution_set")])
+def test_gibbs_limit_arc_masses_match_quadrature(depth, wrong):
+    """The issue-21 two-arc set under the Gibbs limit at N = 3 and 20 (exact left-arc mass 0.3033 and 0.1306):
+    ESS floor and every importance check first, then the signed left-arc mass per replicate from the output draws
+    and from the weights within 4 s.e. of quadrature, KS on the thinned sample; negative control: the solution-set
+    volume's mass and law at the same depth are rejected."""
+    s = samplers.SolutionSetSampler(UnitPoleArcs3x3Rank2.task(), depth, 2, window=samplers.FrobeniusBall(ARCS_R),
+                                    measure="gibbs_limit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ch = s.sample(1000, n_chains=6, rng=20261207, workers=2, progress=False)
+    a = ch.draws[..., 0, 1]
+    e = samplers.ess(a)
+    assert ch.converged and e >= 400, (ch.diagnostics, e)
+    ref, other = UnitPoleArcs3x3Rank2(depth, ARCS_R, "gibbs_limit"), UnitPoleArcs3x3Rank2(depth, ARCS_R, wrong)
+    for left in (np.mean(a < 1.0, axis=1), 1.0 - np.asarray(ch.pieces["++"])):
+        se = float(np.std(left, ddof=1) / math.sqrt(left.size))
+        assert abs(float(np.mean(left)) - ref.arc_fractions[0]) <= 4 * se, (left, ref.arc_fractions[0], se)
+        assert abs(float(np.mean(left)) - other.arc_fractions[0]) > 4 * se
+    thin = thin_to_ess(a, ess_value=e)
+    assert stats.kstest(thin, ref.cdf_table()).pvalue > 0.01
+    assert stats.kstest(thin, other.cdf_table()).pvalue < 0.01

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,19 @@ def test_solution_set_errors():
     sampler = samplers.SolutionSetSampler(task, 3, 1, window=samplers.FrobeniusBall(R))
     with pytest.raises(InvalidArgumentError, match=r"initial matrix is not on S ∩ M_r"):
         sampler.sample(5, n_chains=1, initial=np.array([[1.0, 2.0], [1.0, 1.0]]), workers=1, progress=False)
+
+
+def test_a_window_without_solutions_says_which_radius_would_work():
+    """The rank-1 solutions of the 2x2 diagonal task have ‖X‖_F² = 2 + a² + 1/a² >= 4: a window of radius 1.8 contains
+    none; the error names the nearest solution found (‖X‖_F = 2) and a radius that contains it, which works."""
+    task = dv.tasks.diagonal_2x2()
+    with pytest.raises(InvalidArgumentError, match=r"inside window FrobeniusBall\(radius=1\.8\); enlarge the window: "
+                                                   r"the solutions found lie outside it, the nearest at ‖X‖_F = 2; a "
+                                                   r"Frobenius radius of (3\.\d) contains it") as info:
+        samplers.SolutionSetSampler(task, 3, 1, window=samplers.FrobeniusBall(1.8)).find_starts(1, rng=0)
+    radius = float(re.search(r"radius of (\S+) contains", str(info.value)).group(1))
+    X, _ = samplers.SolutionSetSampler(task, 3, 1, window=samplers.FrobeniusBall(radius)).find_starts(2, rng=0)
+    assert np.all(np.linalg.norm(X, axis=(1, 2)) <= radius)
 
 
 def test_gram_density_on_a_two_dimensional_solution_set():
