@@ -140,7 +140,7 @@ def build_task(cfg: ExperimentConfig) -> dv.CompletionTask:
 
 
 #: the importance-sampling checks of solution-set SMC replicates (samplers.diagnostics.attach_diagnostics)
-IMPORTANCE_CHECKS = ("pareto_k", "uncovered", "consistency_z")
+IMPORTANCE_CHECKS = ("pareto_k", "uncovered", "consistency_z", "missed")
 
 
 @dataclass(frozen=True, eq=False)

@@ -131,7 +131,7 @@ def convergence_advice(s: Any, rhat: float, ess: float, shape: tuple[int, ...]) 
                      f"the chains have not mixed (R-hat {rhat:.3g}): raise warmup and draws (e.g. {draws_hint})")
     elif ess < ESS_MIN:
         parts.append(f"ESS {ess:.0f} < {ESS_MIN:.0f}: raise draws (e.g. {draws_hint})")
-    from samplers.diagnostics import COVERAGE_MAX, CONSISTENCY_Z_MAX
+    from samplers.diagnostics import COVERAGE_MAX, CONSISTENCY_Z_MAX, MISSED_MAX
 
     k = extra.get("worst_pareto_k")
     if k is not None and float(k) > 0.7:
@@ -144,6 +144,10 @@ def convergence_advice(s: Any, rhat: float, ess: float, shape: tuple[int, ...]) 
     z = extra.get("worst_consistency_z")
     if z is not None and float(z) > CONSISTENCY_Z_MAX:
         parts.append(f"output draws and weights disagree (|z| {float(z):.1f}): raise draws")
+    missed = extra.get("worst_missed")
+    if missed is not None and float(missed) > MISSED_MAX:
+        parts.append(f"the importance sampling lost pieces the SMC stage found (share {float(missed):.2f}): raise "
+                     "draws (more kernel centres)")
     beta = target.get("beta")
     if target.get("measure") == "gibbs" and not population and 1.1 >= rhat > RHAT_MAX:
         parts.append("method = 'smc' tempers from β = 0 and mixes across components")

@@ -58,10 +58,11 @@ class Chains:
         replicate; :meth:`piece_masses` gives mean and Monte Carlo standard error across replicates.
     dimension : int or None
         Actual dimension of the sampled manifold (solution sets).
-    pareto_k, uncovered, consistency_z, n_weights : (n_chains,) arrays
+    pareto_k, uncovered, consistency_z, missed, n_weights : (n_chains,) arrays
         Importance-sampling replicates (solution-set SMC): the PSIS ``k̂`` of the final weights, the share of
         the walked output draws where the proposal has no mass, the largest |z| of a piece's share among the
-        output draws against its weighted share, and the number of finite weights (docs/samplers.md §4.2).
+        output draws against its weighted share, the SMC stage's share of the pieces the importance sampling
+        lost, and the number of finite weights (docs/samplers.md §4.2).
     diagnostics : dict
         :func:`samplers.diagnostics.summarize`: ``rhat``, ``ess_bulk``, ``ess_tail`` (worst over the
         diagnosed statistics), per-statistic values and ``converged``.
@@ -86,6 +87,7 @@ class Chains:
     pareto_k: np.ndarray = field(default_factory=lambda: np.zeros(0))
     uncovered: np.ndarray = field(default_factory=lambda: np.zeros(0))
     consistency_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    missed: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     diagnostics: dict[str, Any] = field(default_factory=dict)
 

@@ -26,13 +26,16 @@ import numpy as np
 from dlnvolume.errors import ShapeError
 
 __all__ = ["ess", "rhat", "thin_to_ess", "arviz_major", "summarize", "attach_diagnostics", "ConvergenceWarning",
-           "pareto_khat", "khat_max", "COVERAGE_MAX", "CONSISTENCY_Z_MAX"]
+           "pareto_khat", "khat_max", "COVERAGE_MAX", "CONSISTENCY_Z_MAX", "MISSED_MAX"]
 
 #: largest share of a replicate's walked draws (≈ the target) that may fall where its importance proposal has
 #: no mass: the mass the proposal misses is about this share, and the replicate's weights cannot see it
 COVERAGE_MAX = 0.01
 #: largest |z| of a piece's share among a replicate's output draws against its weighted share
 CONSISTENCY_Z_MAX = 4.0
+#: largest share of the SMC stage's f/g weight (projected particles) that may sit in pieces (sign groups) the
+#: importance sampling lost (less than a tenth of that share in its weights): a component the proposal missed
+MISSED_MAX = 0.02
 
 _METHODS = ("bulk", "tail")
 
@@ -263,6 +266,8 @@ def attach_diagnostics(chains: Any, *, free: Any = None, warn: bool = True) -> A
                      "importance weights' Pareto k̂ {v:.2f} > {t:.2f}"),
         "uncovered": (COVERAGE_MAX, "a share {v:.3f} of a replicate's draws lies where its proposal has no mass (> {t:g})"),
         "consistency_z": (CONSISTENCY_Z_MAX, "output draws' piece shares off the weighted ones by {v:.1f} s.e. (> {t:g})"),
+        "missed": (MISSED_MAX, "pieces holding a share {v:.3f} of the SMC stage's weight got no importance weight "
+                               "(> {t:g})"),
     }
     for name, (limit, reason) in checks.items():
         v = np.asarray(getattr(chains, name, np.zeros(0)), dtype=np.float64).ravel()

@@ -70,6 +70,8 @@ DEFENSIVE = (0.2, 3.0)
 #: shares of the proposal's three kernel families (:func:`centre_bandwidths`): one bandwidth h₀ everywhere, the
 #: local bandwidth max(h₀, d_3(j)), and the defensive family DEFENSIVE[1] times wider (share DEFENSIVE[0])
 KERNEL_SHARES = (0.4, 0.4, DEFENSIVE[0])
+#: a piece counts as found by the SMC stage with at least this many projected particles (the "missed" check)
+MISSED_MIN_PARTICLES = 10
 #: the deepest finite depth of the SMC stage's tempering path (docs/samplers.md §4.3): beyond it the path's Gibbs
 #: law piles up near the lower strata (ρ_N tends to the non-integrable ρ_∞ there) and its particles no longer
 #: project onto S ∩ M_r; a shallower path only places the kernel centres, the importance weights use the depth N
@@ -267,6 +269,10 @@ class SolutionSetSampler:
                 "without a bounded window; pass window=FrobeniusBall(radius) (or a GaussianPrior)"
             )
         self._obs_rows = np.eye(m * n)[self.task.mask.ravel()]
+        self._obs_pairs = np.nonzero(self.task.mask)
+        inside = np.ones((m, n), dtype=bool)
+        inside[self.rank:, self.rank:] = False  # pairs (i, j) of the SVD basis that span T_X M_r
+        self._svd_pairs = (*np.nonzero(inside), *np.nonzero(~inside))
         self._codim: int | None = None
         self._limit = math.isinf(self.depth) and (m != n or self.rank != m)
 
@@ -325,24 +331,44 @@ class SolutionSetSampler:
             U, s, Vh = np.linalg.svd(X, full_matrices=True)
         V = np.swapaxes(Vh, -1, -2)
         ok = np.all(np.isfinite(s), axis=1) & (s[:, r - 1] > 1e-12 * np.maximum(s[:, 0], 1e-300))
-        rank_rows = self._rank_rows(U, V)
-        J = np.concatenate([np.broadcast_to(self._obs_rows, (P,) + self._obs_rows.shape), rank_rows], axis=1)
-        _, S, Zt = np.linalg.svd(J, full_matrices=True)
-        k_pt = np.sum(S > _RANK_TOL * S[:, :1], axis=1)
+        # Everything in the SVD basis {u_i v_jᵀ} (orthonormal): T_X M_r is spanned by the pairs with i < r or j < r,
+        # its normal space by the others ((m-r)(n-r) of them). The observations restricted to T_X M_r are
+        # L[(p,q), (i,j)] = U_pi V_qj (|Ω| x d_r); the row space of the constraint Jacobian J = [E_Ω; normal of
+        # M_r] is the normal of M_r plus the row space of L, so one small SVD of L gives the numerical rank of J,
+        # the tangent space of S ∩ M_r (null space of L) and its normal space (docs/samplers.md §1).
+        ti, tj, ni, nj = self._svd_pairs
+        op, oq = self._obs_pairs
+        if not ok.all():  # NaN/inf points: any orthonormal frame (they are marked not ok)
+            eye_m, eye_n = np.eye(m), np.eye(n)
+            U = np.where(ok[:, None, None], U, eye_m)
+            V = np.where(ok[:, None, None], V, eye_n)
+        L = U[:, op][:, :, ti] * V[:, oq][:, :, tj]  # (P, |Ω|, d_r)
+        if L.shape[1]:
+            _, S, Bh = np.linalg.svd(L, full_matrices=True)
+        else:  # nothing observed: T_X M_r itself
+            S, Bh = np.zeros((P, 0)), np.broadcast_to(np.eye(ti.size), (P, ti.size, ti.size))
+        rr = ni.size
+        k_pt = rr + np.sum(S > _RANK_TOL * np.maximum(S[:, :1], 1.0), axis=1)
         if self._codim is not None:
             k = self._codim
         else:  # before a point of the set fixed it (find_starts): the rank at the given points
-            k = int(np.max(k_pt[ok])) if ok.any() else int(J.shape[1])
+            k = int(np.max(k_pt[ok])) if ok.any() else rr + int(min(L.shape[1:]))
         if not force_codim:
             ok &= k_pt == k
-        Nb = Zt[:, :k].reshape(P, k, m, n)
-        T = Zt[:, k:].reshape(P, m * n - k, m, n)
+        kl = min(max(k - rr, 0), ti.size)
+        Hn = np.zeros((P, kl + rr, m, n))
+        Hn[:, :kl, ti, tj] = Bh[:, :kl]
+        Hn[:, np.arange(kl, kl + rr), ni, nj] = 1.0
+        H = np.zeros((P, ti.size - kl, m, n))  # the tangent basis of S ∩ M_r in the SVD basis
+        H[:, :, ti, tj] = Bh[:, kl:]
+        Ut, Vt = U[:, None], np.swapaxes(V, -1, -2)[:, None]
+        Nb = Ut @ Hn @ Vt
+        T = Ut @ H @ Vt
         with np.errstate(divide="ignore"):
             ls = np.log(np.where(ok[:, None], s[:, :r], 1.0))
         ext = np.concatenate([ls, np.full((P, min(m, n) - r), -np.inf)], axis=1)
         lm = log_multipliers(ext, (m, n), r, self.depth, self.normalized)
         ii, jj = np.arange(m)[:, None] < r, np.arange(n)[None, :] < r
-        H = np.swapaxes(U, -1, -2)[:, None] @ T @ V[:, None]
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             if self._limit:
                 w_in = np.where(ii & jj, np.exp(-np.where(ii & jj, lm, 0.0)), 0.0)
@@ -358,11 +384,8 @@ class SolutionSetSampler:
                 logdet = np.where(sign > 0, logdet, -np.inf)
             log_f = 0.5 * logdet + self.window.log_density_sigma(np.where(ok[:, None], s[:, :r], 1.0))
             log_rho = log_volume_density_from_log_sigma(ls, (m, n), r, self.depth, self.normalized)
-            O = self._obs_rows
-            ON = np.einsum("kx,pqx->pkq", O, rank_rows)
-            Gobs = O @ O.T - ON @ np.swapaxes(ON, -1, -2)
-            ev = np.linalg.eigvalsh(Gobs)
-            big = ev > _RANK_TOL * np.maximum(ev[:, -1:], 1e-300)
+            ev = S * S  # eigenvalues of L Lᵀ (the observation map on T_X M_r)
+            big = ev > _RANK_TOL * np.maximum(ev[:, :1], 1e-300)
             log_pdet = np.sum(np.where(big, np.log(np.where(big, ev, 1.0)), 0.0), axis=1)
             log_limit = log_rho - 0.5 * log_pdet
             if (measure or self.measure) == "gibbs_limit":
@@ -766,6 +789,15 @@ class SolutionSetSampler:
         fin = np.isfinite(logw)
         pareto_k = pareto_khat(logw[fin])
         uncovered = float(np.mean(~np.isfinite(self._proposal_log_q(Cn, B, h))))
+        # a piece the SMC stage found (a share of its f/g-weighted particles) that the importance sampling lost
+        w0 = np.exp(logw0 - np.max(logw0))
+        w0 = w0 / np.sum(w0)
+        missed = 0.0
+        for k in np.unique(pieces0[np.isfinite(logw0)]):
+            sel = (pieces0 == k) & np.isfinite(logw0)
+            share0 = float(np.sum(w0[sel]))
+            if int(np.sum(sel)) >= MISSED_MIN_PARTICLES and fractions.get(str(k), 0.0) < 0.1 * share0:
+                missed += share0
         n_eff = max(min(weight_ess, float(first.size)), 1.0)
         out_pieces = sign_pieces(self.task, B.X)
         consistency = 0.0
@@ -786,6 +818,7 @@ class SolutionSetSampler:
             "failures_outside": np.array(fails["outside"] + f2["outside"]),
             "failures_divergent": np.array(0),
             "pareto_k": np.array(pareto_k), "uncovered": np.array(uncovered), "consistency_z": np.array(consistency),
+            "missed": np.array(missed),
             "n_weights": np.array(int(np.sum(fin))),
         }
 
@@ -890,6 +923,7 @@ class SolutionSetSampler:
                 n_evaluations=cat["n_evaluations"], elapsed=cat["elapsed"], log_evidence=cat["log_evidence"],
                 weight_ess=cat["weight_ess"], pieces=pieces, dimension=self.dim, pareto_k=cat["pareto_k"],
                 uncovered=cat["uncovered"], consistency_z=cat["consistency_z"], n_weights=cat["n_weights"],
+                missed=cat.get("missed", np.full(len(seeds), np.nan)),  # NaN (fails): a checkpoint from before it
             )
             return attach_diagnostics(chains, free=~self.task.mask)
         if initial is None:

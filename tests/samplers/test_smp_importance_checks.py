@@ -11,7 +11,7 @@ import pytest
 
 import samplers
 from samplers import solution_set as ss
-from samplers.diagnostics import COVERAGE_MAX, CONSISTENCY_Z_MAX, ConvergenceWarning, khat_max
+from samplers.diagnostics import COVERAGE_MAX, CONSISTENCY_Z_MAX, MISSED_MAX, ConvergenceWarning, khat_max
 
 from exact_solution_sets import HyperbolaArcs3x3Rank2
 
@@ -32,6 +32,7 @@ def test_the_checks_pass_where_the_sampler_is_exact():
     assert ch.diagnostics["ess_bulk"] >= 400  # the ESS floor before any statistic
     assert np.all(ch.pareto_k <= khat_max(int(np.min(ch.n_weights)))), ch.pareto_k
     assert np.all(ch.uncovered <= COVERAGE_MAX) and np.all(ch.consistency_z <= CONSISTENCY_Z_MAX)
+    assert np.all(ch.missed == 0.0)
     exact = HyperbolaArcs3x3Rank2(DEPTH, RADIUS).arc_fractions[0]
     left = np.mean(ch.draws[:, :, 0, 2] < 2.0, axis=1)
     se = np.sqrt(exact * (1 - exact) / (ch.diagnostics["ess_bulk"] / ch.n_chains))
@@ -40,7 +41,7 @@ def test_the_checks_pass_where_the_sampler_is_exact():
     from analysis.runner import SampleSet  # the report's summary carries the same numbers, not a recomputation
 
     summary = SampleSet.from_chains(ch).summary()
-    assert summary["importance"] == {k: ch.diagnostics[k] for k in ("pareto_k", "uncovered", "consistency_z")}
+    assert summary["importance"] == {k: ch.diagnostics[k] for k in ("pareto_k", "uncovered", "consistency_z", "missed")}
     assert summary["converged"] is True
 
 
@@ -60,6 +61,23 @@ def test_a_proposal_that_misses_mass_is_not_converged(monkeypatch):
     assert not ch.converged
     assert ch.diagnostics["consistency_z"] > CONSISTENCY_Z_MAX or ch.diagnostics["uncovered"] > COVERAGE_MAX
     assert any("not converged" in m and ("piece shares" in m or "no mass" in m or "k̂" in m) for m in messages), messages
+
+
+def test_a_proposal_that_misses_a_whole_component_is_not_converged(monkeypatch):
+    """Negative control of the "missed" check: every kernel centre on the right arc (a = X_13 > 2, a whole
+    component) is dropped before the importance sampling. The SMC stage saw the right arc: its piece "+-"
+    (2 < a < 3.67, b < 0; exact mass 0.19 at N = 3) holds that share of the stage's weight and gets almost no
+    importance weight, which must fail the replicate whatever the other checks say."""
+    original = ss.SolutionSetSampler._mixture_is
+
+    def left_only(self, C, n, h, rng, cut=2.5):
+        keep = np.flatnonzero(C.X[:, 0, 2] < 2.0)
+        return original(self, C.take(keep[rng.integers(keep.size, size=C.X.shape[0])]), n, h, rng, cut)
+
+    monkeypatch.setattr(ss.SolutionSetSampler, "_mixture_is", left_only)
+    ch, messages = _sample()
+    assert np.all(ch.missed > 0.1) and ch.diagnostics["missed"] > MISSED_MAX and not ch.converged, ch.missed
+    assert any("got no importance weight" in m for m in messages), messages
 
 
 @pytest.mark.arviz
