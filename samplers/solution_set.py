@@ -268,7 +268,6 @@ class SolutionSetSampler:
                 f"window={self.window.describe()}: the solution set S ∩ M_r is unbounded, so its volume is infinite "
                 "without a bounded window; pass window=FrobeniusBall(radius) (or a GaussianPrior)"
             )
-        self._obs_rows = np.eye(m * n)[self.task.mask.ravel()]
         self._obs_pairs = np.nonzero(self.task.mask)
         inside = np.ones((m, n), dtype=bool)
         inside[self.rank:, self.rank:] = False  # pairs (i, j) of the SVD basis that span T_X M_r
@@ -303,20 +302,15 @@ class SolutionSetSampler:
             )
         self._codim = k
 
-    def _rank_rows(self, U: np.ndarray, V: np.ndarray) -> np.ndarray:
-        m, n = self.task.shape
-        r = self.rank
-        P = U.shape[0]
-        return np.einsum("pia,pjb->pabij", U[:, :, r:], V[:, :, r:]).reshape(P, (m - r) * (n - r), m * n)
-
     def _jacobian_rank(self, X: np.ndarray) -> int:
-        U, s, Vh = np.linalg.svd(X[None], full_matrices=True)
-        J = np.concatenate([self._obs_rows[None], self._rank_rows(U, np.swapaxes(Vh, -1, -2))], axis=1)[0]
-        S = np.linalg.svd(J, compute_uv=False)
-        return int(np.sum(S > _RANK_TOL * S[0]))
+        """Numerical rank of the constraint Jacobian ``J`` at ``X``: the rank the geometry computes per point
+        (:meth:`_batch_geometry`, one SVD of the observations on ``T_X M_r``), so the two cannot disagree."""
+        G = self._batch_geometry(np.asarray(X, dtype=np.float64)[None], force_codim=True, rank_only=True)
+        return int(G)
 
     # ------------------------------------------------------------------ geometry (batched over points)
-    def _batch_geometry(self, X: np.ndarray, force_codim: bool = False, measure: str | None = None) -> _Batch:
+    def _batch_geometry(self, X: np.ndarray, force_codim: bool = False, measure: str | None = None,
+                        rank_only: bool = False) -> Any:
         """Frames, tangent/normal bases, the log density of ``measure`` (default :attr:`measure`; ``f`` for
         ``"solution_set"``, ``g`` for ``"gibbs_limit"``, window included) and the Gibbs-limit ``log g`` (without
         window) at ``X`` (P, m, n).
@@ -349,6 +343,8 @@ class SolutionSetSampler:
             S, Bh = np.zeros((P, 0)), np.broadcast_to(np.eye(ti.size), (P, ti.size, ti.size))
         rr = ni.size
         k_pt = rr + np.sum(S > _RANK_TOL * np.maximum(S[:, :1], 1.0), axis=1)
+        if rank_only:  # the numerical rank of J at the first point (_jacobian_rank)
+            return int(k_pt[0])
         if self._codim is not None:
             k = self._codim
         else:  # before a point of the set fixed it (find_starts): the rank at the given points
