@@ -126,6 +126,14 @@ def _metered_call(fn: Callable[[Any], Any], slot: int, batch: Any) -> Any:
         _METER = None
 
 
+def _one_blas_thread(fn: Callable[[Any], Any], batch: Any) -> Any:
+    """``fn(batch)`` with one BLAS thread (in a caller's executor, whose workers may run several)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return fn(batch)
+
+
 def _silent(done: int, total: int) -> None:
     return None
 
@@ -353,23 +361,30 @@ def run_batches(
                 shared = mp.RawArray("d", len(batches))  # fractions of the running batches, written by tick()
             own = ex = _default_executor(len(todo), workers, shared)
         if ex is None:
-            for i in todo:
-                def meter(f: float) -> None:
-                    now = time.perf_counter()
-                    if now - last[0] >= POLL_S:
-                        last[0] = now
-                        report(done[0] + f, len(batches))
+            # one BLAS thread, as in the pool's workers: a multithreaded BLAS sums in another order, and the
+            # same seed must give the same bits with any number of workers
+            from threadpoolctl import threadpool_limits
 
-                if partial:
-                    _METER, _SPAN = meter, (0.0, 1.0)
-                try:
-                    res = fn(batches[i])
-                finally:
-                    _METER = None
-                finish(i, res)
+            with threadpool_limits(limits=1):
+                for i in todo:
+                    def meter(f: float) -> None:
+                        now = time.perf_counter()
+                        if now - last[0] >= POLL_S:
+                            last[0] = now
+                            report(done[0] + f, len(batches))
+
+                    if partial:
+                        _METER, _SPAN = meter, (0.0, 1.0)
+                    try:
+                        res = fn(batches[i])
+                    finally:
+                        _METER = None
+                    finish(i, res)
         else:
             if shared is not None:
                 futures = {ex.submit(_metered_call, fn, i, batches[i]): i for i in todo}
+            elif own is None:  # a caller's executor (e.g. Dask): one BLAS thread inside each batch
+                futures = {ex.submit(_one_blas_thread, fn, batches[i]): i for i in todo}
             else:
                 futures = {ex.submit(fn, batches[i]): i for i in todo}
             pending = set(futures)

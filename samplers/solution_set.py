@@ -51,7 +51,7 @@ from dlnvolume.parallel import as_seed_sequence, spawn_seeds
 from dlnvolume.spectral import log_multipliers, log_volume_density_from_log_sigma
 
 from .chains import Chains, StepInfo
-from .diagnostics import pareto_khat
+from .diagnostics import khat_max, pareto_khat
 from .confinement import Confinement, SingularValueFloor, as_confinement
 
 __all__ = ["SolutionSetSampler", "SolutionSetState", "ConstrainedWalkKernel", "sign_pieces", "centre_bandwidths"]
@@ -80,6 +80,9 @@ PATH_DEPTH_MAX = 20.0
 #: power: drawn from ≈ f^γ rather than f, they reach the thin tails, so the proposal is heavier-tailed than f
 #: (bounded weights there) at a small cost in the bulk (docs/samplers.md §4.1)
 CENTRE_TEMPER = 0.5
+#: population Monte Carlo rounds beyond ``n_rounds`` while the last round's PSIS k̂ fails its threshold
+#: (a gap between centres; the next round's centres are resampled from its heavy weights)
+EXTRA_ROUNDS = 2
 
 
 def sign_pieces(task: CompletionTask, X: np.ndarray) -> np.ndarray:
@@ -703,7 +706,8 @@ class SolutionSetSampler:
            ``n_proposals`` draws, default ``4 n_draws``): exact weights, so the component masses do not
            depend on how well step 1 balanced them; ``n_rounds`` (default 2) rounds of population Monte
            Carlo, the centres of a round resampled from the weighted draws of the previous one (only the
-           last round's draws and weights are used);
+           last round's draws and weights are used), and up to :data:`EXTRA_ROUNDS` more while the last
+           round's PSIS k̂ is above its threshold;
         3. ``n_draws`` draws resampled (systematic, sorted by piece) and moved by ``n_walk`` sweeps.
         """
         import time
@@ -750,7 +754,8 @@ class SolutionSetSampler:
         Cn, _, s_walk, fails = self._walk(Cn, max(n_walk // 2, 1), rng)
         tick(W_SMC + W_CENTRES)
         n_fail = 0
-        for rnd in range(n_rounds):
+        rnd = 0
+        while True:
             if rnd:  # population Monte Carlo: the next centres follow the weighted draws of this round
                 order = np.argsort(sign_pieces(self.task, Gis.X), kind="stable")
                 Cn = Gis.take(order[systematic_resample(CENTRE_TEMPER * logw[order], rng, n_centers)])
@@ -760,8 +765,14 @@ class SolutionSetSampler:
             h = centre_bandwidths(Cn.X)
             Gis, logw, nf = self._mixture_is(Cn, n_proposals, h, rng)
             n_fail += nf
-            tick(W_SMC + W_CENTRES + (1.0 - W_SMC - W_CENTRES - W_WALK) * (rnd + 1) / n_rounds)
-            if not np.any(np.isfinite(logw)):
+            rnd += 1
+            tick(W_SMC + W_CENTRES + (1.0 - W_SMC - W_CENTRES - W_WALK) * min(rnd / n_rounds, 1.0))
+            fin = np.isfinite(logw)
+            if not np.any(fin) or rnd >= n_rounds + EXTRA_ROUNDS:
+                break
+            # after the planned rounds, more while the weights' tail is heavy (k̂ above its threshold): the
+            # heavy weights sit in gaps between centres, and the next round's centres follow them there
+            if rnd >= n_rounds and pareto_khat(logw[fin]) <= khat_max(int(np.sum(fin))):
                 break
         if not np.any(np.isfinite(logw)):
             raise InvalidArgumentError("every importance-sampling draw failed to project; enlarge the window")
@@ -815,7 +826,7 @@ class SolutionSetSampler:
             "failures_divergent": np.array(0),
             "pareto_k": np.array(pareto_k), "uncovered": np.array(uncovered), "consistency_z": np.array(consistency),
             "missed": np.array(missed),
-            "n_weights": np.array(int(np.sum(fin))),
+            "n_weights": np.array(int(np.sum(fin))), "n_rounds": np.array(rnd),
         }
 
     def sample(

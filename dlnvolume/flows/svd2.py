@@ -45,8 +45,13 @@ def applicable(Y0: np.ndarray, depth: float) -> np.ndarray:
     ``σ_2`` not coincident)?"""
     if Y0.shape[1:] != (2, 2) or depth < 2:
         return np.zeros(Y0.shape[0], dtype=bool)
-    s = np.linalg.svd(Y0, compute_uv=False)
-    return (s[:, 1] > 0) & (s[:, 0] - s[:, 1] > COINCIDENT * s[:, 0])
+    # the closed form of :func:`_state` (LAPACK may return a subnormal σ_2 where it gives exactly 0)
+    a, b, c, e = Y0[:, 0, 0], Y0[:, 0, 1], Y0[:, 1, 0], Y0[:, 1, 1]
+    d = np.where(a * e - b * c >= 0, 1.0, -1.0)
+    h1 = np.hypot(0.5 * (a + e * d), 0.5 * (c - b * d))
+    h2 = np.hypot(0.5 * (a - e * d), 0.5 * (c + b * d))
+    s1, s2 = h1 + h2, np.abs(h1 - h2)
+    return (s2 > 0) & (s1 - s2 > COINCIDENT * s1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -91,10 +96,13 @@ def _rhs(y: np.ndarray, d: float, mask: np.ndarray, M: np.ndarray, N: float, nor
         dl = l1 - l2
         w = 0.5 / dl if dl != 0.0 else math.inf
     else:
-        e1 = math.exp((N - 2.0) / N * l1)
-        e2 = math.exp((N - 2.0) / N * l2)
-        # σ_1^{2/N} − σ_2^{2/N} = e^{2 l_2/N}·expm1(2(l_1 − l_2)/N), without cancellation
-        den = N * math.exp(2.0 * l2 / N) * math.expm1(2.0 * (l1 - l2) / N)
+        # σ^{(N-2)/N}; σ^0 = 1 also at σ = 0 (l = -inf, where 0·l is NaN)
+        e1 = math.exp((N - 2.0) / N * l1) if N != 2.0 else 1.0
+        e2 = math.exp((N - 2.0) / N * l2) if N != 2.0 else 1.0
+        if l2 == -math.inf:  # rank <= 1: σ_1^{2/N} − 0
+            den = N * math.exp(2.0 * l1 / N)
+        else:  # σ_1^{2/N} − σ_2^{2/N} = e^{2 l_2/N}·expm1(2(l_1 − l_2)/N), without cancellation
+            den = N * math.exp(2.0 * l2 / N) * math.expm1(2.0 * (l1 - l2) / N)
         w = 1.0 / den if den != 0.0 else math.inf
     f[0] = scale * e1 * g00
     f[1] = scale * e2 * g11
