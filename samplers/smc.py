@@ -48,7 +48,9 @@ import numpy as np
 from dlnvolume.batching import part, tick
 from dlnvolume.errors import InvalidArgumentError
 
-from .targets import GibbsTarget
+from dlnvolume.spectral import log_volume_density_from_log_sigma
+
+from .targets import GibbsTarget, polar, polar_grad, volume_log_density_grad
 
 __all__ = ["ThetaPath", "SMCRun", "run_tempered_smc", "systematic_resample", "kish_ess", "mala_sweep",
            "default_path", "sample_gibbs", "sibling_order"]
@@ -284,6 +286,190 @@ def factor_metric(phi: np.ndarray, mask: np.ndarray, beta: float, prec: np.ndarr
     return G
 
 
+# ----------------------------------------------------------------------------- rank-r factor chart
+def haar_orthogonal(P: int, r: int, rng: np.random.Generator) -> np.ndarray:
+    """``P`` Haar-distributed orthogonal ``r×r`` matrices (QR of a Gaussian with the signs of ``diag R``)."""
+    Q, R = np.linalg.qr(rng.standard_normal((P, r, r)))
+    return Q * np.sign(np.diagonal(R, axis1=-2, axis2=-1))[:, None, :]
+
+
+def factor_r_from_theta(theta: np.ndarray, m: int, n: int, r: int, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Any rank: the factor chart ``φ = (A', Z)`` of ``θ = (u, A, B)`` and the kept part ``P_B = Rᵀ B`` of ``B``.
+
+    ``A' = A O``, ``Z = R diag(e^u) O`` with ``O`` a fresh Haar orthogonal matrix per particle, so that
+    ``X = polar(A') Zᵀ``. Under the θ-target at ``λ = 1`` (``X ~ π``; ``A``, ``B`` Gaussian given ``X``) the
+    pair ``(A', Z)`` has the density of :func:`factor_r_logp_grad` and ``P_B`` its own law, independent
+    (docs/samplers.md §3, "factor" at rank r >= 2). Inverse (up to the fibre variables): :func:`theta_from_factor_r`.
+    """
+    P = theta.shape[0]
+    u = theta[:, :r]
+    A = theta[:, r:r + m * r].reshape(P, m, r)
+    B = theta[:, r + m * r:].reshape(P, n, r)
+    R = polar(B)[0]
+    PB = np.swapaxes(R, 1, 2) @ B
+    O = haar_orthogonal(P, r, rng)
+    Z = (R * np.exp(u)[:, None, :]) @ O
+    return np.concatenate([(A @ O).reshape(P, -1), Z.reshape(P, -1)], axis=1), PB
+
+
+def theta_from_factor_r(phi: np.ndarray, PB: np.ndarray, m: int, n: int, r: int, rng: np.random.Generator
+                        ) -> np.ndarray:
+    """``θ = (log s, U P_A, V P_B)`` from ``X = polar(A') Zᵀ = U diag(s) Vᵀ`` (thin SVD with a uniformly random
+    order and signs of its ``r`` triplets, which the θ-target does not see), ``P_A = polar(A')ᵀ A'``."""
+    P = phi.shape[0]
+    A = phi[:, :m * r].reshape(P, m, r)
+    Z = phi[:, m * r:].reshape(P, n, r)
+    Q = polar(A)[0]
+    PA = np.swapaxes(Q, 1, 2) @ A
+    PA = 0.5 * (PA + np.swapaxes(PA, 1, 2))
+    U, s, Vh = np.linalg.svd(Q @ np.swapaxes(Z, 1, 2), full_matrices=False)
+    perm = np.argsort(rng.random((P, r)), axis=1)
+    sign = rng.choice(np.array([-1.0, 1.0]), size=(P, r))
+    U = np.take_along_axis(U[:, :, :r], perm[:, None, :], axis=2) * sign[:, None, :]
+    V = np.take_along_axis(np.swapaxes(Vh, 1, 2)[:, :, :r], perm[:, None, :], axis=2) * sign[:, None, :]
+    with np.errstate(divide="ignore"):
+        u = np.log(np.take_along_axis(s[:, :r], perm, axis=1))
+    return np.concatenate([u, (U @ PA).reshape(P, -1), (V @ PB).reshape(P, -1)], axis=1)
+
+
+def factor_r_logp_grad(target: GibbsTarget, beta: float, transpose: bool, phi: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``log p_φ`` and its gradient in the factor chart ``φ = (A, Z)``, ``X_o = polar(A) Zᵀ`` (``X = X_o`` or, with
+    ``transpose``, ``X_oᵀ``; ``X_o`` is ``m_o×n_o``)::
+
+        log p_φ = log π_β(X) - ½‖A‖² + ((m_o - r)/2) log det(ZᵀZ),   log π_β = -βE + log ρ_N + log conf
+
+    (``π_β`` w.r.t. the Hausdorff measure of ``M_r``). Why this density: with ``A = QP`` (polar), the Lebesgue
+    measure is ``dA dZ ∝ J(P) dP dO dvol(X) / det(ZᵀZ)^{(m_o-r)/2}`` (``O`` the frame of ``col X`` in ``Q``,
+    ``J(P) dP`` the law of the polar factor of a Gaussian matrix up to ``e^{-tr P²/2}``), so under ``p_φ`` the
+    matrix ``X`` has law ``π_β``, independent of ``P`` and ``O`` (docs/samplers.md §3, "factor" at rank
+    ``r >= 2``). Given ``A``, the residual is linear in ``Z``: a solution set is flat along ``Z``.
+    """
+    t = target
+    m, n = t.shape
+    r = t.rank
+    mo, no = (n, m) if transpose else (m, n)
+    P = phi.shape[0]
+    A = phi[:, :mo * r].reshape(P, mo, r)
+    Z = phi[:, mo * r:].reshape(P, no, r)
+    Q, _, sA, VA = polar(A)
+    Xo = Q @ np.swapaxes(Z, 1, 2)
+    X = np.swapaxes(Xo, 1, 2) if transpose else Xo
+    with np.errstate(all="ignore"):
+        U, s, Vh = np.linalg.svd(X, full_matrices=False)
+        U, s, Vh = U[:, :, :r], s[:, :r], Vh[:, :r, :]
+        ls = np.log(s)
+        resid = t.task._observed * (X - t.task.values)
+        lpi = (-beta * 0.5 * np.sum(resid * resid, axis=(1, 2))
+               + log_volume_density_from_log_sigma(ls, (m, n), r, t.depth, t.normalized)
+               + t.confinement.log_density_sigma(s))
+        gs = volume_log_density_grad(ls, (m, n), t.depth) / s + t.confinement.grad_sigma(s)
+        GX = -beta * resid + (U * gs[:, None, :]) @ Vh
+        Go = np.swapaxes(GX, 1, 2) if transpose else GX
+        ZtZ = np.swapaxes(Z, 1, 2) @ Z
+        sign, logdet = np.linalg.slogdet(ZtZ)
+        gZ = np.swapaxes(Go, 1, 2) @ Q + (mo - r) * Z @ np.linalg.inv(ZtZ)
+        gA = polar_grad(Go @ Z, Q, sA, VA) - A
+        lp = lpi - 0.5 * np.sum(A * A, axis=(1, 2)) + 0.5 * (mo - r) * logdet
+    lp = np.where(np.isnan(lp) | (sign <= 0), -np.inf, lp)
+    g = np.concatenate([gA.reshape(P, -1), gZ.reshape(P, -1)], axis=1)
+    return lp, np.where(np.isfinite(g), g, 0.0)
+
+
+def factor_r_log_h(target: GibbsTarget, transpose: bool, Q: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """``log h = log ρ_N(X) + log conf(X) + ((m_o - r)/2) log det(ZᵀZ)`` at ``X_o = Q Zᵀ``: the part of
+    :func:`factor_r_logp_grad`'s ``log p_φ`` that is neither the energy nor ``-½‖A‖²``."""
+    t = target
+    m, n = t.shape
+    r = t.rank
+    mo = n if transpose else m
+    Xo = Q @ np.swapaxes(Z, 1, 2)
+    X = np.swapaxes(Xo, 1, 2) if transpose else Xo
+    with np.errstate(all="ignore"):
+        s = np.linalg.svd(X, compute_uv=False)[:, :r]
+        sign, logdet = np.linalg.slogdet(np.swapaxes(Z, 1, 2) @ Z)
+        out = (log_volume_density_from_log_sigma(np.log(s), (m, n), r, t.depth, t.normalized)
+               + t.confinement.log_density_sigma(s) + 0.5 * (mo - r) * logdet)
+    return np.where(np.isnan(out) | (sign <= 0), -np.inf, out)
+
+
+def factor_r_z_conditional(Q: np.ndarray, mask_o: np.ndarray, M_o: np.ndarray, r: int
+                           ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each row ``j`` of ``Z`` with at least ``r`` observed entries ``I_j`` in column ``j`` of ``X_o``:
+    ``(j, μ_j, L_j)``, ``μ_j`` the least-squares solution of ``Q_{I_j} z = M_{I_j j}`` and ``L_j`` the Cholesky
+    factor of ``Q_{I_j}ᵀ Q_{I_j}`` (batched over particles): given ``Q``, ``E = ½ Σ_j |Q_{I_j} Z_jᵀ - M_{I_j j}|²``
+    is ``½ Σ_j (Z_j - μ_j) L_j L_jᵀ (Z_j - μ_j)ᵀ`` plus a constant."""
+    out = []
+    for j in range(mask_o.shape[1]):
+        rows = np.flatnonzero(mask_o[:, j])
+        if rows.size < r:
+            continue
+        Qj = Q[:, rows, :]
+        G = np.swapaxes(Qj, 1, 2) @ Qj
+        mu = np.linalg.solve(G, np.einsum("pkr,k->pr", Qj, M_o[rows, j])[..., None])[..., 0]
+        out.append((j, mu, np.linalg.cholesky(G)))
+    return out
+
+
+def factor_r_z_gibbs(target: GibbsTarget, beta: float, transpose: bool, phi: np.ndarray, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One Metropolis-within-Gibbs update of ``Z`` given ``A`` in the factor chart (:func:`factor_r_logp_grad`).
+
+    Given ``A`` (so ``Q = polar(A)``), the energy is exactly quadratic in ``Z`` and splits over the rows of ``Z``:
+    the observed entries of column ``j`` of ``X_o`` are ``Q_{I_j} Z_jᵀ``. The proposal draws every row with
+    ``|I_j| >= r`` from its exact Gaussian ``N(μ_j, (β Q_{I_j}ᵀQ_{I_j})^{-1})`` (least-squares mean) and keeps the
+    others; the Gaussian parts cancel in the acceptance ratio, which is ``h(Z')/h(Z)`` with
+    ``h = ρ_N conf det(ZᵀZ)^{(m_o-r)/2}`` (the rest of ``p_φ``). At large ``β`` the proposal's width
+    ``β^{-1/2}`` is far below the scale on which ``h`` varies: the normal directions of the ridge are drawn
+    afresh in one step, whatever their curvature. Returns ``(φ, accept_prob)``.
+    """
+    t = target
+    m, n = t.shape
+    r = t.rank
+    mo, no = (n, m) if transpose else (m, n)
+    mask = t.task.mask.T if transpose else t.task.mask
+    M = t.task.values.T if transpose else t.task.values
+    P = phi.shape[0]
+    A = phi[:, :mo * r].reshape(P, mo, r)
+    Z = phi[:, mo * r:].reshape(P, no, r)
+    Q = polar(A)[0]
+    Z2 = Z.copy()
+    for j, mu, L in factor_r_z_conditional(Q, mask, M, r):
+        # Z_j = μ + β^{-1/2} L^{-T} ξ has covariance (β L Lᵀ)^{-1}
+        xi = rng.standard_normal((P, r))
+        Z2[:, j, :] = mu + np.linalg.solve(np.swapaxes(L, 1, 2), xi[..., None])[..., 0] / math.sqrt(beta)
+
+    with np.errstate(invalid="ignore"):
+        log_a = factor_r_log_h(t, transpose, Q, Z2) - factor_r_log_h(t, transpose, Q, Z)
+    log_a = np.where(np.isnan(log_a), -np.inf, log_a)
+    take = np.log(rng.uniform(size=P)) < log_a
+    Z = np.where(take[:, None, None], Z2, Z)
+    return np.concatenate([A.reshape(P, -1), Z.reshape(P, -1)], axis=1), np.exp(np.minimum(log_a, 0.0))
+
+
+def factor_r_gauss_newton(phi: np.ndarray, mask_o: np.ndarray, r: int) -> np.ndarray:
+    """``JᵀJ`` of the observed entries of ``X_o = polar(A) Zᵀ`` w.r.t. ``φ = (A, Z)``; shape ``(P, d, d)``.
+
+    Row ``(i, j)`` of ``J`` is the gradient of ``X_o[i, j]``: ``∂/∂Z = e_j Q_{i,:}``, ``∂/∂A`` the pull-back of
+    ``e_i e_jᵀ Z`` through the polar factor (:func:`~samplers.targets.polar_grad`).
+    """
+    mo, no = mask_o.shape
+    P = phi.shape[0]
+    A = phi[:, :mo * r].reshape(P, mo, r)
+    Z = phi[:, mo * r:].reshape(P, no, r)
+    Q, _, sA, VA = polar(A)
+    I, J = np.nonzero(mask_o)
+    k = I.size
+    C = np.zeros((P, k, mo, r))
+    C[:, np.arange(k), I, :] = Z[:, J, :]  # (e_i e_jᵀ) Z
+    gA = polar_grad(C, Q[:, None], sA[:, None], VA[:, None]).reshape(P, k, mo * r)
+    gZ = np.zeros((P, k, no, r))
+    gZ[:, np.arange(k), J, :] = Q[:, I, :]
+    Jm = np.concatenate([gA, gZ.reshape(P, k, no * r)], axis=2)
+    return np.swapaxes(Jm, 1, 2) @ Jm
+
+
 def _tri_solve(L: np.ndarray, b: np.ndarray, transpose: bool = False) -> np.ndarray:
     """Batched ``L y = b`` (or ``Lᵀ y = b``) for lower-triangular ``L`` (P, d, d) and ``b`` (P, d)."""
     d = L.shape[-1]
@@ -383,9 +569,6 @@ def resolve_kernel(kernel: Any, rank: int) -> str:
         raise InvalidArgumentError(f"kernel={kernel!r}; expected one of {', '.join(map(repr, KERNELS))}")
     if kernel == "auto":
         return "mixed" if rank == 1 else "diagonal"
-    if kernel in ("factor", "mixed") and rank != 1:
-        raise InvalidArgumentError(
-            f"kernel={kernel!r} needs a rank-1 target (got rank={rank}); use 'diagonal' or 'auto'")
     return kernel
 
 
@@ -447,8 +630,10 @@ def run_tempered_smc(
     mask = path.target_a.task.mask
     perm = np.arange(path.target_a.ndim)
     m_o, n_o, mask_o = m_, n_, mask
-    if kernel in ("factor", "mixed") and factor_orientation(mask):  # the chart of Xᵀ: θ_o = (u, B, A)
-        perm = np.concatenate([[0], 1 + m_ + np.arange(n_), 1 + np.arange(m_)])
+    r_ = path.target_a.rank
+    transposed = kernel in ("factor", "mixed") and factor_orientation(mask)
+    if transposed:  # the chart of Xᵀ: θ_o = (u, B, A)
+        perm = np.concatenate([np.arange(r_), r_ + m_ * r_ + np.arange(n_ * r_), r_ + np.arange(m_ * r_)])
         m_o, n_o, mask_o = n_, m_, mask.T
     inv = np.argsort(perm)
     P = n_particles
@@ -484,12 +669,53 @@ def run_tempered_smc(
         accs = []
         scale = np.std(theta, axis=0)
         scale = np.where(scale > 0, scale, 1.0)
-        if kernel in ("factor", "mixed"):
-            # oriented coordinates θ_o = (u, A, B) of X or of Xᵀ (factor_orientation), mapped back after the stage
-            def fn_o(th: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:
-                lp_, g_ = fn(th[:, inv])
-                return lp_, g_[:, perm]
 
+        def fn_o(th: np.ndarray, fn: Any = fn) -> tuple[np.ndarray, np.ndarray]:  # θ_o = θ[:, perm] (orientation)
+            lp_, g_ = fn(th[:, inv])
+            return lp_, g_[:, perm]
+
+        if kernel in ("factor", "mixed") and r_ > 1 and lam >= 1.0:
+            # rank >= 2, on π_β (λ = 1): the factor chart φ = (A', Z) of X_o = X or Xᵀ (factor_r_from_theta), its
+            # fibre variables refreshed on the way in (a Haar frame) and out (order and signs of the SVD)
+            theta = theta[:, perm]
+            scale = scale[perm]
+            phi, PB = factor_r_from_theta(theta, m_o, n_o, r_, rng)
+            var = np.var(phi, axis=0)
+            prec = np.where(var > 0, 1.0 / np.where(var > 0, var, 1.0), 1.0)
+
+            def ffn(x: np.ndarray, beta: float = beta) -> tuple[np.ndarray, np.ndarray]:
+                return factor_r_logp_grad(path.target_a, beta, transposed, x)
+
+            def metric(x: np.ndarray, beta: float = beta, prec: np.ndarray = prec) -> np.ndarray:
+                G = beta * factor_r_gauss_newton(x, mask_o, r_)
+                G[:, np.arange(prec.size), np.arange(prec.size)] += prec
+                return G
+
+            lp, g = ffn(phi)
+            n_eval += 2 * P
+            cache = metric_cache(metric, phi, g)
+            for step in range(steps):
+                phi, lp, g, cache, acc, _ = mmala_sweep(ffn, metric, phi, lp, g, cache, h, rng)
+                n_eval += 2 * P
+                a = float(np.mean(acc))
+                accs.append(a)
+                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+                phi, _ = factor_r_z_gibbs(path.target_a, beta, transposed, phi, rng)
+                lp, g = ffn(phi)
+                cache = metric_cache(metric, phi, g)
+                n_eval += 2 * P
+                if kernel == "mixed" and step % MIXED_EVERY == MIXED_EVERY - 1:
+                    theta = theta_from_factor_r(phi, PB, m_o, n_o, r_, rng)
+                    lpt, gt = fn_o(theta)
+                    theta, lpt, gt, acc = mala_sweep(fn_o, theta, lpt, gt, h_d, scale, rng)
+                    n_eval += 4 * P
+                    h_d = float(np.clip(h_d * math.exp(2.0 * (float(np.mean(acc)) - 0.57)), 1e-12, 4.0))
+                    phi, PB = factor_r_from_theta(theta, m_o, n_o, r_, rng)
+                    lp, g = ffn(phi)
+                    cache = metric_cache(metric, phi, g)
+            theta = theta_from_factor_r(phi, PB, m_o, n_o, r_, rng)[:, inv]
+        elif kernel in ("factor", "mixed") and r_ == 1:
+            # oriented coordinates θ_o = (u, A, B) of X or of Xᵀ (factor_orientation), mapped back after the stage
             theta = theta[:, perm]
             scale = scale[perm]
             lpt, gt = fn_o(theta)
@@ -524,15 +750,18 @@ def run_tempered_smc(
                     lp, g = factor_pullback(phi, theta, lpt, gt, m_o, n_o)
                     cache = metric_cache(metric, phi, g)
             theta = theta[:, inv]
-        else:
+        else:  # θ-MALA ("diagonal"; rank >= 2 "factor"/"mixed" before λ = 1, with the θ sweeps' own step)
+            own = kernel != "diagonal"
+            hk = h_d if own else h
             lp, g = fn(theta)
             n_eval += 2 * P
             for _ in range(steps):
-                theta, lp, g, acc = mala_sweep(fn, theta, lp, g, h, scale, rng)
+                theta, lp, g, acc = mala_sweep(fn, theta, lp, g, hk, scale, rng)
                 n_eval += 2 * P
                 a = float(np.mean(acc))
                 accs.append(a)
-                h = float(np.clip(h * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+                hk = float(np.clip(hk * math.exp(2.0 * (a - 0.57)), 1e-12, 4.0))
+            h_d, h = (hk, h) if own else (h_d, hk)
         run.schedule.append((lam, beta))
         run.accept.append(float(np.mean(accs)) if accs else float("nan"))
         tick(s / path.s_end if path.s_end > 0 else 1.0)
@@ -646,11 +875,11 @@ def sample_gibbs(
     particles between the components within a stage.
 
     ``kernel``: ``"auto"`` (default: ``"mixed"`` for rank 1, ``"diagonal"`` otherwise), ``"diagonal"``
-    (MALA in θ with the particle standard deviations as preconditioner), ``"factor"`` (rank 1: simplified
-    manifold MALA in the factor chart, :func:`factor_from_theta`, with the Gauss–Newton metric
-    ``β JᵀJ + D^{-1}``) or ``"mixed"`` (rank 1: ``"factor"`` plus one θ-MALA sweep after every
-    ``MIXED_EVERY`` factor sweeps). ``InvalidArgumentError`` for any other value, and for ``"factor"`` or
-    ``"mixed"`` on rank > 1. See docs/samplers.md §3.
+    (MALA in θ with the particle standard deviations as preconditioner), ``"factor"`` (simplified manifold
+    MALA in a factor chart with the Gauss–Newton metric ``β JᵀJ + D^{-1}``; rank 1: :func:`factor_from_theta`;
+    rank ``r >= 2``: :func:`factor_r_from_theta` on the stages at ``λ = 1``, each sweep followed by the exact
+    Gibbs step :func:`factor_r_z_gibbs`) or ``"mixed"`` (``"factor"`` plus one θ-MALA sweep after every
+    ``MIXED_EVERY`` factor sweeps). ``InvalidArgumentError`` for any other value. See docs/samplers.md §3.
     """
     from dlnvolume.validation import check_int
     from dlnvolume.parallel import make_batches, run_batches, spawn_seeds

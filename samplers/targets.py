@@ -102,6 +102,38 @@ def chart_log_density_grad(log_sigma: np.ndarray, shape: tuple[int, int], depth:
     return base + np.sum(terms, axis=-1)
 
 
+def volume_log_density_grad(log_sigma: np.ndarray, shape: tuple[int, int], depth: float) -> np.ndarray:
+    """Gradient of ``log ρ_N^{(r)}`` (:func:`~dlnvolume.spectral.log_volume_density_from_log_sigma`, the density
+    w.r.t. the Hausdorff measure of ``M_r``) w.r.t. ``ℓ = log σ``.
+
+    It is the chart density's gradient (:func:`chart_log_density_grad`) minus that of the SVD Jacobian
+    ``Σ c ℓ_i + Σ_{i<j} log|σ_i² - σ_j²|`` (MATH.md §3.1), written so that the ``1/(ℓ_i - ℓ_j)`` poles of the
+    two cancel: with ``φ(x) = x/(1 - e^{-x})`` (``φ(0) = 1``, ``φ'(0) = 1/2``) and ``d = ℓ_i - ℓ_j``,
+    finite ``N``: ``(c+1-N)/N - c + Σ_{j≠i} (φ(2d/N) - φ(2d))/d``; ``N = ∞``: ``-1 - c + Σ_{j≠i} (1 - φ(2d))/d``.
+    """
+    m, n = shape
+    r = log_sigma.shape[-1]
+    c = m + n - 2 * r
+    d = log_sigma[..., :, None] - log_sigma[..., None, :]
+    off = ~np.eye(r, dtype=bool)
+
+    def phi(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(np.abs(x) < 1e-300, 1.0, x / -np.expm1(-x))
+
+    small = np.abs(d) < 1e-6
+    safe = np.where(small, 1.0, d)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if math.isinf(depth):
+            base = -1.0 - c
+            terms = np.where(small, -1.0, (1.0 - phi(2.0 * safe)) / safe)
+        else:
+            N = depth
+            base = (c + 1.0 - N) / N - c
+            terms = np.where(small, 1.0 / N - 1.0, (phi(2.0 * safe / N) - phi(2.0 * safe)) / safe)
+    return base + np.sum(np.where(off, terms, 0.0), axis=-1)
+
+
 def _finite_svd(X: np.ndarray, **kw: Any) -> Any:
     """``np.linalg.svd(X, **kw)``; :class:`InvalidArgumentError` when it overflows (entries near the float64
     limit, e.g. 1e308: the singular values are inf and every density of them NaN)."""

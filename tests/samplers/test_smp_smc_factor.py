@@ -129,9 +129,6 @@ def test_kernel_option_is_validated_and_registered():
         samplers.sample(target, "smc", 10, n_chains=1, rng=0, workers=1, progress=False, kernel="newton")
     with pytest.raises(ValueError, match=r"kernel=3"):
         samplers.sample(target, "smc", 10, n_chains=1, rng=0, workers=1, progress=False, kernel=3)
-    rank2 = samplers.GibbsTarget(task, 3, 2, 10.0, target.confinement)
-    with pytest.raises(InvalidArgumentError, match=r"kernel='factor' needs a rank-1 target \(got rank=2\)"):
-        samplers.sample(rank2, "smc", 10, n_chains=1, rng=0, workers=1, progress=False, kernel="factor")
     assert smc.resolve_kernel("auto", 1) == "mixed" and smc.resolve_kernel("auto", 2) == "diagonal"
 
 
