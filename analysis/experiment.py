@@ -16,7 +16,7 @@ Schema (all tables optional except ``task``; see the built-ins in ``analysis/exp
                   keep_status = ["converged", ...]     [flows.options] (passed to the flow)
     [[references]] name = "solution_set"
                   measure = "solution_set" | "gibbs_limit" | "gibbs"
-                  method = "exact" | "mcmc" | a samplers.registry name: "rmala" | "emcee" | "smc" (gibbs),
+                  method = "exact" | "mcmc" | a samplers.registry name: "rmala" | "emcee" | "smc" | "smc_factor" (gibbs),
                            "solution_smc" | "walk" (solution_set, gibbs_limit); "mcmc" = the registry's first
                            (default) method of the measure ("solution_smc"); support of the measure and stratum is
                            checked against samplers.registry before any flow runs

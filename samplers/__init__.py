@@ -3,8 +3,9 @@
 * Confinements: :class:`FrobeniusBall`, :class:`GaussianPrior`, :class:`SingularValueFloor`
   (:meth:`Confinement.combine` or a list).
 * :class:`GibbsTarget` ``π_β ∝ exp(-βE) ρ_N^{(r)} conf`` on ``M_r``; :func:`sample` with
-  ``method="rmala"`` (Riemannian MALA, full rank), ``"emcee"`` (ensemble on SVD coordinates) or ``"smc"``
-  (tempered SMC with batched MALA, any stratum; :mod:`samplers.smc`).
+  ``method="rmala"`` (Riemannian MALA, full rank), ``"emcee"`` (ensemble on SVD coordinates), ``"smc"``
+  (tempered SMC with batched MALA, any stratum; :mod:`samplers.smc`) or ``"smc_factor"`` (its factor-chart
+  kernel at every rank).
 * :class:`SolutionSetSampler`: the g_N-volume of ``S ∩ M_r`` inside a window (SMC-placed kernel mixture,
   exact importance weights, constrained random walk; :mod:`samplers.solution_set`).
 * :mod:`samplers.registry`: ``{method: MethodSpec}`` (supported measures and strata, how to run);

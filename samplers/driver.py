@@ -29,7 +29,7 @@ from .targets import GibbsTarget
 
 __all__ = ["sample", "run_chains", "run_chain", "METHODS"]
 
-METHODS = ("rmala", "emcee", "smc")  # the Gibbs-target methods of samplers.registry.REGISTRY
+METHODS = ("rmala", "emcee", "smc", "smc_factor")  # the Gibbs-target methods of samplers.registry.REGISTRY
 FAILURE_KINDS = ("projection", "reverse_check", "divergent", "outside")
 
 
@@ -273,17 +273,19 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     **options: Any,
 ) -> Chains:
-    """Sample a :class:`GibbsTarget` with ``method="rmala"``, ``"emcee"`` or ``"smc"``.
+    """Sample a :class:`GibbsTarget` with ``method="rmala"``, ``"emcee"``, ``"smc"`` or ``"smc_factor"``.
 
     Parameters
     ----------
     target : GibbsTarget
-    method : {"rmala", "emcee", "smc"}
+    method : {"rmala", "emcee", "smc", "smc_factor"}
         ``"rmala"``: Riemannian MALA in ``X`` (full-rank targets only, :mod:`samplers.rmala`);
         ``"emcee"``: one emcee ensemble per chain on ``θ`` (:mod:`samplers.ensemble`);
         ``"smc"``: one tempered-SMC replicate of ``n_draws`` particles per chain, batched MALA on ``θ``,
         any stratum (:func:`samplers.smc.sample_gibbs`; ``options`` ``n_mcmc``, ``final_mcmc``,
-        ``target_ess``, ``kernel``). See :mod:`samplers.registry` for what each method supports.
+        ``target_ess``, ``kernel``); ``"smc_factor"``: ``"smc"`` with ``kernel="factor"`` at every rank (the
+        rank-r factor chart with an exact Gibbs step for ``Z`` given ``A``). See :mod:`samplers.registry` for
+        what each method supports.
     n_draws : int >= 1
         Draws kept per chain (after thinning).
     n_chains : int >= 1
@@ -338,14 +340,15 @@ def sample(
     thin = check_int(thin, "thin", minimum=1)
     if warmup is None:
         warmup = n_draws * thin // 2
-    if method == "smc":
+    if method in ("smc", "smc_factor"):
         from .registry import REGISTRY
 
-        bad = sorted(set(options) - set(REGISTRY["smc"].options))
+        spec = REGISTRY[method]
+        bad = sorted(set(options) - set(spec.options))
         if bad:
-            raise InvalidArgumentError(f"options {bad} are not accepted by method='smc'; accepted: {REGISTRY['smc'].options}")
-        return REGISTRY["smc"].run(target, n_draws, n_chains=n_chains, rng=rng, executor=executor, workers=workers,
-                                   batch_size=batch_size, progress=progress, **options)
+            raise InvalidArgumentError(f"options {bad} are not accepted by method={method!r}; accepted: {spec.options}")
+        return spec.run(target, n_draws, n_chains=n_chains, rng=rng, executor=executor, workers=workers,
+                        batch_size=batch_size, progress=progress, **options)
     if options:
         raise InvalidArgumentError(f"options {sorted(options)} are not accepted by method={method!r}")
     if method == "rmala":

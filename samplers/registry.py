@@ -52,6 +52,12 @@ def _smc(target: Any, n_draws: int, **kw: Any) -> Any:
     return sample_gibbs(target, n_draws, **kw)
 
 
+def _smc_factor(target: Any, n_draws: int, **kw: Any) -> Any:
+    from .smc import sample_gibbs
+
+    return sample_gibbs(target, n_draws, **{**kw, "kernel": "factor"})
+
+
 def _solution_smc(sampler: Any, n_draws: int, **kw: Any) -> Any:
     return sampler.sample(n_draws, method="smc", **kw)
 
@@ -67,6 +73,10 @@ REGISTRY: dict[str, MethodSpec] = {
                         kernel=_emcee, options=("n_walkers", "coordinates")),
     "smc": MethodSpec("smc", ("gibbs",), "any", "tempered SMC on θ with batched MALA; rank 1: manifold MALA in a factor chart (samplers.smc)",
                       run=_smc, population=True, options=("n_mcmc", "final_mcmc", "target_ess", "kernel")),
+    "smc_factor": MethodSpec("smc_factor", ("gibbs",), "any",
+                             "tempered SMC whose rejuvenation at λ = 1 is manifold MALA in a factor chart (rank r: "
+                             "X = polar(A) Zᵀ, with an exact Gibbs step for Z given A): large β at rank >= 2",
+                             run=_smc_factor, population=True, options=("n_mcmc", "final_mcmc", "target_ess")),
     "solution_smc": MethodSpec("solution_smc", ("solution_set", "gibbs_limit"), "any",
                                "SMC centres + kernel-mixture importance sampling on S ∩ M_r (samplers.solution_set); "
                                "gibbs_limit: the same with the Gibbs limit's density (the exact ratio f/g)",

@@ -88,14 +88,14 @@ def test_default_window_from_the_task_scale():
     (_doc(depths=[7]), r"'references\[0\]\.depths': \['N7'\] are not flow depths"),
     (_doc(measure="gibbs", method="rmala", beta=1.0),
      r"'references\[0\]\.method': 'rmala' cannot sample measure 'gibbs' on rank 1 of a 3x3 task \(a lower stratum\); "
-     r"samplers\.registry: 'rmala' samples gibbs on the full-rank set only; accepted: 'emcee', 'smc'$"),
+     r"samplers\.registry: 'rmala' samples gibbs on the full-rank set only; accepted: 'emcee', 'smc', 'smc_factor'$"),
     (_doc(measure="gibbs", method="mcmc", beta=1.0), r"'references\[0\]\.method': 'mcmc' cannot sample measure 'gibbs'.*"
-                                                      r"accepted: 'emcee', 'smc'$"),
+                                                      r"accepted: 'emcee', 'smc', 'smc_factor'$"),
     (_doc(measure="solution_set", method="emcee"),
      r"'references\[0\]\.method': 'emcee' cannot sample measure 'solution_set'.*accepted: 'mcmc', 'solution_smc', 'walk'$"),
     (_doc(measure="solution_set", method="smc"), r"'references\[0\]\.method': 'smc' cannot sample measure 'solution_set'"),
     (_doc(method="hmc"), r"'references\[0\]\.method': expected one of 'exact', 'mcmc', 'rmala', 'emcee', 'smc', "
-                         r"'solution_smc', 'walk', got 'hmc'"),
+                         r"'smc_factor', 'solution_smc', 'walk', got 'hmc'"),
     (_doc(measure="gibbs_limit", method="emcee"),
      r"'references\[0\]\.method': 'emcee' cannot sample measure 'gibbs_limit'.*accepted: 'mcmc', 'solution_smc', 'walk'$"),
     ({**_doc(), "statistics": {"volume_rank": 4}}, r"'statistics\.volume_rank': 4 for a 3x3 task; expected"),
@@ -195,7 +195,7 @@ def test_rmala_accepted_on_the_full_rank_set_only():
     doc["statistics"]["volume_rank"] = 1
     doc["references"][0]["rank"] = 1
     with pytest.raises(ConfigError, match=r"^config key 'references\[0\]\.method': 'rmala' cannot sample measure 'gibbs' on "
-                                          r"rank 1 of a 2x2 task \(a lower stratum\).*accepted: 'emcee', 'smc'$"):
+                                          r"rank 1 of a 2x2 task \(a lower stratum\).*accepted: 'emcee', 'smc', 'smc_factor'$"):
         prepare(parse_config(doc))
 
 
@@ -208,6 +208,7 @@ def test_accepted_methods_come_from_the_registry(monkeypatch):
     monkeypatch.setitem(registry.REGISTRY, "fullrank_only", spec)
     assert accepted_methods("solution_set", True) == ("mcmc", "solution_smc", "walk", "fullrank_only")
     assert accepted_methods("solution_set", False) == ("mcmc", "solution_smc", "walk")
+    assert accepted_methods("gibbs", False) == ("emcee", "smc", "smc_factor")
     assert registry_method("solution_set", "mcmc") == registry.methods("solution_set")[0] == "solution_smc"
     with pytest.raises(ConfigError, match=r"'references\[0\]\.method': 'fullrank_only' cannot sample measure "
                                           r"'solution_set' on rank 1 .* the full-rank set only; accepted: 'mcmc', "
@@ -246,5 +247,5 @@ def test_cli_refuses_a_full_rank_kernel_on_a_lower_stratum(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dlnvolume: error: config key 'references[0].method': 'rmala' cannot sample measure 'gibbs' on "
                    "rank 1 of a 3x3 task (a lower stratum); samplers.registry: 'rmala' samples gibbs on the full-rank "
-                   "set only; accepted: 'emcee', 'smc'"]
+                   "set only; accepted: 'emcee', 'smc', 'smc_factor'"]
     assert not out.exists()

@@ -74,7 +74,7 @@ def test_smc_gibbs_on_the_rank1_stratum_matches_exact_quadrature():
 def test_registry_and_kernel_protocol():
     from samplers import registry
 
-    assert set(registry.methods("gibbs")) == {"rmala", "emcee", "smc"}
+    assert set(registry.methods("gibbs")) == {"rmala", "emcee", "smc", "smc_factor"}
     assert set(registry.methods("solution_set")) == {"solution_smc", "walk"}
     assert registry.check("smc", "gibbs", full_rank=False).population
     with pytest.raises(InvalidArgumentError, match=r"method='rmala' samples measures \('gibbs',\) on the full-rank set "

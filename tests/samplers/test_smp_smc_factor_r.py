@@ -128,6 +128,12 @@ def test_factor_kernel_runs_at_rank_two_and_is_reproducible():
     assert np.array_equal(a.draws, b.draws)
     assert np.allclose(np.linalg.det(a.draws), 0.0, atol=1e-9 * np.max(np.abs(a.draws)) ** 3)  # rank 2
     assert smc.resolve_kernel("factor", 2) == "factor" and smc.resolve_kernel("auto", 2) == "diagonal"
+    with warnings.catch_warnings():  # the registry method of configs (references[i].method = "smc_factor")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        c = samplers.sample(t, "smc_factor", 50, **{k: v for k, v in kw.items() if k != "kernel"})
+    assert np.array_equal(a.draws, c.draws)
+    with pytest.raises(ValueError, match=r"options \['kernel'\] are not accepted by method='smc_factor'"):
+        samplers.sample(t, "smc_factor", 50, **kw)
 
 
 def test_finite_beta_reference_tends_to_the_gibbs_limit():
