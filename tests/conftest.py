@@ -1,6 +1,9 @@
-"""Shared test configuration: one seed and one Generator fixture, nothing else global."""
+"""Shared test configuration: one seed and one Generator fixture, and (under pytest-xdist) the first numba
+compile of the flow integrator done once, in the background, while the sampler tests run first."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -20,6 +23,8 @@ def pytest_configure(config: pytest.Config) -> None:
     background process while the workers run the sampler tests, which come first (below) and do not need it:
     on a fresh install the compile (about 45 s of CPU here) is then paid once instead of once per worker."""
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if os.environ.get("DLNVOLUME_TEST_NO_WARMUP"):  # a selection that needs the flows at once (.ci/run's arviz run)
         return
     import subprocess
     import sys
