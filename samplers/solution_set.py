@@ -570,10 +570,13 @@ class SolutionSetSampler:
             groups.setdefault(key, []).append(Y)
             found += 1
         if not groups:
-            hint = "enlarge the window"
             if math.isfinite(nearest):
-                hint += (f": the solutions found lie outside it, the nearest at ‖X‖_F = {nearest:.4g}; a Frobenius "
-                         f"radius of {_round_up(1.5 * nearest)} contains it")
+                hint = (f"enlarge the window: the solutions found lie outside it, the nearest at ‖X‖_F = {nearest:.4g}; "
+                        f"a Frobenius radius of {_round_up(1.5 * nearest)} contains it")
+            else:  # alternating projections met no rank-r completion at all, inside the window or outside
+                hint = (f"no rank-{r} matrix matching the observed entries was found anywhere (nominal dimension "
+                        f"r(m+n-r) - |Ω| = {self.nominal_dim}{': generically there is none' if self.nominal_dim < 0 else ''})"
+                        f"; check the rank, or enlarge the window")
             raise InvalidArgumentError(
                 f"no point of S ∩ M_r (rank {r}) found inside window {self.window.describe()}; {hint}"
             )

@@ -100,6 +100,17 @@ def test_a_window_without_solutions_says_which_radius_would_work():
     assert np.all(np.linalg.norm(X, axis=(1, 2)) <= radius)
 
 
+def test_an_empty_solution_set_is_not_blamed_on_the_window():
+    """Rank 1 for 12 entries of a random 5x5 rank-2 matrix: nominal dimension 9 - 12 = -3, no rank-1 completion
+    exists; the error says so (and names the rank) instead of only asking for a larger window."""
+    task = dv.tasks.random_low_rank(5, 5, 2, 12, rng=1)
+    sampler = samplers.SolutionSetSampler(task, 3, 1, window=samplers.FrobeniusBall(50.0))
+    with pytest.raises(InvalidArgumentError, match=r"no rank-1 matrix matching the observed entries was found anywhere "
+                                                   r"\(nominal dimension r\(m\+n-r\) - \|Ω\| = -3: generically there is "
+                                                   r"none\); check the rank"):
+        sampler.find_starts(1, rng=0, n_candidates=4)
+
+
 def test_gram_density_on_a_two_dimensional_solution_set():
     task = dv.tasks.random_low_rank(3, 3, 2, 6, rng=SEED)
     sampler = samplers.SolutionSetSampler(task, 4, 2, window=samplers.FrobeniusBall(100.0))
