@@ -23,7 +23,19 @@ Heavy modules (arviz, matplotlib) are imported only by the submodules that need 
 
 from __future__ import annotations
 
-from . import experiment, hypothesis, statistics
-from .hypothesis import TestResult
+import importlib
+from typing import Any
 
 __all__ = ["statistics", "hypothesis", "experiment", "TestResult"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use (PEP 562): ``import analysis.cli`` stays light, so that the
+    console script installs its Ctrl-C handling before numpy, scipy and the samplers are imported."""
+    if name in ("statistics", "hypothesis", "experiment"):
+        return importlib.import_module(f".{name}", __name__)
+    if name == "TestResult":
+        from .hypothesis import TestResult
+
+        return TestResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

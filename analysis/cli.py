@@ -42,8 +42,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 __all__ = ["main"]
 
 
@@ -51,15 +49,23 @@ class _UsageError(Exception):
     """An error reported as one line with exit code 2."""
 
 
-def _version() -> str:
-    import dlnvolume
+class _Version(argparse.Action):
+    """``--version``: imports :mod:`dlnvolume` only when asked (the parser itself stays light)."""
 
-    return dlnvolume.__version__
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import dlnvolume
+
+        print(f"dlnvolume {dlnvolume.__version__}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlnvolume", description="Volume measures of the deep linear network.")
-    p.add_argument("--version", action="version", version=f"dlnvolume {_version()}")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment (built-in name or TOML file)")
     run.add_argument("experiment", nargs="?", default="cmv-2x2", help="built-in name or path to a TOML file")
@@ -123,6 +129,8 @@ def _cmd_experiments() -> int:
 
 
 def _cmd_volume(args: argparse.Namespace) -> int:
+    import numpy as np
+
     import dlnvolume as dv
     from dlnvolume import strata
 
@@ -419,31 +427,65 @@ def _warnings_one_line(quiet: bool) -> Iterator[None]:
         yield
 
 
+def _leave(code: int) -> None:
+    """End the process now with ``code`` after flushing its output: nothing that Python runs at exit (the
+    joins of a stopped process pool's helper threads) can keep an interrupted run from exiting."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:  # the one thing multiprocessing's exit handler would still do: remove its temporary folder
+        import multiprocessing.process
+        import shutil
+
+        tmp = multiprocessing.process.current_process()._config.get("tempdir")
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception:  # pragma: no cover - private API of another Python
+        pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dlnvolume`` console script; returns the exit code."""
+    """Entry point of the ``dlnvolume`` console script; returns the exit code.
+
+    ``argv=None`` (the program itself): an interrupted ``run`` ends the process at once with code 130
+    once its finished batches are saved. With an explicit ``argv`` (in-process use) it returns 130.
+    """
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        import signal
+
+        main_pid = os.getpid()
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if os.getpid() != main_pid:  # a forked worker process: leave quietly, the parent reports
+                os._exit(130)
+            raise KeyboardInterrupt
+
+        # installed before numpy and the package are imported: Ctrl-C at any moment gives the one line below
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            code = _main(args)
+        except KeyboardInterrupt:
+            print(f"dlnvolume: interrupted; finished batches are kept in {os.path.join(args.out, 'checkpoints')}: "
+                  f"rerun the same command with --resume to continue", file=sys.stderr)
+            if argv is None:
+                _leave(130)
+            return 130
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return code
+    return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from dlnvolume.errors import DLNVolumeError, WorkerLostError
 
-    args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            import signal
-
-            main_pid = os.getpid()
-
-            def on_sigint(signum: int, frame: Any) -> None:
-                if os.getpid() != main_pid:  # a forked worker process: leave quietly, the parent reports
-                    os._exit(130)
-                raise KeyboardInterrupt
-
-            previous = signal.signal(signal.SIGINT, on_sigint)
-            try:
-                return _cmd_run(args)
-            except KeyboardInterrupt:
-                print(f"dlnvolume: interrupted; finished batches are kept in {os.path.join(args.out, 'checkpoints')}: "
-                      f"rerun the same command with --resume to continue", file=sys.stderr)
-                return 130
-            finally:
-                signal.signal(signal.SIGINT, previous)
+            return _cmd_run(args)
         if args.command == "volume":
             return _cmd_volume(args)
         if args.command == "experiments":
@@ -475,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlnvolume: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if args.command == "run":  # main() says what was kept
+            raise
         print("dlnvolume: interrupted", file=sys.stderr)
         return 130
     return 0  # pragma: no cover

@@ -212,12 +212,12 @@ def _stop_now(ex: cf.Executor) -> None:
     terminate the worker processes (their batches are lost; every finished one has been saved)."""
     live = getattr(ex, "_processes", None)  # CPython's ProcessPoolExecutor: {pid: Process}
     procs = list(live.values()) if isinstance(live, dict) else []
-    ex.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
+    for p in procs:  # first: whatever the pool's own shutdown then does, no worker keeps computing
         try:
             p.terminate()
         except (OSError, ValueError, AttributeError):
             pass
+    ex.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         try:
             p.join(timeout=2.0)

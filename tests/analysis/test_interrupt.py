@@ -74,7 +74,8 @@ trace_plots = false
 def _start(exp: Path, out: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "analysis.cli", "run", str(exp), "--out", str(out), "--no-progress",
            "--workers", "2", *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # PYTHONFAULTHANDLER: a run that does not exit is dumped (every thread's stack) by SIGABRT, see _sigint_when
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -133,8 +134,15 @@ def _sigint_when(proc: subprocess.Popen, ready) -> tuple[float, str, str]:
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("no exit within 60 s of Ctrl-C")
+        alive = [p for p in [proc.pid, *_children(proc.pid)] if _alive(p)]
+        for p in alive:  # faulthandler prints where each process is stuck
+            os.kill(p, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"no exit within 60 s of Ctrl-C; processes alive {alive}; their stacks:\n{err[-6000:]}")
     return time.monotonic() - t0, out, err
 
 
@@ -265,3 +273,22 @@ def test_a_worker_killed_by_the_system_gives_one_line(tmp_path):
     for f in kept:  # every kept batch is a whole one
         with np.load(f) as z:
             assert z["X"].shape[0] == 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs /proc")
+def test_ctrl_c_while_the_package_is_imported_gives_one_line(tmp_path):
+    """Ctrl-C as soon as numpy is being loaded (the first second of a run): one line and code 130, not a
+    traceback from the middle of an import (the handler is installed before the heavy imports)."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text(FLOWS_8X8)
+    proc = _start(exp, tmp_path / "out")
+
+    def numpy_loading() -> bool:
+        try:
+            return "_multiarray_umath" in Path(f"/proc/{proc.pid}/maps").read_text()
+        except OSError:
+            return False
+
+    seconds, _, err = _sigint_when(proc, numpy_loading)
+    assert proc.returncode == 130 and seconds < 10.0, (proc.returncode, seconds, err)
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
