@@ -36,6 +36,9 @@ __all__ = ["Verdict", "ReferenceCheck", "verdicts", "reference_checks", "converg
 
 RHAT_MAX = 1.01
 ESS_MIN = 400.0
+#: a depth whose excluded (not converged) runs exceed this share of its runs gets the caveat that its test sees a
+#: selection of the runs
+CONDITIONAL_SHARE = 0.1
 #: effect types and their column names in the verdict table (one column per effect type)
 EFFECT_COLUMNS = {"mean percentile": "mean percentile [95% CI]", "KS D": "KS D [95% CI]", "AUC": "AUC [95% CI]",
                   "W1/sd": "W1/sd", "energy distance": "energy distance"}
@@ -254,9 +257,15 @@ def _endpoint_caveats(res: Any, depth: float) -> list[str]:
     if bad.any():
         counts = ", ".join(f"{k}: {v}" for k, v in zip(*np.unique(status[bad], return_counts=True)))
         dropped = int(np.sum(bad & ~keep))
-        out.append(f"{_tag(depth)}: {int(bad.sum())} of {status.size} runs did not converge ({counts}); "
-                   + (f"{dropped} excluded" if dropped == int(bad.sum()) else
-                      f"{int(bad.sum()) - dropped} of them kept in the test"))
+        text = (f"{_tag(depth)}: {int(bad.sum())} of {status.size} runs did not converge ({counts}); "
+                + (f"{dropped} excluded" if dropped == int(bad.sum()) else
+                   f"{int(bad.sum()) - dropped} of them kept in the test"))
+        if dropped > CONDITIONAL_SHARE * status.size:  # the answer is about the runs that converged, a selection
+            opts = dict(getattr(cfg, "flow_options", {}) or {})
+            text += (f"; the test sees only the {status.size - dropped} that did, a selection (the excluded ones may "
+                     "end elsewhere): give them more steps ([flows.options] max_steps"
+                     + (f", now {opts['max_steps']}" if "max_steps" in opts else "") + ")")
+        out.append(text)
     return out
 
 

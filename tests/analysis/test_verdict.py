@@ -236,3 +236,28 @@ def test_mixed_percentiles_are_not_higher():
     # the reference resolution bounds the p-values: 600 draws cannot give p < 1/601
     r = hyp.volume_percentile_test(np.full(50, 10.0), reference_draws=np.linspace(0, 1, 600))
     assert r.small.p_value == pytest.approx(1 / 601) and r.small.at_floor
+
+
+def test_many_excluded_runs_make_the_test_conditional():
+    """Above CONDITIONAL_SHARE of a depth's runs excluded, the caveat says that the test sees a selection and what
+    to raise; at or below it, only the count (3 of 30 is exactly 10 %)."""
+    cav = verdicts(_res(statuses=["converged"] * 26 + ["max_steps"] * 4))[0].caveats
+    line = next(c for c in cav if "did not converge" in c)
+    assert line.startswith("N=3: 4 of 30 runs did not converge (max_steps: 4); 4 excluded; the test sees only the 26")
+    assert "a selection" in line and "[flows.options] max_steps" in line
+    cav = verdicts(_res(statuses=["converged"] * 27 + ["max_steps"] * 3))[0].caveats
+    assert "N=3: 3 of 30 runs did not converge (max_steps: 3); 3 excluded" in cav
+
+
+def test_default_keeps_only_converged_runs():
+    """A run stopped by max_steps or max_time is a state on the way, not an endpoint: excluded unless the config
+    keeps it (razin-cohen-2x2 does, on purpose)."""
+    from analysis.runner import _kept
+
+    X = np.ones((4, 2, 2))
+    ep = SimpleNamespace(status=np.array(["converged", "max_steps", "max_time", "stalled"]), X=X, flagged=None)
+    cfg = parse_config({"name": "k", "task": {"kind": "diagonal_2x2"}, "flows": {"depths": [3]}})
+    assert _kept(cfg, ep).tolist() == [True, False, False, False]
+    cfg = parse_config({"name": "k", "task": {"kind": "diagonal_2x2"},
+                        "flows": {"depths": [3], "keep_status": ["converged", "max_steps"]}})
+    assert _kept(cfg, ep).tolist() == [True, True, False, False]
