@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 
 import dlnvolume as dv
 from dlnvolume.errors import ConfigError
@@ -132,9 +133,34 @@ class _Enough(Exception):
     """Raised by the calibration's progress callback: the budget is spent."""
 
 
+class _InlineExecutor:
+    """An executor that runs each submitted batch at once, in this process, and keeps its result; once
+    ``budget`` seconds are spent (after at least one batch) it raises :class:`_Enough`, which stops the call."""
+
+    def __init__(self, budget: float) -> None:
+        import concurrent.futures as cf
+
+        self._cf = cf
+        self.budget = budget
+        self.t0 = time.perf_counter()
+        self.results: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        if self.results and self.seconds >= self.budget:
+            raise _Enough
+        fut = self._cf.Future()
+        res = fn(*args)
+        self.results.append(res)
+        self.seconds = time.perf_counter() - self.t0
+        fut.set_result(res)
+        return fut
+
+
 def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, depth: float, budget: float
-                     ) -> tuple[dict[float, float], int]:
-    """Mean seconds per run at the smallest and the largest scale (the runs the real run starts with)."""
+                     ) -> tuple[dict[float, float], int, dict[str, int]]:
+    """Mean seconds per run at the smallest and the largest scale (the runs the real run starts with), the
+    number of calibration runs and their statuses (counts)."""
     from dlnvolume import flows
 
     from .runner import STAGE_FLOWS, _flow_options, _seed
@@ -145,26 +171,39 @@ def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, dep
     scales = sorted({cfg.scales[0], cfg.scales[-1]})
     per: dict[float, float] = {}
     total = 0
+    statuses: dict[str, int] = {}
     for s in scales:
-        # the first runs of the real call, one batch each, stopped once the budget is spent (a call with more runs
-        # starts with the same runs, so nothing is integrated twice)
-        t0 = time.perf_counter()
-        seen = [0, 0.0]
-
-        def enough(done: int, n: int, t0: float = t0, seen: list = seen) -> None:
-            seen[0], seen[1] = done, time.perf_counter() - t0
-            if done and seen[1] >= budget / len(scales) / 2:
-                raise _Enough
-
+        # the first runs of the real call, one batch each, run inline and stopped once the budget is spent (a call
+        # with more runs starts with the same runs, so nothing is integrated twice)
+        ex = _InlineExecutor(budget / len(scales) / 2)
         try:
             flows.endpoints(task, depth, min(16, cfg.runs), s, method=cfg.flow_method,
-                            rng=_seed(cfg.seed, STAGE_FLOWS, j), workers=1, batch_size=1, progress=enough,
+                            rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=ex, batch_size=1, progress=False,
                             check_accuracy=False, **opts)
         except _Enough:
             pass
-        per[s] = seen[1] / max(seen[0], 1)
-        total += int(seen[0])
-    return per, total
+        for res in ex.results:
+            for st in np.asarray(res.get("status", [])).astype(str):
+                statuses[st] = statuses.get(st, 0) + 1
+        per[s] = ex.seconds / max(len(ex.results), 1)
+        total += len(ex.results)
+    return per, total, statuses
+
+
+def _unfinished_note(cfg: ExperimentConfig, depth: float, statuses: dict[str, int]) -> str | None:
+    """The plan's note on a depth whose calibration runs did not all converge: the share of runs the tests will
+    likely leave out (``flows.keep_status``) and what to raise."""
+    n = sum(statuses.values())
+    bad = {k: v for k, v in statuses.items() if k not in cfg.keep_status}
+    if not n or not bad:
+        return None
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
+    opts = dict(cfg.flow_options)
+    limit = (f"[flows.options] max_steps (now {opts['max_steps']})" if "max_steps" in opts
+             else "[flows.options] max_steps")
+    return (f"flows N={depth}: {sum(bad.values())} of {n} calibration runs stopped before converging ({counts}); "
+            f"expect about that share of this depth's runs left out of the tests (keep_status) and its estimate to "
+            f"be uncertain; {limit} gives them more steps, at the cost of time")
 
 
 def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int, ref: Any, depth: float,
@@ -220,6 +259,7 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
     mem = memory_estimate(cfg, task)
     stages: list[StagePlan] = []
     pers: list[dict[float, float]] = []  # calibrated seconds per run by scale, per depth
+    unfinished: list[str] = []  # depths whose calibration runs did not all converge
     n_flow_runs = sum(r for _, r in _flow_runs(cfg))
     for j, depth in enumerate(cfg.depths):
         size = " + ".join(f"{r} runs at s={s:g}" for s, r in _flow_runs(cfg))
@@ -227,7 +267,10 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
         if not calibrate:
             stages.append(StagePlan(f"flows N={depth}", size, math.nan, mb, "not calibrated"))
             continue
-        per, k = _calibrate_flows(cfg, task, j, depth, budget)
+        per, k, statuses = _calibrate_flows(cfg, task, j, depth, budget)
+        note = _unfinished_note(cfg, depth, statuses)
+        if note:
+            unfinished.append(note)
         pers.append(per)
         lo, hi = per[min(per)], per[max(per)]
         stages.append(StagePlan(f"flows N={depth}", size, _flows_wall(cfg, per, nproc), mb,
@@ -253,6 +296,7 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
         plan.warnings.append(f"where the flows' accuracy check redoes a depth at rtol/100, that depth takes up to "
                              f"{REDO_FACTOR:g}× its estimate (not predicted: whether it redoes depends on a few "
                              "sensitive runs)")
+    plan.warnings += unfinished
     if total > 3600:
         plan.warnings.append(_shorten(cfg, stages, total, pers, nproc))
     return plan

@@ -330,6 +330,16 @@ def _window(radius: float, floor: float | None) -> Any:
     return ball if not floor else [ball, samplers.SingularValueFloor(floor)]
 
 
+def _ground_truth_rank(task: dv.CompletionTask, rtol: float) -> int | None:
+    """Numerical rank of the task's ground truth, ``None`` without one."""
+    from dlnvolume import strata
+
+    gt = getattr(task, "ground_truth", None)
+    if gt is None:
+        return None
+    return int(strata.numerical_rank(np.asarray(gt, dtype=float), rtol))
+
+
 def _ref_error(i: int, ref: Any, depth: float | None, exc: Exception) -> ConfigError:
     where = f" at depth {depth_tag(depth)}" if depth is not None else ""
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -454,7 +464,12 @@ def prepare(cfg: ExperimentConfig, task: dv.CompletionTask | None = None, *, che
                         samplers.SolutionSetSampler(task, depth, rank, window=window,
                                                     measure=r.measure)._path_confinement()
             except DLNVolumeError as exc:
-                raise _ref_error(i, r, None, exc) from None
+                err = _ref_error(i, r, None, exc)
+                gt_rank = _ground_truth_rank(task, cfg.rtol)
+                if cfg.references[i].rank is None and gt_rank is not None and gt_rank != rank:
+                    err = ConfigError(f"{err}; the reference's rank defaults to {rank}, and the task's ground truth has "
+                                      f"rank {gt_rank}: set references[{i}].rank = {gt_rank} (or statistics.volume_rank)")
+                raise err from None
     if "null" in cfg.families and cfg.references and not kind.null_family:
         pass  # reported as a note by run_experiment: the null family needs the 2x2 hyperbola
     if check_flows:  # not for dlnvolume report, which runs no flow

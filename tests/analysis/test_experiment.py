@@ -80,3 +80,17 @@ def test_quick_drops_references_whose_depths_it_does_not_run():
                         "quick": {"depths": [2, 5]}})
     q = cfg.quick_version()
     assert [r.name for r in q.references] == ["b"] and q.references[0].depths == (5,)
+
+
+def test_reference_rank_default_names_the_ground_truth_rank():
+    """A 5×5 rank-2 task with 12 observations has no rank-1 completion; with the reference's rank left to its
+    default (1) the error says the ground truth's rank and the key to set; with rank = 2 the config passes."""
+    from analysis.runner import prepare
+
+    raw = {"name": "r", "task": {"kind": "random_low_rank", "m": 5, "n": 5, "rank": 2, "n_observed": 12, "seed": 1},
+           "flows": {"depths": [2]}, "references": [{"name": "ss", "measure": "solution_set", "method": "solution_smc"}]}
+    with pytest.raises(ConfigError, match=r"ground truth has rank 2: set references\[0\]\.rank = 2"):
+        prepare(parse_config(raw))
+    raw["references"][0]["rank"] = 2
+    cfg, _ = prepare(parse_config(raw))
+    assert cfg.references[0].rank == 2

@@ -96,7 +96,7 @@ def test_a_run_estimated_over_an_hour_says_so_and_what_fits(capsys, monkeypatch)
     from analysis.runner import prepare
 
     def slow(cfg, task, j, depth, budget):
-        return {s: 40.0 for s in cfg.scales}, 2
+        return {s: 40.0 for s in cfg.scales}, 2, {"converged": 2}
 
     monkeypatch.setattr(plan, "_calibrate_flows", slow)
     monkeypatch.setattr(plan, "_calibrate_reference", lambda *a: (600.0, "monkeypatched"))
@@ -111,3 +111,24 @@ def test_a_run_estimated_over_an_hour_says_so_and_what_fits(capsys, monkeypatch)
     assert 0.8 * 3600 < shorter.seconds <= 3600 and not any("over an hour" in w for w in shorter.warnings)
     assert main(["check", str(ROOT / "docs" / "examples" / "custom-3x3.toml")]) == 0
     assert "over an hour" in capsys.readouterr().out
+
+
+def test_plan_says_when_calibration_runs_do_not_converge():
+    """Calibration runs that stop at max_steps (here a cap of 5 steps) are counted in a note that says the tests
+    will likely leave that share out and what to raise; runs that converge give no note."""
+    import dataclasses
+
+    from analysis.experiment import load_config
+    from analysis.runner import prepare
+
+    cfg, task = prepare(load_config(str(ROOT / "docs" / "examples" / "custom-3x3.toml"))[0])
+    cfg = dataclasses.replace(cfg, depths=(2,), references=())
+    capped = dataclasses.replace(cfg, flow_options={**cfg.flow_options, "max_steps": 5})
+    p = plan.make_plan(capped, task, workers=1, budget=1.0)
+    (note,) = [w for w in p.warnings if "calibration runs stopped before converging" in w]
+    n = int(note.split(": ")[1].split(" of ")[0])
+    assert n >= 1 and note.startswith(f"flows N=2: {n} of {n} calibration runs stopped before converging "
+                                      f"(max_steps: {n})")
+    assert "[flows.options] max_steps (now 5)" in note
+    p = plan.make_plan(cfg, task, workers=1, budget=1.0)
+    assert not any("stopped before converging" in w for w in p.warnings)
