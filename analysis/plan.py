@@ -4,7 +4,9 @@ first lines of ``dlnvolume run``).
 
 **Time.** Flows: the first runs of each depth (at the smallest and the largest scale of the ladder) are
 integrated as the run will integrate them — same seeds, options and integrator, one process — for a few
-seconds per depth; their mean time per run, times the runs, times the accuracy check's share (1 run in
+seconds per depth (``check``: at least ``CAL_MIN_RUNS`` per scale, within ``CAL_CAP`` times the budget, since
+the cost per run is heavy-tailed where runs stop at ``max_steps``; their statuses give the plan's note on runs
+that will not converge); their mean time per run, times the runs, times the accuracy check's share (1 run in
 ``CHECK_STRIDE`` again at ``rtol/100``, measured ~2.5× the cost), divided by the processes the batches can
 use. A depth the check sends back to ``rtol/100`` takes up to ``REDO_FACTOR`` times that; whether it will is not
 predicted (tried: 4 calibration runs at ``rtol/100`` on the 8×8 task predicted a redo that the run did not
@@ -43,6 +45,9 @@ __all__ = ["StagePlan", "Plan", "make_plan", "format_plan", "check_memory", "mem
 BASE_MB = 260.0
 #: seconds of calibration per flow depth and per reference (``dlnvolume check``; ``run`` uses a third)
 BUDGET_S = 4.0
+#: ``dlnvolume check`` calibrates at least this many flows per scale (within CAL_CAP times its budget)
+CAL_MIN_RUNS = 4
+CAL_CAP = 8.0
 #: seconds of the first chain of each reference at each depth that ``check`` runs (``run`` does not calibrate them)
 REF_BUDGET_S = 6.0
 #: the accuracy check re-integrates 1 run in 8 at rtol/100, at ~2.5× the cost: ×(1 + 2.5/8)
@@ -134,25 +139,29 @@ class _Enough(Exception):
 
 
 class _InlineExecutor:
-    """An executor that runs each submitted batch at once, in this process, and keeps its result; once
-    ``budget`` seconds are spent (after at least one batch) it raises :class:`_Enough`, which stops the call."""
+    """An executor that runs each submitted batch at once, in this process, and keeps its result; it raises
+    :class:`_Enough`, which stops the call, once ``budget`` seconds are spent and ``min_runs`` batches have run,
+    or once ``CAL_CAP × budget`` seconds are spent (after at least one batch)."""
 
-    def __init__(self, budget: float) -> None:
+    def __init__(self, budget: float, min_runs: int = 1, clock: Any = time.perf_counter) -> None:
         import concurrent.futures as cf
 
         self._cf = cf
         self.budget = budget
-        self.t0 = time.perf_counter()
+        self.min_runs = min_runs
+        self.clock = clock
+        self.t0 = clock()
         self.results: list[dict[str, Any]] = []
         self.seconds = 0.0
 
     def submit(self, fn: Any, *args: Any) -> Any:
-        if self.results and self.seconds >= self.budget:
+        n = len(self.results)
+        if n and ((n >= self.min_runs and self.seconds >= self.budget) or self.seconds >= CAL_CAP * self.budget):
             raise _Enough
         fut = self._cf.Future()
         res = fn(*args)
         self.results.append(res)
-        self.seconds = time.perf_counter() - self.t0
+        self.seconds = self.clock() - self.t0
         fut.set_result(res)
         return fut
 
@@ -175,7 +184,10 @@ def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, dep
     for s in scales:
         # the first runs of the real call, one batch each, run inline and stopped once the budget is spent (a call
         # with more runs starts with the same runs, so nothing is integrated twice)
-        ex = _InlineExecutor(budget / len(scales) / 2)
+        # dlnvolume check (the full budget) integrates at least CAL_MIN_RUNS runs per scale: the cost per run is
+        # heavy-tailed where some runs stop at max_steps (5×5 rank 2 at N = 20: 1.2 s or 5 s), and one run is
+        # then off by 3× either way
+        ex = _InlineExecutor(budget / len(scales) / 2, CAL_MIN_RUNS if budget >= BUDGET_S else 1)
         try:
             flows.endpoints(task, depth, min(16, cfg.runs), s, method=cfg.flow_method,
                             rng=_seed(cfg.seed, STAGE_FLOWS, j), executor=ex, batch_size=1, progress=False,

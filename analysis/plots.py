@@ -59,10 +59,17 @@ def volume_histograms(
         bins = np.linspace(lo, hi, 40)
         legend = p.get("legend", {})
         for label, vals in refs.items():
-            ax.hist(np.clip(vals, lo, hi), bins=bins, density=True, alpha=0.45,
-                    label=f"{label} (n={vals.size})" + legend.get(label, ""))
-        ax.hist(np.clip(ep[np.isfinite(ep)], lo, hi), bins=bins, density=True, histtype="step", lw=2, color="k",
-                label=f"flow endpoints (n={ep.size})" + legend.get("endpoints", ""))
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                ax.hist(np.clip(vals, lo, hi), bins=bins, density=True, alpha=0.45,
+                        label=f"{label} (n={vals.size})" + legend.get(label, ""))
+        fin = ep[np.isfinite(ep)]
+        if fin.size:  # a density of no values is 0/0
+            ax.hist(np.clip(fin, lo, hi), bins=bins, density=True, histtype="step", lw=2, color="k",
+                    label=f"flow endpoints (n={ep.size})" + legend.get("endpoints", ""))
+        else:
+            ax.text(0.5, 0.5, "no endpoint kept at this depth", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=LEGEND_PT)
         ax.set_title(depth_label(p["depth"]))
         ax.set_xlabel("log ρ_N (rank stratum)")
         ax.legend(fontsize=LEGEND_PT)

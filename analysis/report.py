@@ -338,12 +338,17 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
     from .verdict import EFFECT_COLUMNS, QUESTIONS
     from .verdict import short_repr as short_question
 
+    from .verdict import untested_lines
+
     cfg = res.config
     L = ["## Verdict", ""]
+    untested = [x.strip() for x in untested_lines(res, cfg, {v.depth for v in verdicts})]
+    untested = (["Depths without a test (too few runs kept):", ""] + [f"- {x}" for x in untested] + [""]
+                if untested else [])
     if not verdicts:
         why = ("this experiment has no references" if not cfg.references else
                "no test family is configured" if not cfg.families else "no depth kept two or more endpoints")
-        return L + [f"**No hypothesis test was run**: {why}. The tables below are descriptive only.", ""]
+        return L + [f"**No hypothesis test was run**: {why}. The tables below are descriptive only.", ""] + untested
     stratum = "each endpoint's numerical rank" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
     L += [f"At α = {cfg.alpha:g}. Permutation tests use n_perm = {cfg.n_perm} permutations, so their smallest "
           f"possible p-value (the floor) is 1/(n_perm+1) = {1 / (cfg.n_perm + 1):.2g}; \"p ≤ floor\" means no "
@@ -378,7 +383,7 @@ def _verdict_section(res: ExperimentResult, verdicts: list) -> list[str]:
                  + ["n endpoints", "n reference (used)", "ESS of log ρ (all draws)", "caveats"], rows), ""]
     if notes:
         L += ["Caveats:", ""] + [f"{i + 1}. {c}" for i, c in enumerate(notes)] + [""]
-    return L
+    return L + untested
 
 
 def _markdown(res: ExperimentResult, figs: list[tuple[str, str]], problems: list[str], summaries: dict,

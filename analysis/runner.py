@@ -555,8 +555,7 @@ def _flows_stage(cfg, task, out_ckpt, res, executor, workers, progress, log=None
                              "100-fold or entered the metric's multipliers at more than 1e-3, so the endpoint is not "
                              "determined; docs/flows.md §3.4)")
         if keep.sum() < 2:
-            res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept (statuses "
-                             f"{dict(zip(*np.unique(np.asarray(ep.status).astype(str), return_counts=True)))}); "
+            res.notes.append(f"{tag}: only {int(keep.sum())} of {len(keep)} flows kept ({kept_summary(ep, keep)}); "
                              "tests skipped at this depth")
         res.endpoint_stats[depth] = stats[scales[-1]]
         res.timings[f"flows_{tag}"] = time.perf_counter() - t0
@@ -573,6 +572,19 @@ def _flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict:
     if cfg.volume_rank != "numerical":  # the implicit-bias analysis reads distances at the endpoints
         opts.setdefault("loss_tol", LOSS_MSE * task.n_observed / 2)
     return opts
+
+
+def kept_summary(ep: Any, keep: np.ndarray) -> str:
+    """Why runs were left out: statuses with counts, and the runs flagged (unresolved in float64, or moved at a
+    tighter rtol) among those with a kept status, e.g. ``"converged: 98, max_steps: 102; 98 flagged"``."""
+    status = np.asarray(ep.status).astype(str)
+    text = ", ".join(f"{k}: {int(v)}" for k, v in zip(*np.unique(status, return_counts=True)))
+    flagged = getattr(ep, "flagged", None)
+    n_flag = 0 if flagged is None else int(np.sum(np.asarray(flagged) & (status == "converged")))
+    if n_flag:
+        text += (f"; {n_flag} converged runs flagged (unresolved in float64, or moved at a tighter rtol: "
+                 "the report's notes say which)")
+    return text
 
 
 def _kept(cfg: ExperimentConfig, ep: Any) -> np.ndarray:

@@ -373,8 +373,11 @@ def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False, res: Any
         out = [head]
         for depth in dict.fromkeys([*res.bias, *(r.depth for r in rows)]):
             out += depth_block(res, depth, rows)
-        return out
+        return out + untested_lines(res, cfg, {*res.bias, *(r.depth for r in rows)})
     if not rows:
+        untested = untested_lines(res, cfg, set())
+        if untested and cfg.references:
+            return [f"verdict at α = {cfg.alpha:g}: no depth has runs to test"] + untested
         return ["verdict: no hypothesis test was run (no references or no test families in this experiment)"]
     stratum = "each endpoint's numerical rank" if cfg.volume_rank == "numerical" else f"M_{cfg.volume_rank}"
     out = [f"verdict at α = {cfg.alpha:g} (permutation tests: n_perm = {cfg.n_perm}, floor p = "
@@ -385,6 +388,25 @@ def format_lines(rows: list[Verdict], cfg: Any, *, quick: bool = False, res: Any
         common = tuple(c for c in at[0].caveats if all(c in r.caveats for r in at))
         out.append(f"  {_tag(depth)}" + "".join(f"\n    caveat: {c}" for c in common))
         out += ["    " + r.line(skip=common).replace("\n", "\n    ") for r in at]
+    return out + untested_lines(res, cfg, {r.depth for r in rows})
+
+
+def untested_lines(res: Any, cfg: Any, answered: set) -> list[str]:
+    """One line per flow depth that has no verdict because too few of its runs were kept (instead of a depth
+    that silently goes missing from the verdict)."""
+    if res is None:
+        return []
+    from .runner import kept_summary
+
+    out = []
+    for depth in cfg.depths:
+        keep = getattr(res, "keep", {}).get(depth)
+        ep = getattr(res, "endpoints", {}).get(depth)
+        if depth in answered or keep is None or ep is None:
+            continue
+        keep = np.asarray(keep)
+        if keep.sum() < 2:
+            out.append(f"  {_tag(depth)}: no test — {int(keep.sum())} of {keep.size} runs kept ({kept_summary(ep, keep)})")
     return out
 
 

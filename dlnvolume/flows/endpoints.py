@@ -100,15 +100,17 @@ STEP_BUDGET = 4
 
 
 def _accuracy_check(task: CompletionTask, depth: float, kw: dict[str, Any], res: Any, chk: np.ndarray) -> np.ndarray:
-    """Relative endpoint change of the runs ``chk`` when integrated again at ``rtol / TIGHTEN`` with the same
-    stopping rule (``inf`` when the tighter run ends with another status, e.g. it does not converge
-    within 4× the step budget; NaN for runs not checked). Endpoints, not states at equal times, are
-    compared: a plateau's length may move with the tolerance while the point the flow ends at does not."""
+    """Relative endpoint change of the converged runs among ``chk`` when integrated again at ``rtol / TIGHTEN``
+    with the same stopping rule (``inf`` when the tighter run ends with another status, e.g. it does not
+    converge within 4× the step budget; NaN for runs not checked). Endpoints, not states at equal times, are
+    compared: a plateau's length may move with the tolerance while the point the flow ends at does not. A run
+    that did not converge has no endpoint to check (two states on the way, e.g. on a plateau at N = 20, differ
+    by construction): it is not checked, and cannot send the whole call back to ``rtol / TIGHTEN``."""
     out = np.full(chk.size, np.nan)
     rtol = float(kw.get("rtol", _E2E_DEFAULTS["rtol"]))
     max_steps = int(kw.get("max_steps", _E2E_DEFAULTS["max_steps"]))
     tight = {key: v for key, v in kw.items() if key not in ("rtol", "max_steps")}
-    idx = np.flatnonzero(chk)
+    idx = np.flatnonzero(chk & (np.asarray(res.status).astype(str) == "converged"))
     if idx.size == 0:
         return out
     ref = end_to_end(task, depth, res.X0[idx], rtol=rtol / TIGHTEN, max_steps=STEP_BUDGET * max_steps, **tight)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analysis import plan
@@ -132,3 +133,27 @@ def test_plan_says_when_calibration_runs_do_not_converge():
     assert "[flows.options] max_steps (now 5)" in note
     p = plan.make_plan(cfg, task, workers=1, budget=1.0)
     assert not any("stopped before converging" in w for w in p.warnings)
+
+
+def test_calibration_executor_runs_a_minimum_then_stops_at_its_budget_or_cap():
+    """Each submitted batch runs at once; past its budget the executor still runs ``min_runs`` batches (one slow
+    run says little when the cost per run is heavy-tailed), and it stops at CAL_CAP times the budget whatever.
+    (A clock that advances 1 s per batch: no wall-clock time.)"""
+    now = [0.0]
+
+    def run():
+        now[0] += 1.0
+        return {"status": np.array(["converged"])}
+
+    ex = plan._InlineExecutor(0.5, min_runs=3, clock=lambda: now[0])  # cap 4 s: not reached by three runs
+    for _ in range(3):
+        assert ex.submit(run).result()["status"][0] == "converged"
+    with pytest.raises(plan._Enough):
+        ex.submit(run)
+    assert len(ex.results) == 3 and ex.seconds == 3.0
+    now[0] = 0.0
+    ex = plan._InlineExecutor(1.0 / plan.CAL_CAP, min_runs=100, clock=lambda: now[0])  # the cap (1 s): one run
+    ex.submit(run)
+    with pytest.raises(plan._Enough):
+        ex.submit(run)
+    assert len(ex.results) == 1

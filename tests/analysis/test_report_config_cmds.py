@@ -118,3 +118,17 @@ def test_a_cold_numba_cache_is_announced(tmp_path, monkeypatch):
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "compiled.integrate-330.py311.nbi").write_bytes(b"")
     assert not cli._flows_cache_cold()
+
+
+def test_volume_histogram_of_a_depth_without_endpoints_draws_no_nan(recwarn):
+    """A depth with no kept endpoint (5×5 rank 2 at N = 20) used to draw a density of no values: numpy's 0/0
+    RuntimeWarning on the run's stderr. Now the panel says so and nothing warns."""
+    import numpy as np
+
+    from analysis import plots
+
+    ref = np.random.default_rng(0).normal(size=200)
+    fig = plots.volume_histograms([{"depth": 20, "endpoints": np.array([]), "references": {"ss": ref}}])
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["no endpoint kept at this depth"]

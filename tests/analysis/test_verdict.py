@@ -261,3 +261,22 @@ def test_default_keeps_only_converged_runs():
     cfg = parse_config({"name": "k", "task": {"kind": "diagonal_2x2"},
                         "flows": {"depths": [3], "keep_status": ["converged", "max_steps"]}})
     assert _kept(cfg, ep).tolist() == [True, True, False, False]
+
+
+def test_a_depth_without_kept_runs_is_named_in_the_verdict():
+    """A depth whose runs were all left out (5×5 rank 2 at N = 20: 98 converged but unresolved in float64, 102 at
+    max_steps) gets a line saying why there is no test, instead of going missing from the printed verdict."""
+    import dataclasses
+
+    res = _res()
+    rows = verdicts(res)
+    cfg = dataclasses.replace(res.config, depths=(3, 20))
+    status = np.array(["converged"] * 10 + ["max_steps"] * 12)
+    res.keep[20] = np.zeros(22, dtype=bool)
+    res.endpoints[20] = SimpleNamespace(status=status, flagged=status == "converged")
+    lines = format_lines(rows, cfg, res=res)
+    assert lines[-1] == ("  N=20: no test — 0 of 22 runs kept (converged: 10, max_steps: 12; 10 converged runs flagged "
+                         "(unresolved in float64, or moved at a tighter rtol: the report's notes say which))")
+    assert sum("no test" in x for x in lines) == 1  # N=3 has its answers
+    only = format_lines([], dataclasses.replace(cfg, depths=(20,)), res=res)
+    assert only[0].startswith("verdict at α = 0.05: no depth has runs to test") and only[1].startswith("  N=20: no test")

@@ -168,6 +168,19 @@ def test_accuracy_check_tightens_a_loose_tolerance():
     assert off.accuracy == {} and np.all(np.isnan(off.check_err))
 
 
+def test_accuracy_check_leaves_out_runs_that_did_not_converge():
+    """A run stopped by max_steps has no endpoint: the check does not compare it (two states on the way differ by
+    construction) and it cannot send the call back to rtol/100; converged runs of the same call are checked."""
+    task = tasks.random_low_rank(6, 6, 2, 12, rng=1)
+    capped = flows.endpoints(task, math.inf, 16, 1e-3, rng=3, workers=1, progress=False, max_steps=30)
+    assert set(capped.status) == {"max_steps"}
+    assert np.all(np.isnan(capped.check_err)) and len(capped.accuracy["rounds"]) == 1
+    assert capped.accuracy["rounds"][0]["n_checked"] == 0 and not capped.flagged.any()
+    full = flows.endpoints(task, math.inf, 16, 1e-3, rng=3, workers=1, progress=False)
+    conv = np.asarray(full.status) == "converged"
+    assert np.sum(~np.isnan(full.check_err)) == np.sum(conv & (full.seeds % 8 == 0)) >= 1
+
+
 def test_accuracy_check_does_not_depend_on_batches():
     task = tasks.random_low_rank(3, 3, 1, 5, rng=2)
     a = flows.endpoints(task, 3, 20, 1e-2, rng=4, workers=1, batch_size=20, progress=False)
