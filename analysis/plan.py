@@ -52,7 +52,8 @@ CAL_CAP = 8.0
 REF_BUDGET_S = 6.0
 #: the accuracy check re-integrates 1 run in 8 at rtol/100, at ~2.5× the cost: ×(1 + 2.5/8)
 CHECK_FACTOR = 1.0 + 2.5 / 8
-#: a call the check sends back to rtol/100 costs this much more (the redone runs plus a second check)
+#: a call the check sends back to rtol/100 costs this much more (the redone runs plus a second check), when its
+#: runs converge (:func:`redo_factor` for runs that stop at max_steps)
 REDO_FACTOR = 3.5
 #: tests + implicit-bias analysis + outputs: seconds per flow depth and per (reference, depth), plus a constant
 #: (measured on the built-ins: 4–9 s for cmv-2x2, 2–4 s per reference-depth pair for the MCMC ones)
@@ -152,6 +153,7 @@ class _InlineExecutor:
         self.clock = clock
         self.t0 = clock()
         self.results: list[dict[str, Any]] = []
+        self.durations: list[float] = []
         self.seconds = 0.0
 
     def submit(self, fn: Any, *args: Any) -> Any:
@@ -159,17 +161,20 @@ class _InlineExecutor:
         if n and ((n >= self.min_runs and self.seconds >= self.budget) or self.seconds >= CAL_CAP * self.budget):
             raise _Enough
         fut = self._cf.Future()
+        start = self.clock()
         res = fn(*args)
         self.results.append(res)
+        self.durations.append(self.clock() - start)
         self.seconds = self.clock() - self.t0
         fut.set_result(res)
         return fut
 
 
 def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, depth: float, budget: float
-                     ) -> tuple[dict[float, float], int, dict[str, int]]:
+                     ) -> tuple[dict[float, float], int, dict[str, int], float]:
     """Mean seconds per run at the smallest and the largest scale (the runs the real run starts with), the
-    number of calibration runs and their statuses (counts)."""
+    number of calibration runs, their statuses (counts) and the share of their time spent in runs that did not
+    converge."""
     from dlnvolume import flows
 
     from .runner import STAGE_FLOWS, _flow_options, _seed
@@ -181,6 +186,7 @@ def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, dep
     per: dict[float, float] = {}
     total = 0
     statuses: dict[str, int] = {}
+    t_all = t_stuck = 0.0
     for s in scales:
         # the first runs of the real call, one batch each, run inline and stopped once the budget is spent (a call
         # with more runs starts with the same runs, so nothing is integrated twice)
@@ -194,17 +200,37 @@ def _calibrate_flows(cfg: ExperimentConfig, task: dv.CompletionTask, j: int, dep
                             check_accuracy=False, **opts)
         except _Enough:
             pass
-        for res in ex.results:
-            for st in np.asarray(res.get("status", [])).astype(str):
+        for res, dt in zip(ex.results, ex.durations):
+            sts = np.asarray(res.get("status", [])).astype(str)
+            for st in sts:
                 statuses[st] = statuses.get(st, 0) + 1
+            t_all += dt
+            t_stuck += dt if np.any(sts != "converged") else 0.0
         per[s] = ex.seconds / max(len(ex.results), 1)
         total += len(ex.results)
-    return per, total, statuses
+    return per, total, statuses, (t_stuck / t_all if t_all > 0 else 0.0)
 
 
-def _unfinished_note(cfg: ExperimentConfig, depth: float, statuses: dict[str, int]) -> str | None:
+def redo_factor(stuck_share: float) -> float:
+    """How much longer a depth takes when the accuracy check sends it back to ``rtol/100``: the base run, plus
+    its converged runs again at ~2.5× their cost and its runs that stop at ``max_steps`` again with
+    ``STEP_BUDGET`` times the steps; ``stuck_share`` is the share of the calibration time in the latter.
+    (5×5 rank 2 at N = 20, share ≈ 0.9: 4.9×; measured 4.7×: 150 s, then 560 s for the redo.)
+
+    >>> redo_factor(0.0) == REDO_FACTOR
+    True
+    """
+    from dlnvolume.flows.endpoints import STEP_BUDGET
+
+    return 1.0 + (REDO_FACTOR - 1.0) * (1.0 - stuck_share) + STEP_BUDGET * stuck_share
+
+
+def _unfinished_note(cfg: ExperimentConfig, depth: float, statuses: dict[str, int], stuck_share: float = 0.0
+                     ) -> str | None:
     """The plan's note on a depth whose calibration runs did not all converge: the share of runs the tests will
-    likely leave out (``flows.keep_status``) and what to raise."""
+    likely leave out (``flows.keep_status``), what to raise, and what a redo at ``rtol/100`` would cost."""
+    from dlnvolume.flows.endpoints import STEP_BUDGET
+
     n = sum(statuses.values())
     bad = {k: v for k, v in statuses.items() if k not in cfg.keep_status}
     if not n or not bad:
@@ -215,7 +241,9 @@ def _unfinished_note(cfg: ExperimentConfig, depth: float, statuses: dict[str, in
              else "[flows.options] max_steps")
     return (f"flows N={depth}: {sum(bad.values())} of {n} calibration runs stopped before converging ({counts}); "
             f"expect about that share of this depth's runs left out of the tests (keep_status) and its estimate to "
-            f"be uncertain; {limit} gives them more steps, at the cost of time")
+            f"be uncertain; {limit} gives them more steps, at the cost of time; if the accuracy check redoes this "
+            f"depth at rtol/100 (its runs at max_steps then get {STEP_BUDGET}× the steps), up to "
+            f"{redo_factor(stuck_share):.1f}× its estimate")
 
 
 def _calibrate_reference(cfg: ExperimentConfig, task: dv.CompletionTask, i: int, ref: Any, depth: float,
@@ -279,8 +307,8 @@ def make_plan(cfg: ExperimentConfig, task: dv.CompletionTask, workers: int | Non
         if not calibrate:
             stages.append(StagePlan(f"flows N={depth}", size, math.nan, mb, "not calibrated"))
             continue
-        per, k, statuses = _calibrate_flows(cfg, task, j, depth, budget)
-        note = _unfinished_note(cfg, depth, statuses)
+        per, k, statuses, stuck = _calibrate_flows(cfg, task, j, depth, budget)
+        note = _unfinished_note(cfg, depth, statuses, stuck)
         if note:
             unfinished.append(note)
         pers.append(per)

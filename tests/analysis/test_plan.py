@@ -97,7 +97,7 @@ def test_a_run_estimated_over_an_hour_says_so_and_what_fits(capsys, monkeypatch)
     from analysis.runner import prepare
 
     def slow(cfg, task, j, depth, budget):
-        return {s: 40.0 for s in cfg.scales}, 2, {"converged": 2}
+        return {s: 40.0 for s in cfg.scales}, 2, {"converged": 2}, 0.0
 
     monkeypatch.setattr(plan, "_calibrate_flows", slow)
     monkeypatch.setattr(plan, "_calibrate_reference", lambda *a: (600.0, "monkeypatched"))
@@ -131,6 +131,8 @@ def test_plan_says_when_calibration_runs_do_not_converge():
     assert n >= 1 and note.startswith(f"flows N=2: {n} of {n} calibration runs stopped before converging "
                                       f"(max_steps: {n})")
     assert "[flows.options] max_steps (now 5)" in note
+    # every calibration second went to runs that stopped: a redo gives them 4× the steps
+    assert note.endswith("up to 5.0× its estimate") and plan.redo_factor(1.0) == 5.0
     p = plan.make_plan(cfg, task, workers=1, budget=1.0)
     assert not any("stopped before converging" in w for w in p.warnings)
 
