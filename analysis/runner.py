@@ -576,7 +576,7 @@ def _flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict:
 
 def kept_summary(ep: Any, keep: np.ndarray) -> str:
     """Why runs were left out: statuses with counts, and the runs flagged (unresolved in float64, or moved at a
-    tighter rtol) among those with a kept status, e.g. ``"converged: 98, max_steps: 102; 98 flagged"``."""
+    tighter rtol) among the converged ones, e.g. ``"converged: 98, max_steps: 102; 98 converged runs flagged (...)"``."""
     status = np.asarray(ep.status).astype(str)
     text = ", ".join(f"{k}: {int(v)}" for k, v in zip(*np.unique(status, return_counts=True)))
     flagged = getattr(ep, "flagged", None)
