@@ -277,6 +277,11 @@ def test_a_depth_without_kept_runs_is_named_in_the_verdict():
     lines = format_lines(rows, cfg, res=res)
     assert lines[-1] == ("  N=20: no test — 0 of 22 runs kept (converged: 10, max_steps: 12; 10 converged runs flagged "
                          "(unresolved in float64, or moved at a tighter rtol: the report's notes say which))")
+    # most converged runs unresolved: the advice names the init law (measured: 32 of 32 resolved with it)
+    res.endpoints[20].unresolved = status == "converged"
+    assert format_lines(rows, cfg, res=res)[-1].endswith(
+        'most converged runs are unresolved: [flows.options] init_law = "gaussian_matrix" starts every depth at '
+        "σ_min/σ_1 far above 1e-10)")
     assert sum("no test" in x for x in lines) == 1  # N=3 has its answers
     only = format_lines([], dataclasses.replace(cfg, depths=(20,)), res=res)
     assert only[0].startswith("verdict at α = 0.05: no depth has runs to test") and only[1].startswith("  N=20: no test")
