@@ -236,9 +236,9 @@ def _unfinished_note(cfg: ExperimentConfig, depth: float, statuses: dict[str, in
     if not n or not bad:
         return None
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
-    opts = dict(cfg.flow_options)
-    limit = (f"[flows.options] max_steps (now {opts['max_steps']})" if "max_steps" in opts
-             else "[flows.options] max_steps")
+    from .runner import max_steps_hint
+
+    limit = max_steps_hint(cfg)
     return (f"flows N={depth}: {sum(bad.values())} of {n} calibration runs stopped before converging ({counts}); "
             f"expect about that share of this depth's runs left out of the tests (keep_status) and its estimate to "
             f"be uncertain; {limit} gives them more steps, at the cost of time; if the accuracy check redoes this "

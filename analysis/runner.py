@@ -574,6 +574,15 @@ def _flow_options(cfg: ExperimentConfig, task: dv.CompletionTask) -> dict:
     return opts
 
 
+def max_steps_hint(cfg: ExperimentConfig) -> str:
+    """``"[flows.options] max_steps (now 50000)"``: the key that gives unfinished runs more steps, with the value
+    the flows use (the config's, else the flow's default)."""
+    from dlnvolume.flows.endpoints import _E2E_DEFAULTS
+
+    n = dict(cfg.flow_options).get("max_steps", _E2E_DEFAULTS["max_steps"])
+    return f"[flows.options] max_steps (now {n})"
+
+
 def kept_summary(ep: Any, keep: np.ndarray) -> str:
     """Why runs were left out: statuses with counts, and the runs flagged (unresolved in float64, or moved at a
     tighter rtol) among the converged ones, e.g. ``"converged: 98, max_steps: 102; 98 converged runs flagged (...)"``."""

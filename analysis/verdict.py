@@ -261,10 +261,10 @@ def _endpoint_caveats(res: Any, depth: float) -> list[str]:
                 + (f"{dropped} excluded" if dropped == int(bad.sum()) else
                    f"{int(bad.sum()) - dropped} of them kept in the test"))
         if dropped > CONDITIONAL_SHARE * status.size:  # the answer is about the runs that converged, a selection
-            opts = dict(getattr(cfg, "flow_options", {}) or {})
+            from .runner import max_steps_hint
+
             text += (f"; the test sees only the {status.size - dropped} that did, a selection (the excluded ones may "
-                     "end elsewhere): give them more steps ([flows.options] max_steps"
-                     + (f", now {opts['max_steps']}" if "max_steps" in opts else "") + ")")
+                     f"end elsewhere): give them more steps, {max_steps_hint(cfg)}")
         out.append(text)
     return out
 

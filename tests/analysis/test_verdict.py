@@ -244,7 +244,7 @@ def test_many_excluded_runs_make_the_test_conditional():
     cav = verdicts(_res(statuses=["converged"] * 26 + ["max_steps"] * 4))[0].caveats
     line = next(c for c in cav if "did not converge" in c)
     assert line.startswith("N=3: 4 of 30 runs did not converge (max_steps: 4); 4 excluded; the test sees only the 26")
-    assert "a selection" in line and "[flows.options] max_steps" in line
+    assert "a selection" in line and line.endswith("give them more steps, [flows.options] max_steps (now 50000)")
     cav = verdicts(_res(statuses=["converged"] * 27 + ["max_steps"] * 3))[0].caveats
     assert "N=3: 3 of 30 runs did not converge (max_steps: 3); 3 excluded" in cav
 
