@@ -33,9 +33,9 @@ STIFF_MAX = 1600
 def resolve_integrator(integrator: Any, depth: float = 2, n_observed: int = 0,
                        shape: tuple[int, int] | None = None) -> str:
     """``"auto"`` (and ``"switching"``) → ``"dopri-bdf-frozen"``: the compiled per-run switching between
-    Dormand–Prince, BDF and ROS34PW2 (:mod:`dlnvolume.flows.compiled`) whose stiff methods use the
-    frozen-metric Jacobian ``J = −Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (docs/flows.md
-    §3.2). ``"dopri-bdf"`` is the same switching with dense finite-difference Jacobians (``m·n`` field
+    Dormand–Prince and BDF (:mod:`dlnvolume.flows.compiled`) whose Newton matrix uses the frozen-metric
+    Jacobian ``J = −Ā_X∘P_Ω``, solved through its ``|Ω|×|Ω|`` reduction (docs/flows.md §3.1–3.2).
+    ``"dopri-bdf"`` is the same switching with dense finite-difference Jacobians (``m·n`` field
     calls and an ``(m·n)²`` LU each; up to :data:`STIFF_MAX`), ``"dopri-ros"`` Dormand–Prince and the
     frozen-metric ROS34PW2 without BDF: both lost to "dopri-bdf-frozen" on every measured task (8×8 rank 2,
     |Ω| = 24, N = 5, 16 runs: 1.1 s against 3.7 s and 8.8 s; 6×6 at N = ∞, 200 runs: 6.8 s against 10.2 s
@@ -84,9 +84,9 @@ def end_to_end(
     ``X = U Σ Vᵀ`` (full SVD) the operator acts as ``A_X(G) = U (λ ⊙ UᵀGV) Vᵀ`` where
     ``λ_ij`` are the multipliers of :func:`dlnvolume.spectral.log_multipliers`. Each run is integrated
     on its own by the compiled integrator of :mod:`dlnvolume.flows.compiled` (numba): per run
-    Dormand–Prince 5(4) where it is stable, a variable-order BDF where the flow is stiff and the state
-    well-conditioned, the Rosenbrock-W method ROS34PW2 where it is stiff and ill-conditioned, all with
-    the same error control and invariant guard (``integrator`` below; docs/flows.md). A run's numbers do
+    Dormand–Prince 5(4) where it is stable, a variable-order BDF with the frozen-metric Jacobian where the
+    flow is stiff (other stiff variants below), all with the same error control and invariant guard
+    (``integrator`` below; docs/flows.md). A run's numbers do
     not depend on which runs share its batch.
 
     Parameters
@@ -132,12 +132,12 @@ def end_to_end(
         limits, MATH.md §5.2–5.3). ``False``: Frobenius error control only.
     integrator : {"auto", "dopri-bdf-frozen", "dopri-bdf", "switching", "dopri-ros", "svd-2x2", "dopri5", "bdf", "rosenbrock"}, default "auto"
         "auto" (and "switching", its former name) is "dopri-bdf-frozen": per run Dormand–Prince,
-        switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``) while
-        ``σ_min >= 1e-10·σ_1`` and to ROS34PW2 below, and back to Dormand–Prince when the stiff step
-        would be stable explicitly (``h·ρ <= 1.5``), the stiff methods with the frozen-metric Jacobian
-        ``−Ā_X∘P_Ω``; on 2×2 tasks at ``N >= 2``, "svd-2x2" (Dormand–Prince in singular-value
-        coordinates). "dopri-bdf" (dense finite-difference Jacobians) and "dopri-ros" (no BDF) are the
-        switchings it replaced; "dopri5", "bdf", "rosenbrock" use one method throughout (see
+        switching to BDF at a sustained stability limit (``h·ρ >= 3.2``, ``ρ = λ_11``) and back to
+        Dormand–Prince when the stiff step would be stable explicitly (``h·ρ <= 1.5``), BDF's Newton
+        matrix from the frozen-metric Jacobian ``−Ā_X∘P_Ω``; on 2×2 tasks at ``N >= 2``, "svd-2x2"
+        (Dormand–Prince in singular-value coordinates). "dopri-bdf" (dense finite-difference Jacobians, and
+        ROS34PW2 below ``σ_min = 1e-10·σ_1``) and "dopri-ros" (ROS34PW2 instead of BDF) are the switchings it
+        replaced; "dopri5", "bdf", "rosenbrock" use one method throughout (see
         :func:`resolve_integrator`).
         :attr:`FlowResult.integrator` says which one ran.
 

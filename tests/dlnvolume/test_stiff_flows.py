@@ -263,3 +263,36 @@ def test_frozen_metric_rosenbrock_against_dopri5(integrator, N, T):
     assert np.all(err <= 1e-5), err
     other = flows.end_to_end(task, 2 if N == 3 else 10, X0, rtol=1e-7, **kw)
     assert np.all(np.abs(other.X - ref.X).max(axis=(1, 2)) / scale > 1e-2)
+
+
+# --------------------------------------------------------------------------- rank-deficient plateau at N = 20
+#: a state of a flow of ``tasks.random_low_rank(5, 5, 2, 12, rng=1)`` at N = 20 from the default Gaussian-factor
+#: initialization, at t ≈ 1711: rank one to working accuracy (σ = 82.8, 9.6e-5, 2.4e-7, 2.3e-8, 4.8e-9) while σ_1
+#: runs off to infinity along the rank-1 plateau (docs/flows.md §4.2)
+PLATEAU = [[1.0764020220038777, 81.88498307543142, 0.7627892012691723, 9.091688118019944, -1.1006791209437046],
+           [0.10551570345739832, 8.02785777543737, 0.07478597934689303, 0.8913651403515397, -0.10795699051523887],
+           [-0.02280188576287117, -1.7337057700200347, -0.016146801410123174, -0.19246354211301062,
+            0.023259194764088862],
+           [0.008637726692277014, 0.6564830778271803, 0.006113059135806624, 0.07286890783849115,
+            -0.008793453632792212],
+           [-0.013955122929567578, -1.061049391998167, -0.009881928743176302, -0.11778968015729545,
+            0.01423418007493157]]
+#: σ_1..σ_3 at t = 100 from PLATEAU: scipy's Radau at rtol 1e-9, atol 1e-16 (457,655 steps, 400 s) with the
+#: compiled field of ``flows.scipy_ivp`` (itself tested against the dense reference of test_dense_reference.py)
+PLATEAU_RADAU_T100 = [3.00755022e+02, 9.58595516e-05, 2.35206911e-07]
+
+
+@pytest.mark.parametrize("integrator,good", [("auto", True), ("dopri-ros", False)])
+def test_rank_deficient_plateau_against_radau(integrator, good):
+    """Below ``σ_min = 1e-10·σ_1`` the default ran ROS34PW2 with the frozen-metric ``J``; BDF with the same ``J``
+    (its Newton iteration converges there) takes 1800 steps instead of 20,965 from PLATEAU to t = 100 and keeps
+    the small singular values: σ_1, σ_2 within 1e-5 of Radau and σ_3 within 1e-3 (measured 0, 0, 8.6e-5).
+    Negative control: ROS34PW2 ("dopri-ros") fails the same bounds (measured 1.8e-5, 5.6e-5, 5.9e-3)."""
+    task = tasks.random_low_rank(5, 5, 2, 12, rng=1)
+    res = flows.end_to_end(task, 20, np.array([PLATEAU]), rtol=1e-6, t_max=100.0, loss_tol=0.0,
+                           integrator=integrator, max_steps=10**5)
+    assert res.status[0] == "max_time"
+    rel = np.abs(np.linalg.svd(res.X[0], compute_uv=False)[:3] / PLATEAU_RADAU_T100 - 1.0)
+    assert bool(np.all(rel <= [1e-5, 1e-5, 1e-3])) == good, rel
+    if good:
+        assert res.n_steps[0] <= 4000, res.n_steps
