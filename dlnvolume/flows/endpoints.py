@@ -105,12 +105,18 @@ def _accuracy_check(task: CompletionTask, depth: float, kw: dict[str, Any], res:
     converge within 4× the step budget; NaN for runs not checked). Endpoints, not states at equal times, are
     compared: a plateau's length may move with the tolerance while the point the flow ends at does not. A run
     that did not converge has no endpoint to check (two states on the way, e.g. on a plateau at N = 20, differ
-    by construction): it is not checked, and cannot send the whole call back to ``rtol / TIGHTEN``."""
+    by construction): it is not checked, and cannot send the whole call back to ``rtol / TIGHTEN``. Nor is a run
+    flagged ``unresolved`` (docs/flows.md §3.4): it is dropped whatever the check says, and two integrations of
+    a state float64 cannot hold differ at every tolerance (5×5 rank 2 at N = 20: 16 of 16 runs unresolved, the
+    check sent all of them to rtol 1e-8 with 4× the steps, 10 minutes, and they still moved)."""
     out = np.full(chk.size, np.nan)
     rtol = float(kw.get("rtol", _E2E_DEFAULTS["rtol"]))
     max_steps = int(kw.get("max_steps", _E2E_DEFAULTS["max_steps"]))
     tight = {key: v for key, v in kw.items() if key not in ("rtol", "max_steps")}
-    idx = np.flatnonzero(chk & (np.asarray(res.status).astype(str) == "converged"))
+    ok = chk & (np.asarray(res.status).astype(str) == "converged")
+    if getattr(res, "unresolved", None) is not None:
+        ok &= ~np.asarray(res.unresolved, dtype=bool)
+    idx = np.flatnonzero(ok)
     if idx.size == 0:
         return out
     ref = end_to_end(task, depth, res.X0[idx], rtol=rtol / TIGHTEN, max_steps=STEP_BUDGET * max_steps, **tight)

@@ -181,6 +181,20 @@ def test_accuracy_check_leaves_out_runs_that_did_not_converge():
     assert np.sum(~np.isnan(full.check_err)) == np.sum(conv & (full.seeds % 8 == 0)) >= 1
 
 
+def test_accuracy_check_leaves_out_unresolved_runs():
+    """A run flagged ``unresolved`` is dropped whatever the check says, and two integrations of a state float64
+    cannot hold differ at every tolerance, so it is not checked and cannot send the call back to rtol/100
+    (docs/flows.md §3.4, §4.1). The 2×2 diagonal task at N = 20 in matrix coordinates: 33 of 40 runs unresolved,
+    4 of the 5 checked seeds among them (all 5 were compared before). Control: the resolved one is checked."""
+    task = tasks.diagonal_2x2()
+    ep = flows.endpoints(task, 20, 40, 1e-3, rng=1, workers=1, progress=False, integrator="dopri-bdf-frozen")
+    chk = (ep.seeds % 8 == 0) & (np.asarray(ep.status) == "converged")
+    assert (chk & ep.unresolved).sum() >= 1 and (chk & ~ep.unresolved).sum() >= 1
+    assert np.all(np.isnan(ep.check_err[ep.unresolved]))
+    assert np.all(np.isfinite(ep.check_err[chk & ~ep.unresolved]))
+    assert ep.accuracy["rounds"][0]["n_checked"] == int((chk & ~ep.unresolved).sum())
+
+
 def test_accuracy_check_does_not_depend_on_batches():
     task = tasks.random_low_rank(3, 3, 1, 5, rng=2)
     a = flows.endpoints(task, 3, 20, 1e-2, rng=4, workers=1, batch_size=20, progress=False)
