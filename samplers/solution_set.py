@@ -149,9 +149,9 @@ def _lsq(J: np.ndarray, q: np.ndarray) -> np.ndarray:
 @njit(cache=True, error_model="numpy")
 def log_abs_det_blocks(B: np.ndarray) -> np.ndarray:
     """``out[t, p] = log |det B[p, :, t, :]|`` for ``B`` of shape (P, d, T, d) (the layout of one matrix product
-    ``T_Cᵀ T_Y`` over all pairs), by Gaussian elimination with partial pivoting (``-inf`` for a singular block);
-    for the small ``d`` of a solution set's dimension ~20× faster than ``np.linalg.det`` on the stack of
-    blocks, whose LAPACK call per matrix dominates.
+    ``T_Cᵀ T_Y`` over all pairs), by Gaussian elimination with partial pivoting (``-inf`` for a singular block),
+    read in place: on one 5×5 rank-2 replicate (36 million 4×4 blocks) 2.9 s against 7.6 s for ``np.linalg.det``
+    on the stack, whose LAPACK call per matrix dominates, plus the copy of the transposed stack it needs.
 
     >>> B = np.random.default_rng(0).normal(size=(3, 4, 2, 4))
     >>> ref = np.log(np.abs(np.linalg.det(B.transpose(2, 0, 1, 3))))

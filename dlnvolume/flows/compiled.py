@@ -22,7 +22,7 @@
   ``J``: in "dopri-bdf" where the flow is stiff and ill-conditioned (a finite-difference Jacobian cannot
   linearize the field there: it is not Lipschitz in a small singular value at finite depth), and in the
   "rosenbrock" and "dopri-ros" variants; its Jacobian is reused for ROS_JAC_AGE steps. The frozen-metric
-  Jacobian has no such trouble (its Newton iteration converges below COND), and there BDF needs ~20× fewer
+  Jacobian has no such trouble (its Newton iteration converges below COND), and there BDF needs 12–20× fewer
   steps than ROS34PW2 (docs/flows.md §3.1).
 
 A run turns stiff at its STRIKES-th accepted explicit step with ``h·ρ >= STIFF`` (``ρ = λ_11``,
