@@ -4,9 +4,16 @@ exact quadrature (tests/samplers/exact_solution_sets.py, ``UnitPoleArcs3x3Rank2`
 The case once sampled with a silent bias (left-arc mass 0.365 against 0.387 at N = 20, R-hat 1.002): the kernels
 missed the thin tails of the arcs along the asymptotes. At N ≥ 1e3 the SMC stage once failed outright ("no SMC
 particle projected"). Order of the checks: R-hat, the replicates' own importance checks and an ESS floor on the
-signed statistic ``a`` first; then the left-arc mass (``a < 1``), signed, per replicate, from the output draws and
-from the importance weights, each within 4 standard errors (across independent replicates) of quadrature; then
-a KS test on an ESS-thinned sample; a negative control each (the mass and law of another depth are rejected).
+signed statistic ``a`` first; then the left-arc mass (``a < 1``), signed, from the output draws (pooled, standard
+error from the ESS of the indicator ``a < 1``) and from the importance weights (per replicate, standard error
+across the independent replicates), each within 4 standard errors of quadrature; then a KS test on an ESS-thinned
+sample; a negative control each (the mass and law of another depth are rejected).
+
+Why the draws are not judged by the spread of their six replicates: the final walk (step ≈ 8 here, adapted to
+half acceptance) crosses between the arcs (≈ 44 % of the draws end on the other arc after 20 sweeps), so a
+replicate's draw fraction has a standard deviation of 0.017 at N = 5 (measured over 36 replicates; the ESS gives
+0.016), and six replicates estimate it with 5 degrees of freedom: twice they gave 0.007–0.009 and |z| = 4.0
+and 4.9 although the 36-replicate mean was 0.4716 ± 0.0029 against 0.4682 exact. The ESS uses all 6000 draws.
 """
 
 from __future__ import annotations
@@ -49,6 +56,13 @@ def _within(values: np.ndarray, exact: float) -> tuple[bool, float]:
     return abs(z) <= 4, z
 
 
+def _within_draws(indicator: np.ndarray, exact: float) -> tuple[bool, float]:
+    """Pooled mean of a (chains, draws) indicator within 4 Monte Carlo standard errors (``√(p(1-p)/ESS)``)."""
+    p = float(np.mean(indicator))
+    z = (p - exact) / math.sqrt(max(p * (1 - p), 1e-12) / samplers.ess(indicator))
+    return abs(z) <= 4, z
+
+
 @pytest.mark.parametrize("depth,other", CASES)
 def test_arc_masses_match_quadrature(depth, other):
     ref = UnitPoleArcs3x3Rank2(depth, RADIUS)
@@ -58,12 +72,12 @@ def test_arc_masses_match_quadrature(depth, other):
     e = samplers.ess(a)
     assert ch.converged and ch.diagnostics["rhat"] <= 1.01 and e >= 400, (ch.diagnostics, e)
     exact, wrong = ref.arc_fractions[0], UnitPoleArcs3x3Rank2(other, RADIUS).arc_fractions[0]
-    left_draws = np.mean(a < 1.0, axis=1)
+    left_draws = (a < 1.0).astype(float)
     left_weights = 1.0 - np.asarray(ch.pieces["++"])  # the right arc is the sign group ++ (a > 1, b > 1)
-    for left in (left_draws, left_weights):
-        ok, z = _within(left, exact)
-        assert ok, (left, exact, z)
-        assert not _within(left, wrong)[0], (left, wrong)  # negative control: another depth's mass is rejected
+    for left, within in ((left_draws, _within_draws), (left_weights, _within)):
+        ok, z = within(left, exact)
+        assert ok, (np.mean(left, axis=-1), exact, z)
+        assert not within(left, wrong)[0], (np.mean(left, axis=-1), wrong)  # negative control: another depth's mass
     thin = thin_to_ess(a, ess_value=e)
     assert stats.kstest(thin, ref.cdf_table()).pvalue > 0.01
     assert stats.kstest(thin, UnitPoleArcs3x3Rank2(other, RADIUS).cdf_table()).pvalue < 0.01
