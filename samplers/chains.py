@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,10 @@ class Chains:
         Population methods: Kish ESS ``(Σw)²/Σw²`` of the final importance weights of each replicate.
     pieces : dict[str, (n_chains,) array]
         Population methods: weighted fraction of each piece (sign group of the unobserved entries) per
-        replicate; :meth:`piece_masses` gives mean and Monte Carlo standard error across replicates.
+        replicate; :meth:`piece_masses` gives mean and Monte Carlo standard error.
+    piece_variances : dict[str, (n_chains,) array]
+        Importance-sampling replicates: the delta-method variance of each weighted fraction within its
+        replicate (:func:`samplers.solution_set.share_variances`; NaN where unknown).
     dimension : int or None
         Actual dimension of the sampled manifold (solution sets).
     pareto_k, uncovered, consistency_z, missed, n_weights : (n_chains,) arrays
@@ -83,6 +87,7 @@ class Chains:
     log_evidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weight_ess: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pieces: dict[str, np.ndarray] = field(default_factory=dict)
+    piece_variances: dict[str, np.ndarray] = field(default_factory=dict)
     dimension: int | None = None
     pareto_k: np.ndarray = field(default_factory=lambda: np.zeros(0))
     uncovered: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -98,11 +103,33 @@ class Chains:
         return bool(self.diagnostics.get("converged", False))
 
     def piece_masses(self) -> dict[str, tuple[float, float]]:
-        """``{piece: (mean fraction, Monte Carlo standard error)}`` across independent replicates (chains)."""
+        """``{piece: (mean fraction, Monte Carlo standard error)}`` over the independent replicates (chains).
+
+        The standard error is the larger of two estimates of the same quantity: the spread of the ``R``
+        replicates (``sd/√R``, with ``R − 1`` degrees of freedom only) and, where :attr:`piece_variances` has it,
+        the replicates' own delta-method variances (``√(mean v)/√R``). On the 3×3 two-arc set at N = 3 six
+        replicates once spread by 0.0062 where 48 replicates spread by 0.018 (the left-arc share, 4.9 "standard
+        errors" from quadrature with the spread alone, 1.7 with the true one).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ch = Chains(draws=np.zeros((2, 1, 1, 1)), log_density=np.zeros((2, 1)), accept_prob=np.ones((2, 1)),
+        ...             step_size=np.ones(2), failures={}, target={}, method="smc", seeds=np.arange(2), warmup=0,
+        ...             thin=1, pieces={"+": np.array([0.50, 0.51])},
+        ...             piece_variances={"+": np.array([0.01**2, 0.01**2])})
+        >>> mean, se = ch.piece_masses()["+"]
+        >>> round(mean, 3), round(se, 4)  # the spread says 0.005, the replicates' variances 0.0071
+        (0.505, 0.0071)
+        """
         out = {}
         for k, v in self.pieces.items():
             v = np.asarray(v, dtype=np.float64)
             se = float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+            var = np.asarray(self.piece_variances.get(k, np.full(v.size, np.nan)), dtype=np.float64)
+            if var.size == v.size and np.all(np.isfinite(var)):
+                inner = float(np.sqrt(np.mean(var) / v.size))
+                se = inner if not math.isfinite(se) else max(se, inner)
             out[k] = (float(np.mean(v)), se)
         return out
 

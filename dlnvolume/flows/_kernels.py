@@ -24,6 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._lu import lu_inplace
 from ._svd import svd_full, svd_full_warm
 from ._svd import svdvals as _svdvals
 
@@ -208,28 +209,5 @@ def svdvals(Y: np.ndarray) -> np.ndarray:
 @njit(cache=True, error_model="numpy")
 def sign_det(Y: np.ndarray) -> float:
     """``sign det Y`` by Gaussian elimination with partial pivoting (square ``Y``); 0 for a singular ``Y``."""
-    n = Y.shape[0]
-    A = Y.copy()
-    sign = 1.0
-    for k in range(n):
-        p = k
-        mx = abs(A[k, k])
-        for i in range(k + 1, n):
-            if abs(A[i, k]) > mx:
-                mx = abs(A[i, k])
-                p = i
-        if mx == 0.0:
-            return 0.0
-        if p != k:
-            sign = -sign
-            for j in range(k, n):
-                tmp = A[k, j]
-                A[k, j] = A[p, j]
-                A[p, j] = tmp
-        if A[k, k] < 0:
-            sign = -sign
-        for i in range(k + 1, n):
-            f = A[i, k] / A[k, k]
-            for j in range(k + 1, n):
-                A[i, j] -= f * A[k, j]
-    return sign
+    sign, _, ok = lu_inplace(Y.copy(), np.empty(Y.shape[0], dtype=np.int64))
+    return sign if ok else 0.0

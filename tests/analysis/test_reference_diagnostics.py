@@ -51,7 +51,8 @@ def test_summary_of_the_3x3_diagonal_set(run3):
     assert masses.sum() == pytest.approx(1.0, abs=1e-9)
     assert np.all(np.abs(masses - 0.25) < 5 * ses + 0.03)
     assert d["method"] == "smc" and d["chains"] == 4 and d["draws"] == 60
-    assert isinstance(d["converged"], bool) and d["rhat"] >= 1.0 and d["ess_bulk"] > 0 and d["ess_tail"] > 0
+    # split R-hat can fall a little below 1 (here 0.997 once, 60 draws per chain)
+    assert isinstance(d["converged"], bool) and 0.9 <= d["rhat"] < 1.5 and d["ess_bulk"] > 0 and d["ess_tail"] > 0
     assert len(d["weight_ess"]) == 4 and all(1 <= w <= 4 * 60 for w in d["weight_ess"])
     assert set(d["failures"]) >= {"projection", "outside"}
 

@@ -5,8 +5,9 @@ The case once sampled with a silent bias (left-arc mass 0.365 against 0.387 at N
 missed the thin tails of the arcs along the asymptotes. At N ≥ 1e3 the SMC stage once failed outright ("no SMC
 particle projected"). Order of the checks: R-hat, the replicates' own importance checks and an ESS floor on the
 signed statistic ``a`` first; then the left-arc mass (``a < 1``), signed, from the output draws (pooled, standard
-error from the ESS of the indicator ``a < 1``) and from the importance weights (per replicate, standard error
-across the independent replicates), each within 4 standard errors of quadrature; then a KS test on an ESS-thinned
+error from the ESS of the indicator ``a < 1``) and from the importance weights (:meth:`samplers.Chains.piece_masses`,
+whose standard error has the replicates' delta-method variances as a floor), each within 4 standard errors of
+quadrature; then a KS test on an ESS-thinned
 sample; a negative control each (the mass and law of another depth are rejected).
 
 Why the draws are not judged by the spread of their six replicates: the final walk (step ≈ 8 here, adapted to
@@ -27,6 +28,7 @@ from scipy import stats
 
 import samplers
 from exact_solution_sets import UnitPoleArcs3x3Rank2
+from shares import draws_share_z, mass_z
 from samplers.diagnostics import ConvergenceWarning, thin_to_ess
 
 SEED = 20261207
@@ -49,20 +51,6 @@ def _sample(depth: float, n_draws: int, n_chains: int):
         return s.sample(n_draws, n_chains=n_chains, rng=SEED, workers=2, progress=False)
 
 
-def _within(values: np.ndarray, exact: float) -> tuple[bool, float]:
-    """Mean of independent per-replicate estimates within 4 standard errors of ``exact``; the z-score."""
-    se = float(np.std(values, ddof=1) / math.sqrt(values.size))
-    z = (float(np.mean(values)) - exact) / se
-    return abs(z) <= 4, z
-
-
-def _within_draws(indicator: np.ndarray, exact: float) -> tuple[bool, float]:
-    """Pooled mean of a (chains, draws) indicator within 4 Monte Carlo standard errors (``√(p(1-p)/ESS)``)."""
-    p = float(np.mean(indicator))
-    z = (p - exact) / math.sqrt(max(p * (1 - p), 1e-12) / samplers.ess(indicator))
-    return abs(z) <= 4, z
-
-
 @pytest.mark.parametrize("depth,other", CASES)
 def test_arc_masses_match_quadrature(depth, other):
     ref = UnitPoleArcs3x3Rank2(depth, RADIUS)
@@ -73,11 +61,11 @@ def test_arc_masses_match_quadrature(depth, other):
     assert ch.converged and ch.diagnostics["rhat"] <= 1.01 and e >= 400, (ch.diagnostics, e)
     exact, wrong = ref.arc_fractions[0], UnitPoleArcs3x3Rank2(other, RADIUS).arc_fractions[0]
     left_draws = (a < 1.0).astype(float)
-    left_weights = 1.0 - np.asarray(ch.pieces["++"])  # the right arc is the sign group ++ (a > 1, b > 1)
-    for left, within in ((left_draws, _within_draws), (left_weights, _within)):
-        ok, z = within(left, exact)
-        assert ok, (np.mean(left, axis=-1), exact, z)
-        assert not within(left, wrong)[0], (np.mean(left, axis=-1), wrong)  # negative control: another depth's mass
+    right, se = ch.piece_masses()["++"]  # the right arc is the sign group ++ (a > 1, b > 1)
+    for z, z_wrong in ((draws_share_z(left_draws, exact), draws_share_z(left_draws, wrong)),
+                       (mass_z((1.0 - right, se), exact), mass_z((1.0 - right, se), wrong))):
+        assert abs(z) <= 4, (np.mean(left_draws, axis=1), 1.0 - right, se, exact, z)
+        assert abs(z_wrong) > 4, z_wrong  # negative control: another depth's mass is rejected
     thin = thin_to_ess(a, ess_value=e)
     assert stats.kstest(thin, ref.cdf_table()).pvalue > 0.01
     assert stats.kstest(thin, UnitPoleArcs3x3Rank2(other, RADIUS).cdf_table()).pvalue < 0.01

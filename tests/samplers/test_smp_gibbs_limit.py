@@ -62,6 +62,7 @@ def test_gibbs_target_approaches_gibbs_limit(depth):
 
 # ---------------------------------------------------------------------------------------------- every task: the
 # Gibbs limit as a measure of SolutionSetSampler (measure="gibbs_limit"; registry methods solution_smc and walk)
+from shares import draws_share_z, mass_z  # noqa: E402
 from exact_solution_sets import UnitPoleArcs3x3Rank2, gibbs_limit_factor  # noqa: E402
 from samplers.diagnostics import ConvergenceWarning, thin_to_ess  # noqa: E402
 
@@ -118,10 +119,12 @@ def test_gibbs_limit_arc_masses_match_quadrature(depth, wrong):
     e = samplers.ess(a)
     assert ch.converged and e >= 400, (ch.diagnostics, e)
     ref, other = UnitPoleArcs3x3Rank2(depth, ARCS_R, "gibbs_limit"), UnitPoleArcs3x3Rank2(depth, ARCS_R, wrong)
-    for left in (np.mean(a < 1.0, axis=1), 1.0 - np.asarray(ch.pieces["++"])):
-        se = float(np.std(left, ddof=1) / math.sqrt(left.size))
-        assert abs(float(np.mean(left)) - ref.arc_fractions[0]) <= 4 * se, (left, ref.arc_fractions[0], se)
-        assert abs(float(np.mean(left)) - other.arc_fractions[0]) > 4 * se
+    right, se = ch.piece_masses()["++"]
+    left = (a < 1.0).astype(float)
+    for z, z_other in ((draws_share_z(left, ref.arc_fractions[0]), draws_share_z(left, other.arc_fractions[0])),
+                       (mass_z((1 - right, se), ref.arc_fractions[0]), mass_z((1 - right, se), other.arc_fractions[0]))):
+        assert abs(z) <= 4, (z, np.mean(left, axis=1), 1 - right, se, ref.arc_fractions[0])
+        assert abs(z_other) > 4, z_other
     thin = thin_to_ess(a, ess_value=e)
     assert stats.kstest(thin, ref.cdf_table()).pvalue > 0.01
     assert stats.kstest(thin, other.cdf_table()).pvalue < 0.01

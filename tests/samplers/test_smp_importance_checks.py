@@ -47,8 +47,9 @@ def test_the_checks_pass_where_the_sampler_is_exact():
 
 def test_a_proposal_that_misses_mass_is_not_converged(monkeypatch):
     """Negative control: the kernel centres of the upper half of the set (in X_13) are dropped before the
-    importance sampling, so the proposal has no mass where half of f's mass is; R-hat and ESS see nothing
-    (both replicates make the same error), the replicates' checks must."""
+    importance sampling, so only the defensive kernels' tails reach half of f's mass; R-hat and ESS see nothing,
+    the replicates' checks must. The weights there are few and heavy: PSIS k̂ 1.17 and 1.65 (the draws' piece
+    shares agree with the weighted ones within the weights' own uncertainty, z 0.7 and 1.6)."""
     original = ss.SolutionSetSampler._mixture_is
 
     def missing(self, C, n, h, rng, cut=2.5):
@@ -59,8 +60,33 @@ def test_a_proposal_that_misses_mass_is_not_converged(monkeypatch):
     monkeypatch.setattr(ss.SolutionSetSampler, "_mixture_is", missing)
     ch, messages = _sample()
     assert not ch.converged
-    assert ch.diagnostics["consistency_z"] > CONSISTENCY_Z_MAX or ch.diagnostics["uncovered"] > COVERAGE_MAX
+    fired = ((ch.pareto_k > khat_max(int(np.min(ch.n_weights)))) | (ch.consistency_z > CONSISTENCY_Z_MAX)
+             | (ch.uncovered > COVERAGE_MAX))
+    assert np.all(fired), (ch.pareto_k, ch.consistency_z, ch.uncovered)
     assert any("not converged" in m and ("piece shares" in m or "no mass" in m or "k̂" in m) for m in messages), messages
+
+
+def test_weights_wrong_on_one_arc_fail_the_consistency_check(monkeypatch):
+    """Negative control of the consistency check alone: the proposal density is overstated 4× on the left arc
+    of the unit-pole two-arc set (N = 5), so the weights put ~0.18 there instead of 0.47, smoothly (k̂ 0.45–0.60
+    measured, coverage 0). The final walk is exact for f and crosses between the arcs (step ≈ 8), so the output
+    draws move back towards the true share (0.43–0.45 measured): their piece shares disagree with the weighted
+    ones, which must fail every replicate."""
+    from exact_solution_sets import UnitPoleArcs3x3Rank2
+
+    original = ss.SolutionSetSampler._proposal_log_q
+
+    def overstated(C, G, h, cut=2.5):
+        return original(C, G, h, cut) + np.where(G.X[:, 0, 1] < 1.0, np.log(4.0), 0.0)
+
+    monkeypatch.setattr(ss.SolutionSetSampler, "_proposal_log_q", staticmethod(overstated))
+    s = samplers.SolutionSetSampler(UnitPoleArcs3x3Rank2.task(), 5.0, 2, window=samplers.FrobeniusBall(RADIUS))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        ch = s.sample(500, n_chains=2, rng=3, workers=1, progress=False)
+    assert np.all(ch.consistency_z > CONSISTENCY_Z_MAX) and not ch.converged, ch.consistency_z
+    assert np.all(np.asarray(ch.pieces["++"]) > 0.7)  # the weights are wrong: the right arc's exact share is 0.53
+    assert any("piece shares" in str(w.message) for w in caught)
 
 
 def test_a_proposal_that_misses_a_whole_component_is_not_converged(monkeypatch):
