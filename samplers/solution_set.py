@@ -72,7 +72,8 @@ DEFENSIVE = (0.2, 3.0)
 #: shares of the proposal's three kernel families (:func:`centre_bandwidths`): one bandwidth h₀ everywhere, the
 #: local bandwidth max(h₀, d_3(j)), and the defensive family DEFENSIVE[1] times wider (share DEFENSIVE[0])
 KERNEL_SHARES = (0.4, 0.4, DEFENSIVE[0])
-#: a piece counts as found by the SMC stage with at least this many projected particles (the "missed" check)
+#: a piece counts as found by the SMC stage with at least this many projected particles, and as lost by the importance
+#: sampling with fewer weighted draws than this (the "missed" check)
 MISSED_MIN_PARTICLES = 10
 #: the deepest finite depth of the SMC stage's tempering path (docs/samplers.md §4.3): beyond it the path's Gibbs
 #: law piles up near the lower strata (ρ_N tends to the non-integrable ρ_∞ there) and its particles no longer
@@ -841,11 +842,16 @@ class SolutionSetSampler:
         # a piece the SMC stage found (a share of its f/g-weighted particles) that the importance sampling lost
         w0 = np.exp(logw0 - np.max(logw0))
         w0 = w0 / np.sum(w0)
+        # (lost: the proposal put fewer than MISSED_MIN_PARTICLES weighted draws there; where it put more, the
+        # weights are exact and the stage's share, from particles of π_β only roughly reweighted to f, is the
+        # rougher estimate of the two: docs/samplers.md §4.2 item 4)
         missed = 0.0
         for k in np.unique(pieces0[np.isfinite(logw0)]):
             sel = (pieces0 == k) & np.isfinite(logw0)
             share0 = float(np.sum(w0[sel]))
-            if int(np.sum(sel)) >= MISSED_MIN_PARTICLES and fractions.get(str(k), 0.0) < 0.1 * share0:
+            seen = int(np.sum((pieces == k) & fin))
+            if (int(np.sum(sel)) >= MISSED_MIN_PARTICLES and seen < MISSED_MIN_PARTICLES
+                    and fractions.get(str(k), 0.0) < 0.1 * share0):
                 missed += share0
         variances = share_variances(pieces, w, fractions)
         consistency = _consistency_z(variances, fractions, sign_pieces(self.task, B.X), parents)
